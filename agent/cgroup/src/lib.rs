@@ -1,0 +1,1 @@
+//! Kubernetes pod and container identification from /proc/<pid>/cgroup.

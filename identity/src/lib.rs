@@ -1,0 +1,1 @@
+//! Domain types shared by the sworn server and agent.

@@ -1,0 +1,1 @@
+//! sworn server.
