@@ -1,0 +1,1 @@
+//! The kernel's view of a Workload API caller.

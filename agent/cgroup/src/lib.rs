@@ -1,1 +1,0 @@
-//! Kubernetes pod and container identification from /proc/<pid>/cgroup.
