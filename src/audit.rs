@@ -1,0 +1,81 @@
+//! The audit log: every decision, allowed or denied, and every admin change
+//! (DESIGN.md §3.4, §9).
+//!
+//! An event is written to the datastore (so `sworn-server audit` survives
+//! restarts), emitted on the `sworn::audit` tracing target, and broadcast to
+//! `audit --follow` streams. Writing is part of the decision: if the event
+//! cannot be stored, the caller fails closed and issues nothing. Details never
+//! hold tokens, keys or certificates; they hold IDs, names and results.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::clock::{Clock, unix_now};
+use crate::store::{AuditRecord, Store, StoreError};
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The request was granted.
+    Allow,
+    /// The request was refused.
+    Deny,
+}
+
+impl Decision {
+    /// Stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// Writes audit events.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    live: broadcast::Sender<AuditRecord>,
+}
+
+impl Audit {
+    /// An audit log on `store`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let (live, _) = broadcast::channel(1024);
+        Audit { store, clock, live }
+    }
+
+    /// Records one event. `detail` must be a JSON object without secrets.
+    pub async fn record(
+        &self,
+        kind: &str,
+        decision: Decision,
+        detail: Value,
+    ) -> Result<i64, StoreError> {
+        let at = unix_now(self.clock.as_ref());
+        let text = detail.to_string();
+        let id = self
+            .store
+            .append_audit(at, kind, decision.as_str(), &text)
+            .await?;
+        tracing::info!(target: "sworn::audit", id, kind, decision = decision.as_str(), detail = %text, "audit");
+        // No receivers is fine: nobody is following.
+        let _ = self.live.send(AuditRecord {
+            id,
+            at,
+            kind: kind.to_owned(),
+            decision: decision.as_str().to_owned(),
+            detail: text,
+        });
+        Ok(id)
+    }
+
+    /// Live events from now on, for `audit --follow`.
+    pub fn subscribe(&self) -> broadcast::Receiver<AuditRecord> {
+        self.live.subscribe()
+    }
+}

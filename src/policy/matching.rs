@@ -1,0 +1,104 @@
+//! Matching entries against verified evidence.
+//!
+//! Evidence is turned into the full set of selectors it implies; an entry
+//! matches when every one of its selectors is in that set (AND semantics).
+//! The server builds the set from what *it* verified (the caller's unix facts
+//! as reported by the attested agent, or its own read of the Pod), never from
+//! selector strings an agent sends.
+
+use std::collections::BTreeSet;
+
+use sworn_identity::selector::Selector;
+
+use crate::store::Entry;
+
+/// Facts about a unix caller, as gathered by the agent from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixFacts {
+    /// Effective uid.
+    pub uid: u32,
+    /// Effective gid.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub supplementary_gids: Vec<u32>,
+    /// Executable path.
+    pub path: String,
+    /// Executable SHA-256, lowercase hex.
+    pub sha256: String,
+}
+
+impl UnixFacts {
+    /// Every selector these facts satisfy.
+    pub fn selectors(&self) -> BTreeSet<Selector> {
+        let mut s = BTreeSet::new();
+        s.insert(Selector::UnixUid(self.uid));
+        s.insert(Selector::UnixGid(self.gid));
+        for g in &self.supplementary_gids {
+            s.insert(Selector::UnixGid(*g));
+        }
+        if !self.path.is_empty() {
+            s.insert(Selector::UnixPath(self.path.clone()));
+        }
+        if !self.sha256.is_empty() {
+            s.insert(Selector::UnixSha256(self.sha256.clone()));
+        }
+        s
+    }
+}
+
+/// Whether every selector of `entry` is satisfied.
+pub fn entry_matches(entry: &Entry, facts: &BTreeSet<Selector>) -> bool {
+    !entry.selectors.is_empty() && entry.selectors.iter().all(|s| facts.contains(s))
+}
+
+/// Whether `entry` may be used by `agent_id`: scoped to it, or to any agent.
+pub fn entry_scoped_to(entry: &Entry, agent_id: &str) -> bool {
+    entry.node.as_deref().is_none_or(|n| n == agent_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EntryTarget;
+
+    fn entry(sels: &[&str], node: Option<&str>) -> Entry {
+        Entry {
+            id: "e".into(),
+            target: EntryTarget::Id("spiffe://td/w".into()),
+            selectors: sels.iter().map(|s| s.parse().unwrap()).collect(),
+            node: node.map(Into::into),
+            ttl: None,
+            dns_names: vec![],
+            hint: String::new(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn all_selectors_must_match() {
+        let f = UnixFacts {
+            uid: 1000,
+            gid: 100,
+            supplementary_gids: vec![27],
+            path: "/usr/bin/app".into(),
+            sha256: "a".repeat(64),
+        }
+        .selectors();
+        assert!(entry_matches(&entry(&["unix:uid:1000"], None), &f));
+        assert!(entry_matches(
+            &entry(&["unix:uid:1000", "unix:gid:27"], None),
+            &f
+        ));
+        assert!(!entry_matches(
+            &entry(&["unix:uid:1000", "unix:gid:0"], None),
+            &f
+        ));
+        assert!(!entry_matches(
+            &entry(&["unix:path:/usr/bin/other"], None),
+            &f
+        ));
+        assert!(entry_scoped_to(&entry(&["unix:uid:1"], None), "a"));
+        assert!(entry_scoped_to(&entry(&["unix:uid:1"], Some("a")), "a"));
+        assert!(!entry_scoped_to(&entry(&["unix:uid:1"], Some("b")), "a"));
+    }
+}

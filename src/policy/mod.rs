@@ -1,0 +1,9 @@
+//! Policy: which identities a workload gets (DESIGN.md §3.2 W5, §3.3).
+//!
+//! - [`entry`]: validation of new registration entries at the admin boundary.
+//! - [`template`]: SPIFFE ID templates rendered from the server's read of a pod.
+//! - [`matching`]: selector matching of entries against verified evidence.
+
+pub mod entry;
+pub mod matching;
+pub mod template;

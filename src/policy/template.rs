@@ -1,0 +1,305 @@
+//! SPIFFE ID templates (`entry create --spiffe-id-template`), DESIGN.md §3.2 W5.
+//!
+//! A template is a SPIFFE ID in which `{placeholder}`s stand for pod facts:
+//! `{namespace}`, `{service_account}`, `{pod_name}`, `{pod_uid}`,
+//! `{node_name}`, `{label:<key>}`. Invariants:
+//! - a template that uses a pod-controlled value (a label or the pod name)
+//!   also contains `{namespace}`, so one namespace cannot claim another's ID;
+//! - placeholders may appear only in the path, never in the trust domain;
+//! - every rendered value is a safe path fragment (non-empty, no `/`, not `.`
+//!   or `..`, only `[A-Za-z0-9._-]`), and the result must be a valid SPIFFE ID
+//!   outside the reserved `/sworn/` prefix. Any failure denies: a bad render
+//!   never issues a different ID.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why a template was refused at creation or could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// A `{` without `}` or a stray `}`.
+    #[error("template has unbalanced braces")]
+    Braces,
+    /// A placeholder that does not exist.
+    #[error(
+        "unknown placeholder {{{0}}}; known: namespace, service_account, pod_name, pod_uid, node_name, label:<key>"
+    )]
+    UnknownPlaceholder(String),
+    /// A pod-controlled value without `{namespace}`.
+    #[error(
+        "a template using {{pod_name}} or {{label:...}} must also contain {{namespace}}, or one namespace could claim another's ID"
+    )]
+    NeedsNamespace,
+    /// The template is not shaped like a SPIFFE ID of this trust domain.
+    #[error("template is not a SPIFFE ID of trust domain {trust_domain}: {reason}")]
+    Shape {
+        /// Expected trust domain.
+        trust_domain: String,
+        /// Why.
+        reason: String,
+    },
+    /// A placeholder rendered to an unusable value.
+    #[error("placeholder {{{placeholder}}} rendered to an unusable value: {reason}")]
+    BadValue {
+        /// Which placeholder.
+        placeholder: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The rendered string is not a valid SPIFFE ID.
+    #[error("rendered ID is invalid: {0}")]
+    Rendered(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(String),
+    Var(Var),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Var {
+    Namespace,
+    ServiceAccount,
+    PodName,
+    PodUid,
+    NodeName,
+    Label(String),
+}
+
+impl fmt::Display for Var {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Var::Namespace => f.write_str("namespace"),
+            Var::ServiceAccount => f.write_str("service_account"),
+            Var::PodName => f.write_str("pod_name"),
+            Var::PodUid => f.write_str("pod_uid"),
+            Var::NodeName => f.write_str("node_name"),
+            Var::Label(k) => write!(f, "label:{k}"),
+        }
+    }
+}
+
+/// A validated template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdTemplate {
+    source: String,
+    parts: Vec<Part>,
+}
+
+/// The pod facts a template may use, all from the server's own read of the Pod.
+#[derive(Debug, Clone, Default)]
+pub struct PodFacts {
+    /// Namespace.
+    pub namespace: String,
+    /// Service account.
+    pub service_account: String,
+    /// Pod name.
+    pub pod_name: String,
+    /// Pod UID.
+    pub pod_uid: String,
+    /// Node name.
+    pub node_name: String,
+    /// Pod labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl IdTemplate {
+    /// Parses and validates a template for `trust_domain`.
+    pub fn parse(source: &str, trust_domain: &str) -> Result<Self, TemplateError> {
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find('{') {
+            let (lit, after) = rest.split_at(open);
+            if lit.contains('}') {
+                return Err(TemplateError::Braces);
+            }
+            if !lit.is_empty() {
+                parts.push(Part::Lit(lit.to_owned()));
+            }
+            let close = after.find('}').ok_or(TemplateError::Braces)?;
+            let name = &after[1..close];
+            if name.contains('{') {
+                return Err(TemplateError::Braces);
+            }
+            let var = match name {
+                "namespace" => Var::Namespace,
+                "service_account" => Var::ServiceAccount,
+                "pod_name" => Var::PodName,
+                "pod_uid" => Var::PodUid,
+                "node_name" => Var::NodeName,
+                _ => match name.strip_prefix("label:") {
+                    Some(k) if sworn_identity::selector::is_label_key(k) => {
+                        Var::Label(k.to_owned())
+                    }
+                    _ => return Err(TemplateError::UnknownPlaceholder(name.to_owned())),
+                },
+            };
+            parts.push(Part::Var(var));
+            rest = &after[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(TemplateError::Braces);
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_owned()));
+        }
+        let vars: Vec<&Var> = parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Var(v) => Some(v),
+                Part::Lit(_) => None,
+            })
+            .collect();
+        let pod_controlled = vars
+            .iter()
+            .any(|v| matches!(v, Var::PodName | Var::Label(_)));
+        if pod_controlled && !vars.contains(&&Var::Namespace) {
+            return Err(TemplateError::NeedsNamespace);
+        }
+        let shape = |reason: String| TemplateError::Shape {
+            trust_domain: trust_domain.to_owned(),
+            reason,
+        };
+        // Placeholders must sit in the path: the literal prefix must already
+        // contain `spiffe://<td>/`.
+        let prefix = format!("spiffe://{trust_domain}/");
+        match parts.first() {
+            Some(Part::Lit(l)) if l.starts_with(&prefix) => {}
+            _ => return Err(shape(format!("must start with {prefix}"))),
+        }
+        let t = IdTemplate {
+            source: source.to_owned(),
+            parts,
+        };
+        // A sample rendering must be a valid, non-reserved ID.
+        let sample = t.render_with(|_| Ok("x".to_owned()))?;
+        sworn_identity::SpiffeIdentity::parse(&sample).map_err(|e| shape(e.to_string()))?;
+        Ok(t)
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Renders for a pod. Any missing or unsafe value is an error.
+    pub fn render(&self, facts: &PodFacts) -> Result<String, TemplateError> {
+        let out = self.render_with(|v| {
+            let value = match v {
+                Var::Namespace => facts.namespace.clone(),
+                Var::ServiceAccount => facts.service_account.clone(),
+                Var::PodName => facts.pod_name.clone(),
+                Var::PodUid => facts.pod_uid.clone(),
+                Var::NodeName => facts.node_name.clone(),
+                Var::Label(k) => {
+                    facts
+                        .labels
+                        .get(k)
+                        .cloned()
+                        .ok_or_else(|| TemplateError::BadValue {
+                            placeholder: v.to_string(),
+                            reason: "the pod has no such label",
+                        })?
+                }
+            };
+            check_fragment(v, &value)?;
+            Ok(value)
+        })?;
+        sworn_identity::SpiffeIdentity::parse(&out)
+            .map_err(|e| TemplateError::Rendered(e.to_string()))?;
+        Ok(out)
+    }
+
+    fn render_with(
+        &self,
+        mut value: impl FnMut(&Var) -> Result<String, TemplateError>,
+    ) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => out.push_str(l),
+                Part::Var(v) => out.push_str(&value(v)?),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn check_fragment(v: &Var, value: &str) -> Result<(), TemplateError> {
+    let bad = |reason| TemplateError::BadValue {
+        placeholder: v.to_string(),
+        reason,
+    };
+    if value.is_empty() {
+        return Err(bad("empty"));
+    }
+    if value == "." || value == ".." {
+        return Err(bad("a dot segment"));
+    }
+    if value.contains('/') {
+        return Err(bad("contains /"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(bad("characters outside [A-Za-z0-9._-]"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> PodFacts {
+        PodFacts {
+            namespace: "default".into(),
+            service_account: "web".into(),
+            pod_name: "web-1".into(),
+            pod_uid: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+            node_name: "node-a".into(),
+            labels: [("app".to_owned(), "web".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn renders_pod_facts() {
+        let t = IdTemplate::parse("spiffe://td/ns/{namespace}/app/{label:app}", "td").unwrap();
+        assert_eq!(
+            t.render(&facts()).unwrap(),
+            "spiffe://td/ns/default/app/web"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_templates() {
+        for (t, why) in [
+            ("spiffe://td/app/{label:app}", "label without namespace"),
+            ("spiffe://td/pod/{pod_name}", "pod name without namespace"),
+            ("spiffe://{namespace}/x", "placeholder in trust domain"),
+            ("spiffe://other/ns/{namespace}", "other trust domain"),
+            ("spiffe://td/ns/{nope}", "unknown placeholder"),
+            ("spiffe://td/ns/{namespace", "unbalanced"),
+            ("spiffe://td/ns/}{namespace}", "stray brace"),
+            ("spiffe://td/sworn/{namespace}", "reserved prefix"),
+            ("spiffe://td/ns/{namespace}/", "trailing slash"),
+        ] {
+            assert!(IdTemplate::parse(t, "td").is_err(), "{t}: {why}");
+        }
+    }
+
+    #[test]
+    fn unsafe_or_missing_values_deny() {
+        let t = IdTemplate::parse("spiffe://td/ns/{namespace}/app/{label:app}", "td").unwrap();
+        for bad in ["", ".", "..", "a/b", "a b", "%2e%2e"] {
+            let mut f = facts();
+            f.labels.insert("app".into(), bad.into());
+            assert!(t.render(&f).is_err(), "label value {bad:?} must deny");
+        }
+        let mut f = facts();
+        f.labels.clear();
+        assert!(matches!(t.render(&f), Err(TemplateError::BadValue { .. })));
+    }
+}

@@ -1,0 +1,220 @@
+//! The server's datastore: entries, agents, bundle roots, join tokens, used
+//! agent credentials and audit events (DESIGN.md §7).
+//!
+//! Callers hold an `Arc<dyn Store>`; [`sqlite::SqliteStore`] is the embedded
+//! default. A PostgreSQL implementation plugs in behind the same trait.
+//! Migrations are embedded in the binary. Nothing here deletes data except
+//! the explicit `delete_*`/`remove_*` calls, and single-use records (join
+//! tokens, credential IDs) are consumed with a conditional update whose
+//! affected-row count decides, so concurrent use cannot succeed twice.
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sworn_identity::selector::Selector;
+
+/// Datastore failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed an operation.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The database could not be opened or migrated.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row does not parse: the database was edited by hand or is damaged.
+    #[error("stored {what} {id:?} is corrupt: {reason}")]
+    Corrupt {
+        /// Which table.
+        what: &'static str,
+        /// The row's key.
+        id: String,
+        /// What failed to parse.
+        reason: String,
+    },
+    /// The row already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+}
+
+/// Where an entry's SPIFFE ID comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryTarget {
+    /// A fixed SPIFFE ID (already validated).
+    Id(String),
+    /// An ID template (already validated), rendered per workload.
+    Template(String),
+}
+
+/// A registration entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Server-assigned UUID.
+    pub id: String,
+    /// The identity it grants.
+    pub target: EntryTarget,
+    /// All must match (AND).
+    pub selectors: Vec<Selector>,
+    /// Agent ID the entry is scoped to; `None` means any agent.
+    pub node: Option<String>,
+    /// SVID TTL; `None` means the server default.
+    pub ttl: Option<Duration>,
+    /// DNS SANs to add.
+    pub dns_names: Vec<String>,
+    /// Workload API hint.
+    pub hint: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// How an agent attested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentMethod {
+    /// One-time join token (unix mode).
+    JoinToken,
+    /// Kubernetes projected service-account token.
+    K8s,
+}
+
+impl AgentMethod {
+    /// Stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentMethod::JoinToken => "join_token",
+            AgentMethod::K8s => "k8s",
+        }
+    }
+}
+
+/// An attested agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    /// The agent's SPIFFE ID.
+    pub id: String,
+    /// How it attested.
+    pub method: AgentMethod,
+    /// Kubernetes node name (empty for join-token agents).
+    pub node_name: String,
+    /// Kubernetes node UID.
+    pub node_uid: String,
+    /// The agent's own pod UID.
+    pub pod_uid: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// Serial (hex) of the latest agent SVID.
+    pub serial: String,
+    /// Serial of the previous SVID, accepted until `serial` is first used.
+    pub prev_serial: Option<String>,
+    /// Unix seconds: expiry of the latest SVID.
+    pub expires_at: i64,
+    /// Refused on every call while set.
+    pub banned: bool,
+    /// Unix seconds of the latest attestation.
+    pub attested_at: i64,
+}
+
+/// A root certificate in the bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRoot {
+    /// DER.
+    pub der: Vec<u8>,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+/// What consuming a join token found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// The token was valid and is now used up.
+    Consumed,
+    /// No such token.
+    Unknown,
+    /// The token expired before use.
+    Expired,
+    /// The token was used before.
+    AlreadyUsed,
+}
+
+/// One audit event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Increasing ID.
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// e.g. `mint`, `entry.create`, `agent.attest`.
+    pub kind: String,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// JSON object.
+    pub detail: String,
+}
+
+/// The datastore interface every backend implements.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Inserts an entry; its ID must be new.
+    async fn create_entry(&self, entry: &Entry) -> Result<(), StoreError>;
+    /// All entries, oldest first.
+    async fn list_entries(&self) -> Result<Vec<Entry>, StoreError>;
+    /// One entry.
+    async fn get_entry(&self, id: &str) -> Result<Option<Entry>, StoreError>;
+    /// Deletes an entry; false when it did not exist.
+    async fn delete_entry(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Inserts or replaces an agent record (on attestation). The banned flag
+    /// of an existing record is kept.
+    async fn upsert_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+    /// One agent.
+    async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+    /// All agents.
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+    /// Sets or clears the ban; `None` when there is no such agent.
+    async fn set_agent_banned(
+        &self,
+        id: &str,
+        banned: bool,
+    ) -> Result<Option<AgentRecord>, StoreError>;
+    /// Records a new SVID serial; the current one becomes the previous.
+    async fn rotate_agent_serial(
+        &self,
+        id: &str,
+        serial: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+    /// The agent used `serial`: if it is the latest, the previous one stops
+    /// being accepted.
+    async fn mark_serial_used(&self, id: &str, serial: &str) -> Result<(), StoreError>;
+
+    /// Adds a root (idempotent).
+    async fn put_root(&self, root: &StoredRoot) -> Result<(), StoreError>;
+    /// All roots, oldest first.
+    async fn list_roots(&self) -> Result<Vec<StoredRoot>, StoreError>;
+    /// Removes a root.
+    async fn remove_root(&self, der: &[u8]) -> Result<(), StoreError>;
+
+    /// Stores a join token's hash.
+    async fn insert_join_token(
+        &self,
+        hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Consumes a join token exactly once, even under concurrent use.
+    async fn consume_join_token(&self, hash: &str, now: i64) -> Result<TokenUse, StoreError>;
+    /// Records an agent token's credential ID; false when it was seen before.
+    async fn record_credential(&self, jti: &str, expires_at: i64) -> Result<bool, StoreError>;
+
+    /// Appends an audit event and returns its ID.
+    async fn append_audit(
+        &self,
+        at: i64,
+        kind: &str,
+        decision: &str,
+        detail: &str,
+    ) -> Result<i64, StoreError>;
+    /// Audit events with `id > after_id`, oldest first, at most `limit`.
+    async fn list_audit(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+}

@@ -1,0 +1,475 @@
+//! SQLite backend (the embedded default): WAL journal, foreign keys on,
+//! `synchronous=FULL` so an acknowledged write survives power loss.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{
+    AgentMethod, AgentRecord, AuditRecord, Entry, EntryTarget, Store, StoreError, StoredRoot,
+    TokenUse,
+};
+
+/// The SQLite datastore.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn corrupt(what: &'static str, id: &str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        id: id.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
+    let id: String = row.try_get("id")?;
+    let spiffe_id: Option<String> = row.try_get("spiffe_id")?;
+    let template: Option<String> = row.try_get("spiffe_id_template")?;
+    let target = match (spiffe_id, template) {
+        (Some(s), None) => EntryTarget::Id(s),
+        (None, Some(t)) => EntryTarget::Template(t),
+        _ => {
+            return Err(corrupt(
+                "entry",
+                &id,
+                "needs exactly one of spiffe_id, template",
+            ));
+        }
+    };
+    let sel_json: String = row.try_get("selectors")?;
+    let sel_strings: Vec<String> =
+        serde_json::from_str(&sel_json).map_err(|e| corrupt("entry", &id, e))?;
+    let selectors = sel_strings
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt("entry", &id, e))?;
+    let dns_json: String = row.try_get("dns_names")?;
+    let dns_names = serde_json::from_str(&dns_json).map_err(|e| corrupt("entry", &id, e))?;
+    let ttl: Option<i64> = row.try_get("ttl_seconds")?;
+    Ok(Entry {
+        target,
+        selectors,
+        node: row.try_get("node")?,
+        ttl: ttl.map(|s| Duration::from_secs(s.unsigned_abs())),
+        dns_names,
+        hint: row.try_get("hint")?,
+        created_at: row.try_get("created_at")?,
+        id,
+    })
+}
+
+fn agent_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreError> {
+    let id: String = row.try_get("id")?;
+    let method: String = row.try_get("method")?;
+    let method = match method.as_str() {
+        "join_token" => AgentMethod::JoinToken,
+        "k8s" => AgentMethod::K8s,
+        other => return Err(corrupt("agent", &id, format!("unknown method {other:?}"))),
+    };
+    Ok(AgentRecord {
+        method,
+        node_name: row.try_get("node_name")?,
+        node_uid: row.try_get("node_uid")?,
+        pod_uid: row.try_get("pod_uid")?,
+        cluster: row.try_get("cluster")?,
+        serial: row.try_get("serial")?,
+        prev_serial: row.try_get("prev_serial")?,
+        expires_at: row.try_get("expires_at")?,
+        banned: row.try_get::<i64, _>("banned")? != 0,
+        attested_at: row.try_get("attested_at")?,
+        id,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_entry(&self, e: &Entry) -> Result<(), StoreError> {
+        let (id, tpl) = match &e.target {
+            EntryTarget::Id(s) => (Some(s.as_str()), None),
+            EntryTarget::Template(t) => (None, Some(t.as_str())),
+        };
+        let sels: Vec<String> = e.selectors.iter().map(ToString::to_string).collect();
+        let sels = serde_json::to_string(&sels).map_err(|err| corrupt("entry", &e.id, err))?;
+        let dns =
+            serde_json::to_string(&e.dns_names).map_err(|err| corrupt("entry", &e.id, err))?;
+        let res = sqlx::query(
+            "INSERT INTO entries (id, spiffe_id, spiffe_id_template, selectors, node, ttl_seconds, dns_names, hint, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.id)
+        .bind(id)
+        .bind(tpl)
+        .bind(sels)
+        .bind(&e.node)
+        .bind(e.ttl.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
+        .bind(dns)
+        .bind(&e.hint)
+        .bind(e.created_at)
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                Err(StoreError::Conflict(format!("entry {}", e.id)))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn list_entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM entries ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn get_entry(&self, id: &str) -> Result<Option<Entry>, StoreError> {
+        let row = sqlx::query("SELECT * FROM entries WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn delete_entry(&self, id: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query("DELETE FROM entries WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn upsert_agent(&self, a: &AgentRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agents (id, method, node_name, node_uid, pod_uid, cluster, serial, prev_serial, expires_at, banned, attested_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET method = excluded.method, node_name = excluded.node_name,
+               node_uid = excluded.node_uid, pod_uid = excluded.pod_uid, cluster = excluded.cluster,
+               prev_serial = agents.serial, serial = excluded.serial,
+               expires_at = excluded.expires_at, attested_at = excluded.attested_at",
+        )
+        .bind(&a.id)
+        .bind(a.method.as_str())
+        .bind(&a.node_name)
+        .bind(&a.node_uid)
+        .bind(&a.pod_uid)
+        .bind(&a.cluster)
+        .bind(&a.serial)
+        .bind(&a.prev_serial)
+        .bind(a.expires_at)
+        .bind(i64::from(a.banned))
+        .bind(a.attested_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM agents WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM agents ORDER BY attested_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn set_agent_banned(
+        &self,
+        id: &str,
+        banned: bool,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        sqlx::query("UPDATE agents SET banned = ? WHERE id = ?")
+            .bind(i64::from(banned))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.get_agent(id).await
+    }
+
+    async fn rotate_agent_serial(
+        &self,
+        id: &str,
+        serial: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE agents SET prev_serial = serial, serial = ?, expires_at = ? WHERE id = ?",
+        )
+        .bind(serial)
+        .bind(expires_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_serial_used(&self, id: &str, serial: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE agents SET prev_serial = NULL WHERE id = ? AND serial = ? AND prev_serial IS NOT NULL",
+        )
+        .bind(id)
+        .bind(serial)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn put_root(&self, r: &StoredRoot) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO bundle (der, not_after, added_at) VALUES (?, ?, strftime('%s','now'))")
+            .bind(&r.der)
+            .bind(r.not_after)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_roots(&self) -> Result<Vec<StoredRoot>, StoreError> {
+        let rows = sqlx::query("SELECT der, not_after FROM bundle ORDER BY added_at, not_after")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRoot {
+                    der: r.try_get("der")?,
+                    not_after: r.try_get("not_after")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_root(&self, der: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM bundle WHERE der = ?")
+            .bind(der)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_join_token(
+        &self,
+        hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO join_tokens (hash, expires_at, created_at) VALUES (?, ?, ?)")
+            .bind(hash)
+            .bind(expires_at)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn consume_join_token(&self, hash: &str, now: i64) -> Result<TokenUse, StoreError> {
+        // The conditional UPDATE is the single point of decision: of any
+        // number of concurrent callers, exactly one sees a changed row.
+        let res = sqlx::query(
+            "UPDATE join_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ?",
+        )
+        .bind(now)
+        .bind(hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() == 1 {
+            return Ok(TokenUse::Consumed);
+        }
+        let row = sqlx::query("SELECT expires_at, used_at FROM join_tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            None => TokenUse::Unknown,
+            Some(r) => {
+                let used: Option<i64> = r.try_get("used_at")?;
+                if used.is_some() {
+                    TokenUse::AlreadyUsed
+                } else {
+                    TokenUse::Expired
+                }
+            }
+        })
+    }
+
+    async fn record_credential(&self, jti: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let res =
+            sqlx::query("INSERT OR IGNORE INTO used_credentials (jti, expires_at) VALUES (?, ?)")
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn append_audit(
+        &self,
+        at: i64,
+        kind: &str,
+        decision: &str,
+        detail: &str,
+    ) -> Result<i64, StoreError> {
+        let res = sqlx::query("INSERT INTO audit (at, kind, decision, detail) VALUES (?, ?, ?, ?)")
+            .bind(at)
+            .bind(kind)
+            .bind(decision)
+            .bind(detail)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.last_insert_rowid())
+    }
+
+    async fn list_audit(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    decision: r.try_get("decision")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl FromStr for AgentMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "join_token" => Ok(AgentMethod::JoinToken),
+            "k8s" => Ok(AgentMethod::K8s),
+            o => Err(format!("unknown agent method {o:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn join_token_is_consumed_exactly_once_under_concurrency() {
+        let (_d, s) = store().await;
+        s.insert_join_token("h", 2000, 1000).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.consume_join_token("h", 1001).await.unwrap()
+            }));
+        }
+        let mut consumed = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                TokenUse::Consumed => consumed += 1,
+                TokenUse::AlreadyUsed => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(consumed, 1);
+        assert_eq!(
+            s.consume_join_token("nope", 1001).await.unwrap(),
+            TokenUse::Unknown
+        );
+        s.insert_join_token("old", 1000, 900).await.unwrap();
+        assert_eq!(
+            s.consume_join_token("old", 1001).await.unwrap(),
+            TokenUse::Expired
+        );
+    }
+
+    #[tokio::test]
+    async fn previous_serial_stays_until_new_one_is_used() {
+        let (_d, s) = store().await;
+        let a = AgentRecord {
+            id: "spiffe://td/sworn/agent/join/x".into(),
+            method: AgentMethod::JoinToken,
+            node_name: String::new(),
+            node_uid: String::new(),
+            pod_uid: String::new(),
+            cluster: String::new(),
+            serial: "01".into(),
+            prev_serial: None,
+            expires_at: 10,
+            banned: false,
+            attested_at: 1,
+        };
+        s.upsert_agent(&a).await.unwrap();
+        s.rotate_agent_serial(&a.id, "02", 20).await.unwrap();
+        let got = s.get_agent(&a.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.serial.as_str(), got.prev_serial.as_deref()),
+            ("02", Some("01"))
+        );
+        s.mark_serial_used(&a.id, "01").await.unwrap();
+        assert!(
+            s.get_agent(&a.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .prev_serial
+                .is_some()
+        );
+        s.mark_serial_used(&a.id, "02").await.unwrap();
+        assert_eq!(s.get_agent(&a.id).await.unwrap().unwrap().prev_serial, None);
+    }
+
+    #[tokio::test]
+    async fn credential_ids_are_single_use() {
+        let (_d, s) = store().await;
+        assert!(s.record_credential("jti-1", 100).await.unwrap());
+        assert!(!s.record_credential("jti-1", 100).await.unwrap());
+    }
+}
