@@ -105,7 +105,11 @@ fn no_root_error(
     }
 }
 
-fn check_validity(cert: &X509Certificate<'_>, role: CertRole, now: i64) -> Result<(), ProfileError> {
+fn check_validity(
+    cert: &X509Certificate<'_>,
+    role: CertRole,
+    now: i64,
+) -> Result<(), ProfileError> {
     let validity = cert.validity();
     if now < validity.not_before.timestamp() {
         return Err(ProfileError::NotYetValid { role });

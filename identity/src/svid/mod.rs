@@ -89,7 +89,7 @@ pub fn check_x509_svid<C: AsRef<[u8]>, R: AsRef<[u8]>>(
 
 pub(crate) fn parse(der: &[u8], role: CertRole) -> Result<X509Certificate<'_>, ProfileError> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(ProfileError::Malformed {
             role,
             reason: "trailing bytes after the certificate".to_string(),
@@ -150,10 +150,12 @@ fn check_leaf_extensions(leaf: &X509Certificate<'_>) -> Result<(), ProfileError>
     if ku.value.crl_sign() {
         return Err(ProfileError::CrlSignOnLeaf);
     }
-    let eku = leaf.extended_key_usage().map_err(|e| ProfileError::Malformed {
-        role: CertRole::Leaf,
-        reason: e.to_string(),
-    })?;
+    let eku = leaf
+        .extended_key_usage()
+        .map_err(|e| ProfileError::Malformed {
+            role: CertRole::Leaf,
+            reason: e.to_string(),
+        })?;
     if let Some(eku) = eku {
         let missing = match (eku.value.server_auth, eku.value.client_auth) {
             (true, true) => None,
