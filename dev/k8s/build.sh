@@ -122,6 +122,7 @@ cd "$k8s_cache"
 "$stage/bin/etcd" --version >&2
 
 rm -rf "$stage/src"
+chmod 0755 "$stage"
 # rename(2) of a directory onto a missing path is atomic.
 rm -rf "$final"
 mv -T "$stage" "$final"

@@ -1,0 +1,128 @@
+//! Child processes that cannot outlive their owner.
+//!
+//! Each child runs in its own process group (so a stop reaches anything it
+//! forks), is started through `setpriv --pdeathsig KILL` when util-linux's
+//! `setpriv` is on `PATH` (so the kernel kills it if the spawning thread dies,
+//! e.g. the test process is SIGKILLed; the death signal survives `execve`), and
+//! is sent SIGTERM, then SIGKILL after a grace period, and reaped when dropped.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process_group};
+
+/// How long a child gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A running child process owned by this value.
+#[derive(Debug)]
+pub(crate) struct Supervised {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+    stopped: bool,
+}
+
+impl Supervised {
+    /// Starts `program` with `args`, stdout and stderr appended to `log`.
+    pub(crate) fn spawn<I, S>(
+        name: &'static str,
+        program: &Path,
+        args: I,
+        log: &Path,
+    ) -> std::io::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = File::options().create(true).append(true).open(log)?;
+        let err = out.try_clone()?;
+        let mut cmd = match find_setpriv() {
+            Some(setpriv) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "KILL", "--"]).arg(program);
+                c
+            }
+            None => {
+                tracing::warn!(
+                    process = name,
+                    "setpriv not found; the child is not killed if this process dies abruptly"
+                );
+                Command::new(program)
+            }
+        };
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let child = cmd.spawn()?;
+        tracing::debug!(process = name, pid = child.id(), log = %log.display(), "started");
+        Ok(Self {
+            name,
+            child,
+            log: log.to_path_buf(),
+            stopped: false,
+        })
+    }
+
+    /// The child's exit status if it has exited.
+    pub(crate) fn try_exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The log file receiving the child's output.
+    pub(crate) fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Stops the whole process group: SIGTERM, then SIGKILL after a grace
+    /// period, then reaps the child. Idempotent.
+    pub(crate) fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let Some(pgid) = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0)) else {
+            return;
+        };
+        if self.try_exited().is_none() {
+            let _ = kill_process_group(pgid, Signal::TERM);
+            let deadline = Instant::now() + STOP_GRACE;
+            while self.try_exited().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Also reaches grandchildren that outlived the leader.
+        let _ = kill_process_group(pgid, Signal::KILL);
+        let status = self.child.wait();
+        tracing::debug!(process = self.name, ?status, "stopped");
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `setpriv` from `PATH`, if present.
+pub(crate) fn find_setpriv() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("setpriv"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The last `max` bytes of a log file, for error messages.
+pub(crate) fn log_tail(path: &Path, max: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(max);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
