@@ -1,1 +1,28 @@
-//! The kernel's view of a Workload API caller.
+//! The kernel's view of a Workload API caller (DESIGN.md §3.2 W1, §3.3).
+//!
+//! A [`Caller`] is captured when a connection is accepted on the Workload API socket: peer
+//! credentials, a pidfd where the kernel has one, an open `/proc/<pid>` and the start and
+//! accept times that make up the PID-reuse guard. From it the agent reads the unix facts
+//! ([`Caller::unix_facts`]) and the pod UID and container ID ([`Caller::pod_container`],
+//! anchored under [`CgroupRoots`]). With the `serve` feature (default), [`incoming`] turns a
+//! `UnixListener` into connections that tonic can serve, each carrying its [`CallerInfo`].
+
+mod cgroup;
+mod error;
+mod guard;
+mod kube;
+mod peer;
+mod procfs;
+#[cfg(feature = "serve")]
+mod serve;
+mod unix;
+
+pub use cgroup::{CgroupError, CgroupRoot, CgroupRootError, CgroupRoots, parse_proc_cgroup};
+pub use error::CallerError;
+pub use guard::{boot_ticks_now, check_start_time};
+pub use kube::{ContainerId, ContainerRuntime, IdError, PodContainer, PodUid};
+pub use peer::{Caller, PidHandle};
+pub use procfs::{ProcDir, ProcError, ProcStat, ProcStatus};
+#[cfg(feature = "serve")]
+pub use serve::{CallerInfo, CallerStream, incoming};
+pub use unix::{Sha256Digest, UnixFacts};

@@ -1,0 +1,90 @@
+//! Unix-mode workload facts: uid, gid, supplementary gids, executable path and SHA-256
+//! (DESIGN.md §3.3; selectors `unix:uid`, `unix:gid`, `unix:path`, `unix:sha256`).
+//!
+//! Invariant: the facts come from one [`Caller::inspect`], so they all describe the process
+//! that connected, alive and unchanged from before the first read to after the last. The
+//! effective uid and gid in `/proc/<pid>/status` must equal the socket's `SO_PEERCRED`
+//! credentials; a process that changed identity since connecting is refused.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::CallerError;
+use crate::peer::Caller;
+
+/// A SHA-256 digest; displays as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256Digest([u8; 32]);
+
+impl Sha256Digest {
+    /// Wraps raw digest bytes.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw digest bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The digest as 64 lowercase hex digits, the `unix:sha256:` selector form.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256Digest({self})")
+    }
+}
+
+/// What the kernel says about a caller in unix mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixFacts {
+    /// Effective uid (`SO_PEERCRED`, equal to `status` `Uid:` effective).
+    pub uid: u32,
+    /// Effective gid (`SO_PEERCRED`, equal to `status` `Gid:` effective).
+    pub gid: u32,
+    /// Supplementary gids (`status` `Groups:`), in the kernel's order.
+    pub supplementary_gids: Vec<u32>,
+    /// The running executable's path (`exe` link target; ends in ` (deleted)` if the file
+    /// was replaced or removed since exec).
+    pub exe_path: PathBuf,
+    /// SHA-256 of the running executable, read through the `exe` link.
+    pub exe_sha256: Sha256Digest,
+}
+
+impl Caller {
+    /// Reads the caller's unix facts. Blocking: it hashes the whole executable, so call it
+    /// from `tokio::task::spawn_blocking` (the [`Caller`] is `Send + Sync`; share it in an
+    /// `Arc`).
+    pub fn unix_facts(&self) -> Result<UnixFacts, CallerError> {
+        let (status, exe_path, exe_sha256) = self.inspect(|proc| {
+            Ok((proc.status()?, proc.exe_path()?, proc.exe_sha256()?))
+        })?;
+        let (uid, gid) = (status.uids[1], status.gids[1]);
+        if uid != self.uid() || gid != self.gid() {
+            return Err(CallerError::CredentialsChanged {
+                pid: self.pid(),
+                socket_uid: self.uid(),
+                socket_gid: self.gid(),
+                uid,
+                gid,
+            });
+        }
+        Ok(UnixFacts {
+            uid,
+            gid,
+            supplementary_gids: status.groups,
+            exe_path,
+            exe_sha256,
+        })
+    }
+}
