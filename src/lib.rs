@@ -7,3 +7,6 @@ pub mod config;
 pub mod policy;
 pub mod store;
 pub mod telemetry;
+
+pub mod ca;
+pub mod clock;
