@@ -2,11 +2,13 @@
 //! API (mTLS) and the admin API (unix socket). See DESIGN.md §2–§7.
 
 pub mod admin;
-// pub mod audit;
+pub mod agentapi;
+pub mod audit;
+pub mod ca;
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod policy;
+pub mod server;
 pub mod store;
 pub mod telemetry;
-
-pub mod ca;
-pub mod clock;

@@ -1,0 +1,436 @@
+//! The agent API (`sworn.agent.v1.AgentApi`).
+//!
+//! Attestation failures reach the agent as a generic status; the full reason
+//! (which factor, which values) goes to the audit log.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use sworn_identity::SpiffeIdentity;
+use sworn_proto::agent as pb;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::{Request, Response, Status};
+
+use super::auth::{Authenticated, authenticate, serial_of};
+use super::ratelimit::RateLimiter;
+use crate::admin::service::{entry_to_pb, join_token_hash};
+use crate::audit::Decision;
+use crate::ca::{IssuedSvid, MintRequest};
+use crate::clock::unix_secs;
+use crate::policy::matching::{UnixFacts, entry_matches, entry_scoped_to};
+use crate::server::Shared;
+use crate::store::{AgentMethod, AgentRecord, EntryTarget, StoreError, TokenUse};
+use crate::telemetry::Metrics;
+
+/// Most items in one mint request.
+pub const MAX_MINT_ITEMS: usize = 256;
+
+/// The agent API service.
+#[derive(Debug, Clone)]
+pub struct AgentService {
+    shared: Arc<Shared>,
+    attest_limit: Arc<RateLimiter>,
+    mint_limit: Arc<RateLimiter>,
+}
+
+impl AgentService {
+    /// A service over the shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        AgentService {
+            shared,
+            // Attestation is expensive (TokenReview, GETs) and unauthenticated.
+            attest_limit: Arc::new(RateLimiter::new(5.0, 20.0)),
+            // Enough for a node's pod churn and a rotation storm.
+            mint_limit: Arc::new(RateLimiter::new(500.0, 2000.0)),
+        }
+    }
+}
+
+fn unavailable(e: StoreError) -> Status {
+    tracing::error!(error = %e, "datastore error on the agent API");
+    Status::unavailable("datastore unavailable")
+}
+
+fn peer_addr<T>(req: &Request<T>) -> Option<SocketAddr> {
+    req.extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|i| i.get_ref().remote_addr())
+}
+
+type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SyncResponse, Status>> + Send>>;
+
+impl AgentService {
+    async fn deny_attest(&self, method: &str, detail: serde_json::Value) -> Status {
+        Metrics::count(&self.shared.metrics.attestations, method, "deny");
+        if let Err(e) = self
+            .shared
+            .audit
+            .record("agent.attest", Decision::Deny, detail)
+            .await
+        {
+            return unavailable(e);
+        }
+        Status::permission_denied("attestation refused")
+    }
+
+    /// Mints an agent SVID and records the agent.
+    async fn issue_agent(
+        &self,
+        mut record: AgentRecord,
+        csr: Vec<u8>,
+        detail: serde_json::Value,
+    ) -> Result<pb::AttestResponse, Status> {
+        let id = SpiffeIdentity::parse_including_reserved(&record.id)
+            .map_err(|_| Status::internal("agent ID"))?;
+        let svid = self
+            .shared
+            .ca
+            .mint_sworn_svid(MintRequest {
+                spiffe_id: id,
+                csr_der: csr,
+                ttl: self.shared.config.agent_svid_ttl,
+                dns_names: Vec::new(),
+            })
+            .map_err(|e| Status::invalid_argument(format!("csr: {e}")))?;
+        let serial = svid
+            .chain_der
+            .first()
+            .and_then(|d| serial_of(d))
+            .ok_or_else(|| Status::internal("minted certificate does not parse"))?;
+        record.serial = serial.clone();
+        record.expires_at = unix_secs(svid.not_after);
+        record.attested_at = self.shared.now();
+        self.shared
+            .store
+            .upsert_agent(&record)
+            .await
+            .map_err(unavailable)?;
+        let mut detail = detail;
+        detail["agent_id"] = record.id.clone().into();
+        detail["serial"] = serial.into();
+        detail["expires_at"] = record.expires_at.into();
+        self.shared
+            .audit
+            .record("agent.attest", Decision::Allow, detail)
+            .await
+            .map_err(unavailable)?;
+        Metrics::count(
+            &self.shared.metrics.attestations,
+            record.method.as_str(),
+            "allow",
+        );
+        Ok(pb::AttestResponse {
+            agent_id: record.id,
+            svid_chain: svid.chain_der,
+            bundle: self.shared.ca.bundle().roots_der,
+            expires_at: unix_secs(svid.not_after),
+        })
+    }
+
+    async fn attest_join_token(
+        &self,
+        token: String,
+        csr: Vec<u8>,
+        peer: Option<SocketAddr>,
+    ) -> Result<pb::AttestResponse, Status> {
+        let hash = join_token_hash(&token);
+        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+        let outcome = self
+            .shared
+            .store
+            .consume_join_token(&hash, self.shared.now())
+            .await
+            .map_err(unavailable)?;
+        let reason = match outcome {
+            TokenUse::Consumed => None,
+            TokenUse::Unknown => Some("unknown join token"),
+            TokenUse::Expired => Some("join token expired"),
+            TokenUse::AlreadyUsed => Some("join token already used (replay)"),
+        };
+        if let Some(reason) = reason {
+            return Err(self
+                .deny_attest(
+                    "join_token",
+                    serde_json::json!({
+                        "method": "join_token", "factor": "join_token", "reason": reason,
+                        "token_hash_prefix": &hash[..12], "peer": peer,
+                    }),
+                )
+                .await);
+        }
+        let id = SpiffeIdentity::sworn_agent(
+            &self.shared.config.trust_domain,
+            &["join", &uuid::Uuid::new_v4().to_string()],
+        )
+        .map_err(|_| Status::internal("agent ID"))?;
+        let record = AgentRecord {
+            id: id.as_str().to_owned(),
+            method: AgentMethod::JoinToken,
+            node_name: String::new(),
+            node_uid: String::new(),
+            pod_uid: String::new(),
+            cluster: String::new(),
+            serial: String::new(),
+            prev_serial: None,
+            expires_at: 0,
+            banned: false,
+            attested_at: 0,
+        };
+        self.issue_agent(
+            record,
+            csr,
+            serde_json::json!({"method": "join_token", "token_hash_prefix": &hash[..12], "peer": peer}),
+        )
+        .await
+    }
+
+    /// Mints one unix-evidence item.
+    async fn mint_unix(
+        &self,
+        agent: &Authenticated,
+        item: pb::MintItem,
+        ev: pb::UnixEvidence,
+    ) -> Result<IssuedSvid, String> {
+        let facts = UnixFacts {
+            uid: ev.uid,
+            gid: ev.gid,
+            supplementary_gids: ev.supplementary_gids,
+            path: ev.path,
+            sha256: ev.sha256,
+        };
+        let detail = |reason: &str| {
+            serde_json::json!({
+                "via": "agent", "agent_id": agent.record.id, "entry_id": item.entry_id,
+                "evidence": {"uid": facts.uid, "gid": facts.gid, "path": facts.path, "sha256": facts.sha256},
+                "reason": reason,
+            })
+        };
+        let entry = match self.shared.store.get_entry(&item.entry_id).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return Err(self.deny_mint(detail("no such entry")).await),
+            Err(e) => return Err(format!("unavailable: {e}")),
+        };
+        if !entry_scoped_to(&entry, &agent.record.id) {
+            return Err(self
+                .deny_mint(detail("entry is scoped to another agent"))
+                .await);
+        }
+        let selectors: BTreeSet<_> = facts.selectors();
+        if !entry_matches(&entry, &selectors) {
+            return Err(self
+                .deny_mint(detail("evidence does not match the entry's selectors"))
+                .await);
+        }
+        let EntryTarget::Id(id) = &entry.target else {
+            return Err(self
+                .deny_mint(detail("templates need kubernetes evidence"))
+                .await);
+        };
+        let spiffe_id = match SpiffeIdentity::parse(id) {
+            Ok(i) => i,
+            Err(e) => {
+                return Err(self
+                    .deny_mint(detail(&format!("stored ID invalid: {e}")))
+                    .await);
+            }
+        };
+        let minted = self.shared.ca.mint_x509_svid(MintRequest {
+            spiffe_id,
+            csr_der: item.csr,
+            ttl: entry.ttl.unwrap_or(self.shared.config.default_svid_ttl),
+            dns_names: entry.dns_names.clone(),
+        });
+        match minted {
+            Ok(svid) => {
+                let mut d = detail("");
+                d["spiffe_id"] = id.clone().into();
+                d["serial"] = svid.serial.clone().into();
+                d["expires_at"] = unix_secs(svid.not_after).into();
+                if let Err(e) = self.shared.audit.record("mint", Decision::Allow, d).await {
+                    return Err(format!("unavailable: {e}"));
+                }
+                Metrics::count(&self.shared.metrics.svids, "workload", "allow");
+                Ok(svid)
+            }
+            Err(e) => Err(self.deny_mint(detail(&format!("mint: {e}"))).await),
+        }
+    }
+
+    async fn deny_mint(&self, detail: serde_json::Value) -> String {
+        Metrics::count(&self.shared.metrics.svids, "workload", "deny");
+        if let Err(e) = self
+            .shared
+            .audit
+            .record("mint", Decision::Deny, detail)
+            .await
+        {
+            tracing::error!(error = %e, "cannot write audit event");
+        }
+        "no identity issued".to_owned()
+    }
+
+    async fn sync_state(&self, agent_id: &str, revision: u64) -> Result<pb::SyncResponse, Status> {
+        let entries = self
+            .shared
+            .store
+            .list_entries()
+            .await
+            .map_err(unavailable)?;
+        Ok(pb::SyncResponse {
+            bundle: self.shared.ca.bundle().roots_der,
+            entries: entries
+                .iter()
+                .filter(|e| entry_scoped_to(e, agent_id))
+                .map(entry_to_pb)
+                .collect(),
+            revision,
+            revoked_pod_uids: Vec::new(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::agent_api_server::AgentApi for AgentService {
+    async fn attest(
+        &self,
+        req: Request<pb::AttestRequest>,
+    ) -> Result<Response<pb::AttestResponse>, Status> {
+        let peer = peer_addr(&req);
+        let key = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        if !self.attest_limit.allow(&key, 1.0) {
+            return Err(Status::resource_exhausted(
+                "too many attestations; retry later",
+            ));
+        }
+        let r = req.into_inner();
+        match r.method {
+            Some(pb::attest_request::Method::JoinToken(j)) => self
+                .attest_join_token(j.token, r.csr, peer)
+                .await
+                .map(Response::new),
+            Some(pb::attest_request::Method::K8s(k)) => {
+                super::k8s::attest(self, k, r.csr).await.map(Response::new)
+            }
+            None => Err(Status::invalid_argument("attestation method is required")),
+        }
+    }
+
+    async fn renew_agent(
+        &self,
+        req: Request<pb::RenewAgentRequest>,
+    ) -> Result<Response<pb::AttestResponse>, Status> {
+        let agent = authenticate(&self.shared, &req).await?;
+        if agent.record.method == AgentMethod::K8s {
+            return Err(Status::failed_precondition(
+                "kubernetes agents renew by attesting again with a fresh token",
+            ));
+        }
+        let csr = req.into_inner().csr;
+        let detail = serde_json::json!({"method": "renew", "previous_serial": agent.serial});
+        self.issue_agent(agent.record, csr, detail)
+            .await
+            .map(Response::new)
+    }
+
+    async fn mint_x509_svids(
+        &self,
+        req: Request<pb::MintX509SvidsRequest>,
+    ) -> Result<Response<pb::MintX509SvidsResponse>, Status> {
+        let agent = authenticate(&self.shared, &req).await?;
+        let items = req.into_inner().items;
+        if items.len() > MAX_MINT_ITEMS {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_MINT_ITEMS} items per request"
+            )));
+        }
+        if !self.mint_limit.allow(&agent.record.id, items.len() as f64) {
+            return Err(Status::resource_exhausted("mint rate limit; retry later"));
+        }
+        let mut results = Vec::with_capacity(items.len());
+        for mut item in items {
+            let outcome = match item.evidence.take() {
+                Some(pb::mint_item::Evidence::Unix(ev)) => self.mint_unix(&agent, item, ev).await,
+                Some(pb::mint_item::Evidence::K8s(ev)) => {
+                    super::k8s::mint(self, &agent, item, ev).await
+                }
+                None => Err(self
+                    .deny_mint(
+                        serde_json::json!({"agent_id": agent.record.id, "reason": "no evidence"}),
+                    )
+                    .await),
+            };
+            results.push(pb::MintResult {
+                result: Some(match outcome {
+                    Ok(svid) => pb::mint_result::Result::Svid(pb::IssuedSvid {
+                        spiffe_id: svid.spiffe_id.as_str().to_owned(),
+                        entry_id: String::new(),
+                        chain: svid.chain_der,
+                        expires_at: unix_secs(svid.not_after),
+                        hint: String::new(),
+                    }),
+                    Err(reason) => pb::mint_result::Result::Denied(reason),
+                }),
+            });
+        }
+        Ok(Response::new(pb::MintX509SvidsResponse { results }))
+    }
+
+    type SyncStream = SyncStream;
+
+    async fn sync(&self, req: Request<pb::SyncRequest>) -> Result<Response<SyncStream>, Status> {
+        let agent = authenticate(&self.shared, &req).await?;
+        let this = self.clone();
+        let mut changes = self.shared.changes.subscribe();
+        let mut bundle = self.shared.ca.subscribe();
+        let agent_id = agent.record.id;
+        let stream = async_stream::try_stream! {
+            loop {
+                let revision = *changes.borrow_and_update() + bundle.borrow_and_update().sequence;
+                // A ban ends the stream at once.
+                match this.shared.store.get_agent(&agent_id).await.map_err(unavailable)? {
+                    Some(a) if !a.banned => {}
+                    _ => Err(Status::permission_denied("agent is banned"))?,
+                }
+                yield this.sync_state(&agent_id, revision).await?;
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { break },
+                    r = bundle.changed() => if r.is_err() { break },
+                    // Re-check the ban even when nothing else changes.
+                    () = tokio::time::sleep(Duration::from_secs(30)) => {}
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+impl AgentService {
+    /// Shared state, for the Kubernetes verifiers.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Issues an agent SVID (for the Kubernetes node attestor).
+    pub async fn issue(
+        &self,
+        record: AgentRecord,
+        csr: Vec<u8>,
+        detail: serde_json::Value,
+    ) -> Result<pb::AttestResponse, Status> {
+        self.issue_agent(record, csr, detail).await
+    }
+
+    /// Audits and counts a refused attestation (for the Kubernetes node attestor).
+    pub async fn refuse(&self, method: &str, detail: serde_json::Value) -> Status {
+        self.deny_attest(method, detail).await
+    }
+
+    /// Audits and counts a refused mint.
+    pub async fn refuse_mint(&self, detail: serde_json::Value) -> String {
+        self.deny_mint(detail).await
+    }
+}

@@ -1,0 +1,356 @@
+//! Server lifecycle: open the store and CA, bind the sockets, run every
+//! service until shutdown (DESIGN.md §2).
+//!
+//! [`start`] binds everything before it returns, so tests and `sworn-dev`
+//! can start a server in-process on port 0 and read the bound addresses from
+//! [`RunningServer`]. [`run_until_signal`] is what `sworn-server run` calls:
+//! SIGTERM or SIGINT start a graceful drain with a deadline.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::agentapi;
+use crate::audit::Audit;
+use crate::ca::{CaConfig, CertificateAuthority, UpstreamConfig};
+use crate::clock::{Clock, SystemClock, unix_secs};
+use crate::config::Config;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError, StoredRoot};
+use crate::telemetry::Metrics;
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be prepared.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The datastore failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The CA refused to load (missing or corrupt keys never become a new CA).
+    #[error("CA: {0}")]
+    Ca(#[from] crate::ca::CaError),
+    /// A socket could not be bound.
+    #[error("{what}: {source}")]
+    Bind {
+        /// Which socket.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A service failed while running.
+    #[error("{0}")]
+    Serve(String),
+}
+
+impl ServerError {
+    /// Process exit code for `sworn-server run`.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            // EX_CONFIG: something on disk needs an operator.
+            ServerError::Ca(_) | ServerError::DataDir { .. } => 78,
+            // EX_UNAVAILABLE: a port or socket is taken.
+            ServerError::Bind { .. } => 69,
+            _ => 1,
+        }
+    }
+}
+
+/// State every service shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Validated configuration.
+    pub config: Config,
+    /// The datastore.
+    pub store: Arc<dyn Store>,
+    /// The CA.
+    pub ca: Arc<CertificateAuthority>,
+    /// The audit log.
+    pub audit: Audit,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Bumped on every change agents must hear about (entries, bans).
+    pub changes: watch::Sender<u64>,
+}
+
+impl Shared {
+    /// Tells every agent stream to resend its state.
+    pub fn notify_change(&self) {
+        self.changes.send_modify(|r| *r += 1);
+    }
+
+    /// Now, in unix seconds.
+    pub fn now(&self) -> i64 {
+        crate::clock::unix_now(self.clock.as_ref())
+    }
+}
+
+/// A started server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Shared state (tests use it to drive the clock-driven rotation, etc.).
+    pub shared: Arc<Shared>,
+    /// The agent API's bound address.
+    pub agent_api_addr: SocketAddr,
+    /// The health/metrics HTTP address.
+    pub health_addr: SocketAddr,
+    /// The admin socket path.
+    pub admin_socket: PathBuf,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl RunningServer {
+    /// Stops every service and waits up to `deadline` for them.
+    pub async fn shutdown(self, deadline: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(deadline, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?deadline, "services did not stop in time");
+        }
+    }
+
+    /// A token cancelled when the server stops.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens everything and starts serving.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServer, ServerError> {
+    prepare_data_dir(&config)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path()).await?);
+    let stored_roots = store.list_roots().await?;
+    let ca_config = CaConfig {
+        trust_domain: config.trust_domain.clone(),
+        ca_ttl: config.ca_ttl,
+        upstream: config.upstream_ca.as_ref().map(|u| UpstreamConfig {
+            cert_file: u.cert_file.clone(),
+            key_file: u.key_file.clone(),
+            bundle_file: u.bundle_file.clone(),
+        }),
+    };
+    // A datastore that has a bundle means a CA existed: it must load, never be recreated.
+    let ca = Arc::new(CertificateAuthority::load_or_init(
+        &config.data_dir,
+        ca_config,
+        clock.clone(),
+        !stored_roots.is_empty(),
+    )?);
+    let metrics = Arc::new(Metrics::default());
+    let audit = Audit::new(store.clone(), clock.clone());
+    let (changes, _) = watch::channel(0);
+    let shared = Arc::new(Shared {
+        config,
+        store,
+        ca,
+        audit,
+        metrics,
+        clock,
+        changes,
+    });
+    publish_bundle(&shared).await?;
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    let admin_socket = shared.config.admin_socket.clone();
+    let admin_listener =
+        crate::admin::socket::bind_private(&admin_socket).map_err(|source| ServerError::Bind {
+            what: "admin socket",
+            source,
+        })?;
+    let agent_listener = tokio::net::TcpListener::bind(shared.config.agent_api_address)
+        .await
+        .map_err(|source| ServerError::Bind {
+            what: "agent API address",
+            source,
+        })?;
+    let agent_api_addr = agent_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            what: "agent API address",
+            source,
+        })?;
+    let health_listener = crate::telemetry::bind_http(shared.config.health_address)
+        .await
+        .map_err(|source| ServerError::Bind {
+            what: "health address",
+            source,
+        })?;
+    let health_addr = health_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            what: "health address",
+            source,
+        })?;
+
+    tasks.spawn(
+        crate::admin::serve(shared.clone(), admin_listener, shutdown.clone())
+            .instrument(tracing::info_span!("admin_api")),
+    );
+    tasks.spawn(
+        agentapi::serve(
+            shared.clone(),
+            agent_listener,
+            shutdown.clone(),
+            tasks.clone(),
+        )
+        .instrument(tracing::info_span!("agent_api")),
+    );
+    {
+        let metrics = shared.metrics.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(
+            async move {
+                if let Err(error) =
+                    crate::telemetry::serve_http(health_listener, metrics, shutdown).await
+                {
+                    tracing::error!(%error, "health endpoint failed");
+                }
+            }
+            .instrument(tracing::info_span!("health")),
+        );
+    }
+    tasks.spawn(
+        rotation_loop(shared.clone(), shutdown.clone())
+            .instrument(tracing::info_span!("ca_rotation")),
+    );
+
+    shared.metrics.set_ready(true);
+    tracing::info!(
+        trust_domain = %shared.config.trust_domain,
+        agent_api = %agent_api_addr,
+        health = %health_addr,
+        admin_socket = %admin_socket.display(),
+        "sworn server serving"
+    );
+    Ok(RunningServer {
+        shared,
+        agent_api_addr,
+        health_addr,
+        admin_socket,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Runs until SIGINT or SIGTERM, then drains for up to 10 s.
+pub async fn run_until_signal(config: Config) -> Result<(), ServerError> {
+    let running = start(config, Arc::new(SystemClock)).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers, Ctrl-C is the only way out.
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn prepare_data_dir(config: &Config) -> Result<(), ServerError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = &config.data_dir;
+    let err = |source| ServerError::DataDir {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    Ok(())
+}
+
+/// Mirrors the CA's bundle into the datastore and the bundle file.
+async fn publish_bundle(shared: &Shared) -> Result<(), ServerError> {
+    let bundle = shared.ca.bundle();
+    let stored = shared.store.list_roots().await?;
+    for der in &bundle.roots_der {
+        if !stored.iter().any(|s| &s.der == der) {
+            let not_after = x509_parser::parse_x509_certificate(der)
+                .map(|(_, c)| c.validity().not_after.timestamp())
+                .unwrap_or(0);
+            shared
+                .store
+                .put_root(&StoredRoot {
+                    der: der.clone(),
+                    not_after,
+                })
+                .await?;
+        }
+    }
+    for s in &stored {
+        if !bundle.roots_der.iter().any(|r| r == &s.der) {
+            shared.store.remove_root(&s.der).await?;
+        }
+    }
+    let pem = bundle.to_pem();
+    let path = &shared.config.bundle_file;
+    if let Err(error) = crate::cli::write_atomic(path, pem.as_bytes(), 0o644) {
+        tracing::warn!(error = %format!("{error:#}"), path = %path.display(), "cannot write the bundle file");
+    }
+    shared
+        .metrics
+        .bundle_roots
+        .set(i64::try_from(bundle.roots_der.len()).unwrap_or(i64::MAX));
+    if let Ok(status) = shared.ca.status() {
+        shared
+            .metrics
+            .ca_expiry
+            .set(unix_secs(status.active_not_after));
+    }
+    Ok(())
+}
+
+/// Checks rotation every few seconds (the clock decides when, not the loop).
+async fn rotation_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match shared.ca.rotate_if_due() {
+            Ok(report) if report.bundle_changed => {
+                tracing::info!(?report, "CA bundle changed");
+                if let Err(error) = publish_bundle(&shared).await {
+                    tracing::error!(%error, "cannot publish the rotated bundle");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "CA rotation failed"),
+        }
+    }
+}
