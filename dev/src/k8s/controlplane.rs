@@ -213,7 +213,7 @@ impl ControlPlane {
                 format!("--tls-cert-file={}", p("apiserver.crt")),
                 format!("--tls-private-key-file={}", p("apiserver.key")),
                 format!("--client-ca-file={}", p("ca.crt")),
-                format!("--service-account-key-file={}", p("sa.key")),
+                format!("--service-account-key-file={}", p("sa.pub")),
                 format!("--service-account-signing-key-file={}", p("sa.key")),
                 format!("--service-account-issuer={}", options.issuer),
                 "--authorization-mode=RBAC".to_owned(),
@@ -221,6 +221,8 @@ impl ControlPlane {
                 "--allow-privileged=true".to_owned(),
                 "--profiling=false".to_owned(),
                 "--shutdown-delay-duration=0s".to_owned(),
+                // The "kubernetes" Service endpoint cannot point at loopback.
+                "--endpoint-reconciler-type=none".to_owned(),
             ],
             &d.join("kube-apiserver.log"),
         )
@@ -293,6 +295,11 @@ impl ControlPlane {
     /// material: whoever holds it can mint tokens this cluster accepts.
     pub fn sa_signing_key_pem(&self) -> &str {
         &self.pki.sa_key_pem
+    }
+
+    /// Pids of etcd and kube-apiserver, in that order.
+    pub fn pids(&self) -> [u32; 2] {
+        [self.etcd.pid(), self.apiserver.pid()]
     }
 
     /// The binaries this control plane runs.

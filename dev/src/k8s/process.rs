@@ -75,6 +75,11 @@ impl Supervised {
         self.child.try_wait().ok().flatten()
     }
 
+    /// The child's pid.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The log file receiving the child's output.
     pub(crate) fn log(&self) -> &Path {
         &self.log
