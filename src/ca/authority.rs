@@ -129,7 +129,13 @@ impl CertificateAuthority {
                     return Err(CaError::ExpectedExisting { dir });
                 }
                 let now = clock.now();
-                let first = Generation::create(1, &config.trust_domain, now, config.ca_ttl, upstream.as_ref())?;
+                let first = Generation::create(
+                    1,
+                    &config.trust_domain,
+                    now,
+                    config.ca_ttl,
+                    upstream.as_ref(),
+                )?;
                 let state = State::new(config.trust_domain.to_string(), mode);
                 keystore::create_dir_atomically(&dir, |ks| {
                     let key = first.key().ok_or_else(|| CaError::Generate {
@@ -202,9 +208,7 @@ impl CertificateAuthority {
     }
 
     pub(crate) fn write(&self) -> Result<RwLockWriteGuard<'_, Authorities>, CaError> {
-        self.authorities
-            .write()
-            .map_err(|_| CaError::Poisoned)
+        self.authorities.write().map_err(|_| CaError::Poisoned)
     }
 
     /// Publishes the bundle of `a` if it differs from the current one.

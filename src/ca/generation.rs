@@ -8,8 +8,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer,
-    KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose,
+    SanType, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls_pki_types::CertificateDer;
@@ -80,7 +80,10 @@ impl Generation {
                 if cert.public_key().subject_public_key.data.as_ref() != key.public_point() {
                     return Err(CaError::CorruptKey {
                         path: key_path.to_path_buf(),
-                        reason: format!("does not match the certificate in {}", cert_path.display()),
+                        reason: format!(
+                            "does not match the certificate in {}",
+                            cert_path.display()
+                        ),
                     });
                 }
                 let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(der.as_slice()), key)
@@ -121,19 +124,23 @@ impl Generation {
         }
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::OrganizationName, "sworn");
         params
             .distinguished_name
-            .push(DnType::CommonName, format!("sworn ca {trust_domain} #{number}"));
+            .push(DnType::OrganizationName, "sworn");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("sworn ca {trust_domain} #{number}"),
+        );
         params.serial_number = Some(random_serial().map_err(gen_err("certificate"))?);
         params.not_before = (now - BACKDATE).into();
         params.not_after = not_after.into();
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let td_uri = trust_domain.id_string();
-        params.subject_alt_names = vec![SanType::URI(
-            td_uri.try_into().map_err(|e: rcgen::Error| gen_err("certificate")(e.to_string()))?,
-        )];
+        params.subject_alt_names =
+            vec![SanType::URI(td_uri.try_into().map_err(
+                |e: rcgen::Error| gen_err("certificate")(e.to_string()),
+            )?)];
         let built = match upstream {
             None => params.self_signed(&key),
             Some(up) => {
@@ -186,7 +193,8 @@ pub(crate) fn random_serial() -> Result<SerialNumber, String> {
     let rng = SystemRandom::new();
     let mut bytes = [0u8; 16];
     loop {
-        rng.fill(&mut bytes).map_err(|_| "system rng failed".to_string())?;
+        rng.fill(&mut bytes)
+            .map_err(|_| "system rng failed".to_string())?;
         // rcgen encodes the bytes as a non-negative INTEGER (adding a 0x00 when needed).
         if bytes.iter().any(|b| *b != 0) {
             return Ok(SerialNumber::from_slice(&bytes));

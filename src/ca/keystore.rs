@@ -109,7 +109,11 @@ impl KeyStore {
         let tmp = self.path(&format!(".{name}.tmp-{}", random_suffix()?));
         let io = |action| {
             let path = target.clone();
-            move |source| CaError::Io { path, action, source }
+            move |source| CaError::Io {
+                path,
+                action,
+                source,
+            }
         };
         let mut file = OpenOptions::new()
             .write(true)
@@ -130,7 +134,11 @@ impl KeyStore {
     }
 
     /// Reads `name`; a missing file is [`CaError::Missing`] with `why`.
-    pub(crate) fn read(&self, name: &str, why: &'static str) -> Result<Zeroizing<Vec<u8>>, CaError> {
+    pub(crate) fn read(
+        &self,
+        name: &str,
+        why: &'static str,
+    ) -> Result<Zeroizing<Vec<u8>>, CaError> {
         let path = self.path(name);
         match fs::read(&path) {
             Ok(bytes) => Ok(Zeroizing::new(bytes)),
@@ -247,7 +255,11 @@ pub(crate) fn create_dir_atomically(
     let parent = target.parent().unwrap_or(Path::new("."));
     let io = |path: &Path, action| {
         let path = path.to_path_buf();
-        move |source| CaError::Io { path, action, source }
+        move |source| CaError::Io {
+            path,
+            action,
+            source,
+        }
     };
     fs::create_dir_all(parent).map_err(io(parent, "create data directory"))?;
     let tmp = parent.join(format!(".ca.init-{}", random_suffix()?));

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyUsagePurpose, SanType,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
+    SanType,
 };
 use rustls_pki_types::DnsName;
 use sworn_identity::{Expected, SpiffeIdentity, check_x509_svid};
@@ -59,7 +59,10 @@ pub struct IssuedSvid {
 impl IssuedSvid {
     /// The leaf certificate DER.
     pub fn leaf_der(&self) -> &[u8] {
-        self.chain_der.first().map(Vec::as_slice).unwrap_or_default()
+        self.chain_der
+            .first()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     /// The chain as PEM (`svid.pem`: leaf first).
@@ -120,14 +123,17 @@ impl CertificateAuthority {
 
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::OrganizationName, "sworn");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "sworn");
         let uri = spiffe_id.as_str().try_into().map_err(build_err)?;
         params.subject_alt_names = std::iter::once(Ok(SanType::URI(uri)))
-            .chain(
-                dns_names
-                    .iter()
-                    .map(|d| d.as_str().try_into().map(SanType::DnsName).map_err(build_err)),
-            )
+            .chain(dns_names.iter().map(|d| {
+                d.as_str()
+                    .try_into()
+                    .map(SanType::DnsName)
+                    .map_err(build_err)
+            }))
             .collect::<Result<_, _>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![

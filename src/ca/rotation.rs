@@ -51,7 +51,9 @@ impl CertificateAuthority {
         if a.prepared.is_none() && preparation_due(&a.active, now) && self.can_outlive(a) {
             report.prepared = Some(self.prepare(a, now)?);
             if a.active.not_after <= now {
-                tracing::warn!("the active ca expired while the server was down; activating its successor at once");
+                tracing::warn!(
+                    "the active ca expired while the server was down; activating its successor at once"
+                );
                 report.activated = Some(self.activate(a)?);
             }
         }
@@ -66,7 +68,10 @@ impl CertificateAuthority {
         let a = self.authorities.read().map_err(|_| CaError::Poisoned)?;
         let fraction = if a.prepared.is_some() { 6 } else { 2 };
         let step = a.active.not_after - a.active.lifetime() / fraction;
-        let prune = a.retired.iter().map(|g| g.not_after + Duration::from_secs(1));
+        let prune = a
+            .retired
+            .iter()
+            .map(|g| g.not_after + Duration::from_secs(1));
         Ok(prune.fold(step, SystemTime::min))
     }
 
@@ -165,21 +170,25 @@ impl CertificateAuthority {
         } else {
             self.store.remove(&cert_file(old))?;
         }
-        tracing::info!(generation = a.active.number, retired = old, "activated the next ca");
+        tracing::info!(
+            generation = a.active.number,
+            retired = old,
+            "activated the next ca"
+        );
         Ok(a.active.number)
     }
 
     fn prune(&self, a: &mut Authorities, now: SystemTime) -> Result<usize, CaError> {
-        let (expired, kept): (Vec<_>, Vec<_>) = a
-            .retired
-            .drain(..)
-            .partition(|g| g.not_after < now);
+        let (expired, kept): (Vec<_>, Vec<_>) =
+            a.retired.drain(..).partition(|g| g.not_after < now);
         a.retired = kept;
         if expired.is_empty() {
             return Ok(0);
         }
         let mut state = a.state.clone();
-        state.retired.retain(|g| !expired.iter().any(|e| e.number == *g));
+        state
+            .retired
+            .retain(|g| !expired.iter().any(|e| e.number == *g));
         state.bundle_sequence += 1;
         if let Err(e) = self.store.write_state(&state) {
             a.retired.extend(expired);
@@ -189,7 +198,10 @@ impl CertificateAuthority {
         a.state = state;
         for g in &expired {
             self.store.remove(&cert_file(g.number))?;
-            tracing::info!(generation = g.number, "dropped an expired root from the bundle");
+            tracing::info!(
+                generation = g.number,
+                "dropped an expired root from the bundle"
+            );
         }
         Ok(expired.len())
     }

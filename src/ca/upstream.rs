@@ -79,12 +79,18 @@ impl Upstream {
         let (_, cert) = X509Certificate::from_der(&signing)
             .map_err(|e| bad(&config.cert_file, e.to_string()))?;
         if !matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca) {
-            return Err(bad(&config.cert_file, "the first certificate is not a ca".into()));
+            return Err(bad(
+                &config.cert_file,
+                "the first certificate is not a ca".into(),
+            ));
         }
         if cert.public_key().raw != key.subject_public_key_info().as_slice() {
             return Err(bad(
                 &config.key_file,
-                format!("does not match the certificate in {}", config.cert_file.display()),
+                format!(
+                    "does not match the certificate in {}",
+                    config.cert_file.display()
+                ),
             ));
         }
         let roots = match &config.bundle_file {
