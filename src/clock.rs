@@ -62,7 +62,9 @@ impl FakeClock {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SystemTime> {
         // A panic while holding this lock cannot leave a SystemTime half-written.
-        self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -74,7 +76,9 @@ impl Clock for FakeClock {
 
 impl fmt::Debug for FakeClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FakeClock").field("now", &self.now()).finish()
+        f.debug_struct("FakeClock")
+            .field("now", &self.now())
+            .finish()
     }
 }
 

@@ -62,25 +62,43 @@ const PROFILE: &[(&str, Check)] = &[
         ensure(dns == ctx.dns, format!("dns {dns:?}"))
     }),
     ("basic constraints present, ca=false", |c, _| {
-        let bc = c.basic_constraints().unwrap().ok_or("no basic constraints")?;
+        let bc = c
+            .basic_constraints()
+            .unwrap()
+            .ok_or("no basic constraints")?;
         ensure(!bc.value.ca, "ca=true")
     }),
-    ("key usage critical: digitalSignature, keyEncipherment, keyAgreement only", |c, _| {
-        let ku = c.key_usage().unwrap().ok_or("no key usage")?;
-        ensure(ku.critical, "not critical")?;
-        let v = ku.value;
-        ensure(v.digital_signature(), "no digitalSignature")?;
-        ensure(!v.key_cert_sign() && !v.crl_sign(), "may sign certificates or crls")?;
-        ensure(v.key_encipherment() && v.key_agreement(), "missing keyEncipherment/keyAgreement")
-    }),
+    (
+        "key usage critical: digitalSignature, keyEncipherment, keyAgreement only",
+        |c, _| {
+            let ku = c.key_usage().unwrap().ok_or("no key usage")?;
+            ensure(ku.critical, "not critical")?;
+            let v = ku.value;
+            ensure(v.digital_signature(), "no digitalSignature")?;
+            ensure(
+                !v.key_cert_sign() && !v.crl_sign(),
+                "may sign certificates or crls",
+            )?;
+            ensure(
+                v.key_encipherment() && v.key_agreement(),
+                "missing keyEncipherment/keyAgreement",
+            )
+        },
+    ),
     ("eku serverAuth and clientAuth", |c, _| {
         let eku = c.extended_key_usage().unwrap().ok_or("no eku")?;
-        ensure(eku.value.server_auth && eku.value.client_auth, "incomplete eku")?;
+        ensure(
+            eku.value.server_auth && eku.value.client_auth,
+            "incomplete eku",
+        )?;
         ensure(!eku.value.any && eku.value.other.is_empty(), "extra eku")
     }),
     ("not after = min(now + ttl, ca not after)", |c, ctx| {
         let na = c.validity().not_after.timestamp();
-        ensure(na == (ctx.now + ctx.ttl).min(ctx.ca_not_after), format!("not_after {na}"))
+        ensure(
+            na == (ctx.now + ctx.ttl).min(ctx.ca_not_after),
+            format!("not_after {na}"),
+        )
     }),
     ("not before backdated 10 s", |c, ctx| {
         let nb = c.validity().not_before.timestamp();
@@ -90,7 +108,10 @@ const PROFILE: &[(&str, Check)] = &[
         let raw = c.raw_serial();
         let significant = raw.iter().skip_while(|b| **b == 0).count();
         ensure(raw[0] & 0x80 == 0, "negative serial")?;
-        ensure((14..=16).contains(&significant), format!("{significant} serial bytes"))
+        ensure(
+            (14..=16).contains(&significant),
+            format!("{significant} serial bytes"),
+        )
     }),
     ("subject is policy, not the csr's", |c, _| {
         let cns: Vec<_> = c.subject().iter_common_name().collect();
@@ -118,14 +139,20 @@ fn minted_svids_follow_the_x509_svid_profile() {
     };
     let cases: Vec<(&str, Duration, Vec<&str>)> = vec![
         ("short ttl", Duration::from_secs(300), vec![]),
-        ("one hour with dns names", HOUR, vec!["web.example.org", "web.default.svc"]),
+        (
+            "one hour with dns names",
+            HOUR,
+            vec!["web.example.org", "web.default.svc"],
+        ),
         ("ttl beyond the ca is capped", 1000 * HOUR, vec![]),
     ];
     let mut serials = std::collections::HashSet::new();
     for (name, ttl, dns) in cases {
         let mut req = request(WEB, ttl);
         req.dns_names = dns.iter().map(|s| s.to_string()).collect();
-        let svid = ca.mint_x509_svid(req).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let svid = ca
+            .mint_x509_svid(req)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let ctx = Ctx {
             id: WEB.into(),
             ca_not_after: secs(ca_not_after),
@@ -134,7 +161,11 @@ fn minted_svids_follow_the_x509_svid_profile() {
             dns: dns.iter().map(|s| s.to_string()).collect(),
         };
         check_profile(&svid, &ctx);
-        assert_eq!(svid.chain_der.len(), 1, "{name}: self-signed chain is the leaf alone");
+        assert_eq!(
+            svid.chain_der.len(),
+            1,
+            "{name}: self-signed chain is the leaf alone"
+        );
         assert!(svid.not_after <= ca_not_after, "{name}");
         let bundle = ca.bundle();
         check_x509_svid(
@@ -159,11 +190,29 @@ fn openssl_verify_accepts_a_minted_svid_against_the_bundle() {
     std::fs::write(out.path().join("bundle.pem"), ca.bundle().to_pem()).unwrap();
     std::fs::write(out.path().join("svid.pem"), svid.chain_pem()).unwrap();
     let (ok, text) = openssl(
-        &["verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", "bundle.pem", "svid.pem"],
+        &[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            "bundle.pem",
+            "svid.pem",
+        ],
         out.path(),
     );
     assert!(ok, "openssl verify failed:\n{text}");
-    let (ok, text) = openssl(&["verify", "-purpose", "sslserver", "-CAfile", "bundle.pem", "svid.pem"], out.path());
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            "bundle.pem",
+            "svid.pem",
+        ],
+        out.path(),
+    );
     assert!(ok, "openssl verify (server purpose) failed:\n{text}");
 
     // And it fails against a bundle from another CA, so the check above can fail.
@@ -181,7 +230,11 @@ fn hostile_csr(key: &KeyPair) -> Vec<u8> {
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
     p.subject_alt_names = vec![
-        SanType::URI("spiffe://example.org/ns/kube-system/sa/admin".try_into().unwrap()),
+        SanType::URI(
+            "spiffe://example.org/ns/kube-system/sa/admin"
+                .try_into()
+                .unwrap(),
+        ),
         SanType::URI("spiffe://other.org/x".try_into().unwrap()),
         SanType::DnsName("evil.example.com".try_into().unwrap()),
         SanType::IpAddress("10.0.0.1".parse().unwrap()),
@@ -221,15 +274,29 @@ fn a_hostile_csr_contributes_only_its_key() {
         },
     );
     let (_, cert) = X509Certificate::from_der(svid.leaf_der()).unwrap();
-    assert_eq!(cert.public_key().subject_public_key.data.as_ref(), key.public_key_raw());
+    assert_eq!(
+        cert.public_key().subject_public_key.data.as_ref(),
+        key.public_key_raw()
+    );
 }
 
 fn openssl_rsa_csr(bits: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let (ok, text) = openssl(
         &[
-            "req", "-new", "-newkey", &format!("rsa:{bits}"), "-nodes", "-keyout", "key.pem",
-            "-subj", "/CN=rsa", "-outform", "DER", "-out", "csr.der",
+            "req",
+            "-new",
+            "-newkey",
+            &format!("rsa:{bits}"),
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-subj",
+            "/CN=rsa",
+            "-outform",
+            "DER",
+            "-out",
+            "csr.der",
         ],
         dir.path(),
     );
@@ -239,7 +306,11 @@ fn openssl_rsa_csr(bits: &str) -> Vec<u8> {
 
 fn rcgen_csr(alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
     let key = KeyPair::generate_for(alg).unwrap();
-    CertificateParams::default().serialize_request(&key).unwrap().der().to_vec()
+    CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .der()
+        .to_vec()
 }
 
 #[test]
@@ -257,12 +328,42 @@ fn bad_csrs_are_refused_with_the_reason() {
     let rsa_oid = "1.2.840.113549.1.1.1".to_string();
     let cases: Vec<(&str, Vec<u8>, CsrError)> = vec![
         ("bad_signature", bad_signature, CsrError::BadSignature),
-        ("rsa_2048", openssl_rsa_csr("2048"), CsrError::UnsupportedKeyAlgorithm { oid: rsa_oid.clone() }),
-        ("rsa_1024_weak", openssl_rsa_csr("1024"), CsrError::UnsupportedKeyAlgorithm { oid: rsa_oid }),
-        ("p384", rcgen_csr(&PKCS_ECDSA_P384_SHA384), CsrError::UnsupportedCurve { curve: "1.3.132.0.34".into() }),
-        ("ed25519", rcgen_csr(&PKCS_ED25519), CsrError::UnsupportedKeyAlgorithm { oid: "1.3.101.112".into() }),
-        ("trailing_bytes", trailing, CsrError::Malformed("trailing bytes".into())),
-        ("huge", vec![0x30; 10_000], CsrError::TooLarge { len: 10_000 }),
+        (
+            "rsa_2048",
+            openssl_rsa_csr("2048"),
+            CsrError::UnsupportedKeyAlgorithm {
+                oid: rsa_oid.clone(),
+            },
+        ),
+        (
+            "rsa_1024_weak",
+            openssl_rsa_csr("1024"),
+            CsrError::UnsupportedKeyAlgorithm { oid: rsa_oid },
+        ),
+        (
+            "p384",
+            rcgen_csr(&PKCS_ECDSA_P384_SHA384),
+            CsrError::UnsupportedCurve {
+                curve: "1.3.132.0.34".into(),
+            },
+        ),
+        (
+            "ed25519",
+            rcgen_csr(&PKCS_ED25519),
+            CsrError::UnsupportedKeyAlgorithm {
+                oid: "1.3.101.112".into(),
+            },
+        ),
+        (
+            "trailing_bytes",
+            trailing,
+            CsrError::Malformed("trailing bytes".into()),
+        ),
+        (
+            "huge",
+            vec![0x30; 10_000],
+            CsrError::TooLarge { len: 10_000 },
+        ),
     ];
     for (name, csr_der, want) in cases {
         let got = ca.mint_x509_svid(MintRequest {
@@ -277,7 +378,12 @@ fn bad_csrs_are_refused_with_the_reason() {
         }
     }
     assert!(matches!(
-        ca.mint_x509_svid(MintRequest { spiffe_id: id(WEB), csr_der: b"garbage".to_vec(), ttl: HOUR, dns_names: vec![] }),
+        ca.mint_x509_svid(MintRequest {
+            spiffe_id: id(WEB),
+            csr_der: b"garbage".to_vec(),
+            ttl: HOUR,
+            dns_names: vec![]
+        }),
         Err(MintError::Csr(CsrError::Malformed(_)))
     ));
 }
@@ -292,7 +398,10 @@ fn mint_requests_outside_policy_are_refused() {
     let server = SpiffeIdentity::sworn_server(&td).unwrap();
     let mut req = request(WEB, HOUR);
     req.spiffe_id = server.clone();
-    assert!(matches!(ca.mint_x509_svid(req.clone()), Err(MintError::Reserved(_))));
+    assert!(matches!(
+        ca.mint_x509_svid(req.clone()),
+        Err(MintError::Reserved(_))
+    ));
     let svid = ca.mint_sworn_svid(req).unwrap();
     assert_eq!(svid.spiffe_id, server);
     assert!(matches!(
@@ -307,11 +416,22 @@ fn mint_requests_outside_policy_are_refused() {
         ca.mint_x509_svid(request(WEB, Duration::ZERO)),
         Err(MintError::ZeroTtl)
     ));
-    for bad in ["Web.example.org", "web.example.org.", "*.example.org", "10.0.0.1", "", "a..b", "-a.example.org"] {
+    for bad in [
+        "Web.example.org",
+        "web.example.org.",
+        "*.example.org",
+        "10.0.0.1",
+        "",
+        "a..b",
+        "-a.example.org",
+    ] {
         let mut req = request(WEB, HOUR);
         req.dns_names = vec![bad.to_string()];
         assert!(
-            matches!(ca.mint_x509_svid(req), Err(MintError::InvalidDnsName { .. })),
+            matches!(
+                ca.mint_x509_svid(req),
+                Err(MintError::InvalidDnsName { .. })
+            ),
             "{bad:?} accepted"
         );
     }

@@ -15,7 +15,14 @@ const WEB: &str = "spiffe://example.org/ns/default/sa/web";
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn verifies(leaf: &[u8], roots: &[Vec<u8>], clock: &FakeClock) -> Result<(), ProfileError> {
-    check_x509_svid(leaf, &[] as &[Vec<u8>], Expected::Id(&id(WEB)), roots, clock.now()).map(|_| ())
+    check_x509_svid(
+        leaf,
+        &[] as &[Vec<u8>],
+        Expected::Id(&id(WEB)),
+        roots,
+        clock.now(),
+    )
+    .map(|_| ())
 }
 
 #[test]
@@ -54,7 +61,10 @@ fn next_root_is_published_before_it_signs_and_old_root_stays_while_needed() {
     clock.set(t0 + 20 * HOUR - MINUTE);
     assert_eq!(ca.rotate_if_due().unwrap(), RotationReport::default());
     let capped = mint(&ca, WEB, 10 * HOUR);
-    assert_eq!(capped.not_after, ca1_not_after, "ttl capped by the active ca");
+    assert_eq!(
+        capped.not_after, ca1_not_after,
+        "ttl capped by the active ca"
+    );
     verifies(capped.leaf_der(), &root1, &clock).unwrap();
 
     // At 1/6: generation 2 signs. Everything it signs verifies against the bundle that was
@@ -64,7 +74,10 @@ fn next_root_is_published_before_it_signs_and_old_root_stays_while_needed() {
     assert_eq!(report.activated, Some(2));
     assert!(!report.bundle_changed, "activation publishes nothing new");
     assert!(!rx.has_changed().unwrap());
-    assert!(!dir.path().join("ca/ca-1.key").exists(), "retired key deleted");
+    assert!(
+        !dir.path().join("ca/ca-1.key").exists(),
+        "retired key deleted"
+    );
     let after_switch = mint(&ca, WEB, 10 * HOUR);
     verifies(after_switch.leaf_der(), &published.roots_der, &clock).unwrap();
     assert_eq!(
@@ -72,13 +85,20 @@ fn next_root_is_published_before_it_signs_and_old_root_stays_while_needed() {
         Err(ProfileError::NoTrustedRoot),
         "signed by the new key, not the old one"
     );
-    assert_eq!(after_switch.not_after, clock.now() + 10 * HOUR, "cap follows the new ca");
+    assert_eq!(
+        after_switch.not_after,
+        clock.now() + 10 * HOUR,
+        "cap follows the new ca"
+    );
 
     // Old root stays while SVIDs it signed are valid: `capped` lives until t0 + 24 h.
     clock.set(t0 + 24 * HOUR - MINUTE);
     ca.rotate_if_due().unwrap();
     let bundle = ca.bundle();
-    assert!(bundle.roots_der.contains(&root1[0]), "old root dropped too early");
+    assert!(
+        bundle.roots_der.contains(&root1[0]),
+        "old root dropped too early"
+    );
     verifies(capped.leaf_der(), &bundle.roots_der, &clock).unwrap();
 
     // Once nothing it signed can be valid, the old root is dropped.
@@ -88,7 +108,10 @@ fn next_root_is_published_before_it_signs_and_old_root_stays_while_needed() {
     assert!(report.bundle_changed);
     let bundle = rx.borrow_and_update().clone();
     assert!(!bundle.roots_der.contains(&root1[0]));
-    assert!(!dir.path().join("ca/ca-1.crt").exists(), "dropped root's file removed");
+    assert!(
+        !dir.path().join("ca/ca-1.crt").exists(),
+        "dropped root's file removed"
+    );
     verifies(after_switch.leaf_der(), &bundle.roots_der, &clock).unwrap();
 
     // A restart reads back exactly this state.
@@ -121,9 +144,15 @@ fn an_expired_ca_is_replaced_at_the_first_tick() {
     clock.set(t0 + 30 * HOUR);
     let ca = open(dir.path(), &clock);
     // ... but nothing is minted until rotation replaced it.
-    assert!(matches!(ca.mint_x509_svid(request(WEB, HOUR)), Err(MintError::CaExpired)));
+    assert!(matches!(
+        ca.mint_x509_svid(request(WEB, HOUR)),
+        Err(MintError::CaExpired)
+    ));
     let report = ca.rotate_if_due().unwrap();
-    assert_eq!((report.prepared, report.activated, report.dropped_roots), (Some(2), Some(2), 1));
+    assert_eq!(
+        (report.prepared, report.activated, report.dropped_roots),
+        (Some(2), Some(2), 1)
+    );
     assert_eq!(ca.bundle().roots_der.len(), 1);
     let svid = mint(&ca, WEB, HOUR);
     verifies(svid.leaf_der(), &ca.bundle().roots_der, &clock).unwrap();
@@ -152,10 +181,19 @@ async fn run_rotation_ticks_until_cancelled() {
     let ca = std::sync::Arc::new(open(dir.path(), &clock));
     let mut rx = ca.subscribe();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(ca.clone().run_rotation(Duration::from_millis(20), shutdown.clone()));
+    let task = tokio::spawn(
+        ca.clone()
+            .run_rotation(Duration::from_millis(20), shutdown.clone()),
+    );
     clock.set(t0 + 13 * HOUR);
-    tokio::time::timeout(Duration::from_secs(10), rx.changed()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(rx.borrow().roots_der.len(), 2);
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -162,17 +162,17 @@ impl CertificateAuthority {
             Vec::new()
         };
         let roots = self.bundle_tx.borrow().roots_der.clone();
-        let verified = check_x509_svid(
-            &leaf,
-            &intermediates,
-            Expected::Id(&spiffe_id),
-            &roots,
-            now,
-        )
-        .map_err(|error| {
-            tracing::error!(%error, spiffe_id = %spiffe_id, "minted certificate failed the profile check");
-            MintError::ProfileViolation(error)
-        })?;
+        let verified =
+            check_x509_svid(&leaf, &intermediates, Expected::Id(&spiffe_id), &roots, now).map_err(
+                |error| {
+                    tracing::error!(
+                        %error,
+                        spiffe_id = %spiffe_id,
+                        "minted certificate failed the profile check"
+                    );
+                    MintError::ProfileViolation(error)
+                },
+            )?;
         drop(authorities);
 
         let mut chain_der = vec![leaf];

@@ -22,6 +22,7 @@ mod error;
 mod generation;
 mod key;
 mod keystore;
+mod load;
 mod mint;
 mod rotation;
 mod upstream;

@@ -51,9 +51,7 @@ impl CertificateAuthority {
         if a.prepared.is_none() && preparation_due(&a.active, now) && self.can_outlive(a) {
             report.prepared = Some(self.prepare(a, now)?);
             if a.active.not_after <= now {
-                tracing::warn!(
-                    "the active ca expired while the server was down; activating its successor at once"
-                );
+                tracing::warn!("the active ca had expired; activating its successor at once");
                 report.activated = Some(self.activate(a)?);
             }
         }
@@ -109,7 +107,10 @@ impl CertificateAuthority {
     fn can_outlive(&self, a: &Authorities) -> bool {
         match &self.upstream {
             Some(up) if up.not_after <= a.active.not_after => {
-                tracing::warn!(upstream_not_after = ?up.not_after, "the upstream ca expires with the active ca; renew the upstream ca to keep rotating");
+                tracing::warn!(
+                    upstream_not_after = ?up.not_after,
+                    "the upstream ca expires with the active ca; renew it to keep rotating"
+                );
                 false
             }
             _ => true,

@@ -21,8 +21,13 @@ pub fn id(s: &str) -> SpiffeIdentity {
 }
 
 pub fn open(data_dir: &Path, clock: &FakeClock) -> CertificateAuthority {
-    CertificateAuthority::load_or_init(data_dir, CaConfig::new(td()), Arc::new(clock.clone()), false)
-        .unwrap()
+    CertificateAuthority::load_or_init(
+        data_dir,
+        CaConfig::new(td()),
+        Arc::new(clock.clone()),
+        false,
+    )
+    .unwrap()
 }
 
 pub fn request(spiffe_id: &str, ttl: Duration) -> MintRequest {
