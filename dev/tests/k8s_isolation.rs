@@ -65,9 +65,12 @@ async fn two_harnesses_in_parallel_do_not_interfere() {
     }
 }
 
+/// What the panicking test saw: control-plane pids, its dir, its cgroup root.
+type Seen = ([u32; 2], PathBuf, PathBuf);
+
 #[test]
 fn a_panicking_test_leaves_nothing_running() {
-    let seen: Arc<Mutex<Option<([u32; 2], PathBuf, PathBuf)>>> = Arc::default();
+    let seen: Arc<Mutex<Option<Seen>>> = Arc::default();
     let record = Arc::clone(&seen);
     let result = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()

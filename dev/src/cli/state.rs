@@ -27,6 +27,8 @@ use crate::k8s::{CgroupStyle, PodHandle};
 pub struct K8sState {
     /// Pid of the `up` process.
     pub up_pid: u32,
+    /// Pids of its etcd and kube-apiserver.
+    pub control_plane_pids: [u32; 2],
     /// `https://127.0.0.1:<port>`.
     pub api_url: String,
     /// `--service-account-issuer`.

@@ -38,6 +38,7 @@ pub async fn up_kubernetes(dir: &Path, options: UpOptions) -> Result<()> {
     std::fs::copy(cp.kubeconfig_path(), sd.kubeconfig()).context("writing the kubeconfig")?;
     let state = K8sState {
         up_pid: std::process::id(),
+        control_plane_pids: cp.pids(),
         api_url: cp.api_url().to_owned(),
         issuer: cp.issuer().to_owned(),
         kubeconfig: sd.kubeconfig(),
