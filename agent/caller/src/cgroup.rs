@@ -174,7 +174,10 @@ fn split_line(raw: &str, line: usize) -> Result<(u32, &str), CgroupError> {
         .parse()
         .map_err(|_| malformed(line, "hierarchy id out of range"))?;
     if (hierarchy == 0) != controllers.is_empty() {
-        return Err(malformed(line, "controllers must be empty exactly for hierarchy 0"));
+        return Err(malformed(
+            line,
+            "controllers must be empty exactly for hierarchy 0",
+        ));
     }
     if !path.starts_with('/') {
         return Err(malformed(line, "path is not absolute"));

@@ -58,7 +58,11 @@ mod tests {
     fn started_after_accept_is_pid_reuse() {
         assert!(matches!(
             check_start_time(7, 1000, 1001, 1001),
-            Err(CallerError::StartedAfterAccept { pid: 7, start_ticks: 1001, accept_ticks: 1000 })
+            Err(CallerError::StartedAfterAccept {
+                pid: 7,
+                start_ticks: 1001,
+                accept_ticks: 1000
+            })
         ));
     }
 
@@ -66,7 +70,11 @@ mod tests {
     fn start_time_changing_between_reads_is_pid_reuse() {
         assert!(matches!(
             check_start_time(7, 1000, 900, 950),
-            Err(CallerError::StartTimeChanged { pid: 7, before: 900, after: 950 })
+            Err(CallerError::StartTimeChanged {
+                pid: 7,
+                before: 900,
+                after: 950
+            })
         ));
         // Even when the later process also started after accept, the change is what is reported.
         assert!(matches!(

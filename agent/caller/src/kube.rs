@@ -136,7 +136,10 @@ mod tests {
     #[test]
     fn pod_uid_accepts_only_the_canonical_form() {
         let ok = "0c4a1a6e-3b5d-4f7e-9a2b-1c2d3e4f5a6b";
-        assert_eq!(ok.parse::<PodUid>().map(|u| u.to_string()).as_deref(), Ok(ok));
+        assert_eq!(
+            ok.parse::<PodUid>().map(|u| u.to_string()).as_deref(),
+            Ok(ok)
+        );
         for bad in [
             "0C4A1A6E-3B5D-4F7E-9A2B-1C2D3E4F5A6B",
             "0c4a1a6e3b5d4f7e9a2b1c2d3e4f5a6b",
@@ -153,7 +156,12 @@ mod tests {
     fn container_id_is_64_lowercase_hex() {
         let ok = "a".repeat(64);
         assert_eq!(ok.parse::<ContainerId>().map(|c| c.to_string()), Ok(ok));
-        for bad in ["A".repeat(64), "a".repeat(63), "a".repeat(65), "g".repeat(64)] {
+        for bad in [
+            "A".repeat(64),
+            "a".repeat(63),
+            "a".repeat(65),
+            "g".repeat(64),
+        ] {
             assert_eq!(bad.parse::<ContainerId>(), Err(IdError::ContainerId));
         }
     }

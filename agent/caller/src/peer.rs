@@ -172,7 +172,12 @@ impl Caller {
     /// Checks that the process is alive and its start time is the one read at accept.
     pub fn verify_unchanged(&self) -> Result<(), CallerError> {
         let stat = self.proc_dir.stat().map_err(|e| proc_error(self.pid, e))?;
-        check_start_time(self.pid, self.accept_ticks, self.start_ticks, stat.start_ticks)?;
+        check_start_time(
+            self.pid,
+            self.accept_ticks,
+            self.start_ticks,
+            stat.start_ticks,
+        )?;
         self.check_alive(&stat)
     }
 

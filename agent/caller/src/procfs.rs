@@ -57,7 +57,9 @@ pub enum ProcError {
 impl ProcError {
     fn io(file: &'static str, source: io::Error) -> Self {
         match source.raw_os_error() {
-            Some(code) if code == Errno::NOENT.raw_os_error() || code == Errno::SRCH.raw_os_error() => {
+            Some(code)
+                if code == Errno::NOENT.raw_os_error() || code == Errno::SRCH.raw_os_error() =>
+            {
                 Self::Gone
             }
             _ => Self::Io { file, source },
@@ -113,9 +115,14 @@ impl ProcDir {
     }
 
     fn open_file(&self, file: &'static str) -> Result<File, ProcError> {
-        rustix::fs::openat(&self.fd, file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map(File::from)
-            .map_err(|e| ProcError::io(file, e.into()))
+        rustix::fs::openat(
+            &self.fd,
+            file,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map(File::from)
+        .map_err(|e| ProcError::io(file, e.into()))
     }
 
     fn read_text(&self, file: &'static str) -> Result<Vec<u8>, ProcError> {
@@ -250,7 +257,13 @@ mod tests {
         assert_eq!(status.uids, [1000, 1001, 1002, 1003]);
         assert_eq!(status.gids, [5, 6, 7, 8]);
         assert_eq!(status.groups, vec![10, 20]);
-        assert_eq!(parse_status("Uid:\t1\t1\t1\t1\nGroups:\t\n").map(|s| s.groups), None);
-        assert_eq!(parse_status("Uid:\t1\t1\t1\t1\nGid:\t1\t1\t1\t1\nGroups:\t\n").map(|s| s.groups), Some(vec![]));
+        assert_eq!(
+            parse_status("Uid:\t1\t1\t1\t1\nGroups:\t\n").map(|s| s.groups),
+            None
+        );
+        assert_eq!(
+            parse_status("Uid:\t1\t1\t1\t1\nGid:\t1\t1\t1\t1\nGroups:\t\n").map(|s| s.groups),
+            Some(vec![])
+        );
     }
 }

@@ -66,9 +66,8 @@ impl Caller {
     /// from `tokio::task::spawn_blocking` (the [`Caller`] is `Send + Sync`; share it in an
     /// `Arc`).
     pub fn unix_facts(&self) -> Result<UnixFacts, CallerError> {
-        let (status, exe_path, exe_sha256) = self.inspect(|proc| {
-            Ok((proc.status()?, proc.exe_path()?, proc.exe_sha256()?))
-        })?;
+        let (status, exe_path, exe_sha256) =
+            self.inspect(|proc| Ok((proc.status()?, proc.exe_path()?, proc.exe_sha256()?)))?;
         let (uid, gid) = (status.uids[1], status.gids[1]);
         if uid != self.uid() || gid != self.gid() {
             return Err(CallerError::CredentialsChanged {

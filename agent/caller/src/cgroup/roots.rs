@@ -175,24 +175,59 @@ mod tests {
 
     #[test]
     fn roots_must_be_absolute_named_paths() {
-        assert!(matches!("kubepods".parse::<CgroupRoot>(), Err(CgroupRootError::NotAbsolute(_))));
+        assert!(matches!(
+            "kubepods".parse::<CgroupRoot>(),
+            Err(CgroupRootError::NotAbsolute(_))
+        ));
         assert_eq!("/".parse::<CgroupRoot>(), Err(CgroupRootError::TopLevel));
-        for bad in ["/a/../kubepods", "/a/./kubepods", "//kubepods", "/kubepods/", "/.."] {
-            assert!(matches!(bad.parse::<CgroupRoot>(), Err(CgroupRootError::BadSegment(_))), "{bad}");
+        for bad in [
+            "/a/../kubepods",
+            "/a/./kubepods",
+            "//kubepods",
+            "/kubepods/",
+            "/..",
+        ] {
+            assert!(
+                matches!(
+                    bad.parse::<CgroupRoot>(),
+                    Err(CgroupRootError::BadSegment(_))
+                ),
+                "{bad}"
+            );
         }
-        assert!(matches!("/a:b".parse::<CgroupRoot>(), Err(CgroupRootError::ForbiddenChar(_))));
-        assert!(matches!("/a\nb".parse::<CgroupRoot>(), Err(CgroupRootError::ForbiddenChar(_))));
-        assert!(matches!("/x/.slice".parse::<CgroupRoot>(), Err(CgroupRootError::UnnamedSlice(_))));
-        assert_eq!(CgroupRoots::parse(Vec::<String>::new()), Err(CgroupRootError::Empty));
+        assert!(matches!(
+            "/a:b".parse::<CgroupRoot>(),
+            Err(CgroupRootError::ForbiddenChar(_))
+        ));
+        assert!(matches!(
+            "/a\nb".parse::<CgroupRoot>(),
+            Err(CgroupRootError::ForbiddenChar(_))
+        ));
+        assert!(matches!(
+            "/x/.slice".parse::<CgroupRoot>(),
+            Err(CgroupRootError::UnnamedSlice(_))
+        ));
+        assert_eq!(
+            CgroupRoots::parse(Vec::<String>::new()),
+            Err(CgroupRootError::Empty)
+        );
     }
 
     #[test]
     fn driver_follows_the_last_segment() {
         let root: CgroupRoot = "/kubelet.slice/kubelet-kubepods.slice".parse().unwrap();
-        assert_eq!(root.driver, Driver::Systemd { prefix: "kubelet-kubepods".into() });
+        assert_eq!(
+            root.driver,
+            Driver::Systemd {
+                prefix: "kubelet-kubepods".into()
+            }
+        );
         assert_eq!(root.to_string(), "/kubelet.slice/kubelet-kubepods.slice");
         let root: CgroupRoot = "/docker/abc/kubepods".parse().unwrap();
         assert_eq!(root.driver, Driver::Cgroupfs);
-        assert_eq!(CgroupRoots::default(), CgroupRoots::parse(["/kubepods", "/kubepods.slice"]).unwrap());
+        assert_eq!(
+            CgroupRoots::default(),
+            CgroupRoots::parse(["/kubepods", "/kubepods.slice"]).unwrap()
+        );
     }
 }
