@@ -5,8 +5,9 @@
 
 use spiffe::TrustDomain;
 
-/// The trust bundle: the roots relying parties trust for this trust domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The trust bundle: the roots relying parties trust for this trust domain. `Debug` prints
+/// counts, not certificates.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Bundle {
     /// The trust domain the roots speak for.
     pub trust_domain: TrustDomain,
@@ -15,6 +16,16 @@ pub struct Bundle {
     /// Increases by one on every change, persisted across restarts (like the SPIFFE bundle
     /// sequence number), so receivers can ignore stale copies.
     pub sequence: u64,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("trust_domain", &self.trust_domain.as_str())
+            .field("roots", &self.roots_der.len())
+            .field("sequence", &self.sequence)
+            .finish()
+    }
 }
 
 impl Bundle {

@@ -41,8 +41,8 @@ pub struct MintRequest {
     pub dns_names: Vec<String>,
 }
 
-/// A minted SVID.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A minted SVID. `Debug` prints the identity, serial and validity, not the certificates.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IssuedSvid {
     /// The SPIFFE ID in the certificate.
     pub spiffe_id: SpiffeIdentity,
@@ -54,6 +54,18 @@ pub struct IssuedSvid {
     pub not_before: SystemTime,
     /// NotAfter.
     pub not_after: SystemTime,
+}
+
+impl std::fmt::Debug for IssuedSvid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedSvid")
+            .field("spiffe_id", &self.spiffe_id.as_str())
+            .field("serial", &self.serial)
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .field("chain_len", &self.chain_der.len())
+            .finish()
+    }
 }
 
 impl IssuedSvid {

@@ -64,12 +64,13 @@ impl CertificateAuthority {
     /// sleep until then. Already-due steps return a time `≤ now`.
     pub fn next_rotation_at(&self) -> Result<SystemTime, CaError> {
         let a = self.authorities.read().map_err(|_| CaError::Poisoned)?;
-        let fraction = if a.prepared.is_some() { 6 } else { 2 };
-        let step = a.active.not_after - a.active.lifetime() / fraction;
-        let prune = a
-            .retired
-            .iter()
-            .map(|g| g.not_after + Duration::from_secs(1));
+        let step = match (&a.prepared, &self.upstream) {
+            (Some(_), _) => a.active.not_after - a.active.lifetime() / 6,
+            // Capped by the upstream: nothing to prepare until the upstream is renewed.
+            (None, Some(up)) if up.not_after <= a.active.not_after => a.active.not_after,
+            (None, _) => a.active.not_after - a.active.lifetime() / 2,
+        };
+        let prune = a.retired.iter().map(|g| g.not_after + Duration::from_secs(1));
         Ok(prune.fold(step, SystemTime::min))
     }
 
