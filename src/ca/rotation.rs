@@ -70,7 +70,10 @@ impl CertificateAuthority {
             (None, Some(up)) if up.not_after <= a.active.not_after => a.active.not_after,
             (None, _) => a.active.not_after - a.active.lifetime() / 2,
         };
-        let prune = a.retired.iter().map(|g| g.not_after + Duration::from_secs(1));
+        let prune = a
+            .retired
+            .iter()
+            .map(|g| g.not_after + Duration::from_secs(1));
         Ok(prune.fold(step, SystemTime::min))
     }
 
