@@ -235,3 +235,25 @@ fn a_store_for_another_trust_domain_is_refused() {
     assert!(matches!(err, CaError::ConfigMismatch { .. }), "{err:?}");
     assert!(err.to_string().contains("example.org"), "{err}");
 }
+
+#[test]
+fn a_dangling_symlinked_ca_dir_is_not_a_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::at_wall_time();
+    std::os::unix::fs::symlink(dir.path().join("unmounted/ca"), dir.path().join("ca")).unwrap();
+    let err = try_open(dir.path(), &clock, false).unwrap_err();
+    assert!(matches!(err, CaError::Missing { .. }), "{err:?}");
+    assert!(
+        std::fs::symlink_metadata(dir.path().join("ca"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // A symlink to a real directory holding a CA works.
+    let real = tempfile::tempdir().unwrap();
+    let bundle = open(real.path(), &clock).bundle();
+    std::fs::remove_file(dir.path().join("ca")).unwrap();
+    std::os::unix::fs::symlink(real.path().join("ca"), dir.path().join("ca")).unwrap();
+    assert_eq!(try_open(dir.path(), &clock, true).unwrap().bundle(), bundle);
+}

@@ -117,7 +117,23 @@ impl CertificateAuthority {
         } else {
             Mode::SelfSigned
         };
-        match std::fs::symlink_metadata(&dir) {
+        // A symlink to a directory is fine; a dangling one (volume not mounted) must not be
+        // mistaken for a first start.
+        let meta = std::fs::symlink_metadata(&dir).and_then(|m| {
+            if m.file_type().is_symlink() {
+                std::fs::metadata(&dir)
+            } else {
+                Ok(m)
+            }
+        });
+        let dangling = meta.is_err() && std::fs::symlink_metadata(&dir).is_ok();
+        if dangling {
+            return Err(CaError::Missing {
+                path: dir,
+                why: "it is a symlink whose target is missing",
+            });
+        }
+        match meta {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
                 return Err(CaError::CorruptState {
