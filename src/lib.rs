@@ -8,6 +8,7 @@ pub mod ca;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod k8s;
 pub mod policy;
 pub mod server;
 pub mod store;

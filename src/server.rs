@@ -50,6 +50,9 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// A Kubernetes cluster client could not be built.
+    #[error(transparent)]
+    K8s(#[from] crate::k8s::K8sError),
     /// A service failed while running.
     #[error("{0}")]
     Serve(String),
@@ -60,7 +63,7 @@ impl ServerError {
     pub fn exit_code(&self) -> i32 {
         match self {
             // EX_CONFIG: something on disk needs an operator.
-            ServerError::Ca(_) | ServerError::DataDir { .. } => 78,
+            ServerError::Ca(_) | ServerError::DataDir { .. } | ServerError::K8s(_) => 78,
             // EX_UNAVAILABLE: a port or socket is taken.
             ServerError::Bind { .. } => 69,
             _ => 1,
@@ -83,6 +86,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Kubernetes clusters whose agents may attest.
+    pub clusters: crate::k8s::Clusters,
     /// Bumped on every change agents must hear about (entries, bans).
     pub changes: watch::Sender<u64>,
 }
@@ -157,7 +162,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServe
     let metrics = Arc::new(Metrics::default());
     let audit = Audit::new(store.clone(), clock.clone());
     let (changes, _) = watch::channel(0);
+    let clusters = crate::k8s::Clusters::connect(&config.clusters).await?;
     let shared = Arc::new(Shared {
+        clusters,
         config,
         store,
         ca,
@@ -320,6 +327,11 @@ async fn publish_bundle(shared: &Shared) -> Result<(), ServerError> {
     let path = &shared.config.bundle_file;
     if let Err(error) = crate::cli::write_atomic(path, pem.as_bytes(), 0o644) {
         tracing::warn!(error = %format!("{error:#}"), path = %path.display(), "cannot write the bundle file");
+    }
+    for cluster in shared.clusters.iter() {
+        if let Err(error) = crate::k8s::bundle_configmap::publish(cluster, &pem).await {
+            tracing::warn!(%error, cluster = %cluster.config.name, "cannot publish the bundle ConfigMap");
+        }
     }
     shared
         .metrics

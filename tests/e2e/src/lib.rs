@@ -1,0 +1,226 @@
+//! Support for cross-component scenarios: an in-process sworn server on
+//! loopback, and a test client of the agent API (TLS, optionally with an
+//! agent SVID) — the "lying agent" of the deny matrix is this client holding a
+//! valid agent SVID.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use sworn_proto::agent as pb;
+use sworn_proto::agent::agent_api_client::AgentApiClient;
+use sworn_server::clock::SystemClock;
+use sworn_server::config::Config;
+use sworn_server::server::RunningServer;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Trust domain used by the scenarios.
+pub const TD: &str = "example.org";
+
+/// A server started in-process, with its data dir.
+#[derive(Debug)]
+pub struct TestServer {
+    /// The running server.
+    pub server: RunningServer,
+    /// Its data dir (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server; `extra` is appended to the minimal TOML config.
+    pub async fn start(extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, extra).await
+    }
+
+    /// Starts a server in `dir` (for restarts).
+    pub async fn start_in(dir: tempfile::TempDir, extra: &str) -> TestServer {
+        let text = format!(
+            "trust_domain = \"{TD}\"\ndata_dir = \"{}\"\nagent_api_address = \"127.0.0.1:0\"\nhealth_address = \"127.0.0.1:0\"\n{extra}",
+            dir.path().join("data").display()
+        );
+        let config = Config::parse(&text).unwrap();
+        let server = sworn_server::server::start(config, Arc::new(SystemClock))
+            .await
+            .unwrap();
+        TestServer { server, dir }
+    }
+
+    /// Stops the server, keeping the data dir.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.server.shutdown(Duration::from_secs(5)).await;
+        self.dir
+    }
+
+    /// A cluster section for a control plane's kubeconfig.
+    pub fn cluster_toml(name: &str, kubeconfig: &Path) -> String {
+        format!(
+            "[[clusters]]\nname = \"{name}\"\nkubeconfig = \"{}\"\nbundle_configmap = \"sworn-system/sworn-bundle\"\n",
+            kubeconfig.display()
+        )
+    }
+
+    /// Runs an admin CLI-equivalent call through the admin API.
+    pub async fn admin(&self) -> sworn_proto::admin::admin_api_client::AdminApiClient<Channel> {
+        sworn_server::admin::client::connect(&self.server.admin_socket)
+            .await
+            .unwrap()
+    }
+
+    /// A client of the agent API without a client certificate.
+    pub async fn agent_client(&self) -> AgentApiClient<Channel> {
+        connect(self.server.agent_api_addr, None).await
+    }
+}
+
+/// Accepts any server certificate: this test client exercises the server;
+/// the real agent pins `spiffe://<td>/sworn/server` against its bundle.
+#[derive(Debug)]
+struct AcceptAny;
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        vec![rustls::SignatureScheme::ECDSA_NISTP256_SHA256]
+    }
+}
+
+/// An agent identity: its key and SVID chain.
+#[derive(Clone, Debug)]
+pub struct AgentCreds {
+    /// The agent ID.
+    pub id: String,
+    /// DER chain, leaf first.
+    pub chain: Vec<Vec<u8>>,
+    /// PKCS#8 DER key.
+    pub key: Vec<u8>,
+}
+
+/// Connects to the agent API, presenting `creds` when given.
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    creds: Option<&AgentCreds>,
+) -> AgentApiClient<Channel> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny));
+    let mut config = match creds {
+        Some(c) => builder
+            .with_client_auth_cert(
+                c.chain.iter().cloned().map(CertificateDer::from).collect(),
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(c.key.clone())),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let connector = connector.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                let tls = connector
+                    .connect(ServerName::try_from("sworn-server").unwrap(), tcp)
+                    .await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        }))
+        .await
+        .unwrap();
+    AgentApiClient::new(channel)
+}
+
+/// A fresh P-256 key and a CSR for it.
+pub fn key_and_csr() -> (Vec<u8>, Vec<u8>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
+    (key.serialize_der(), csr.der().to_vec())
+}
+
+/// Attests with `method`; on success returns the agent's credentials.
+pub async fn attest(
+    client: &mut AgentApiClient<Channel>,
+    method: pb::attest_request::Method,
+) -> Result<AgentCreds, tonic::Status> {
+    let (key, csr) = key_and_csr();
+    let resp = client
+        .attest(pb::AttestRequest {
+            method: Some(method),
+            csr,
+        })
+        .await?
+        .into_inner();
+    Ok(AgentCreds {
+        id: resp.agent_id,
+        chain: resp.svid_chain,
+        key,
+    })
+}
+
+/// The URI SAN of a DER certificate.
+pub fn uri_san(der: &[u8]) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    san.value
+        .general_names
+        .iter()
+        .find_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// Polls `f` every 250 ms until it returns true or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
