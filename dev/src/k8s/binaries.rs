@@ -95,3 +95,26 @@ pub fn default_cache_bin_dir() -> Result<PathBuf, BinariesError> {
         .join(format!("{K8S_VERSION}-etcd{etcd}"))
         .join("bin"))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_says_how_to_build_it() {
+        let empty = tempfile::tempdir().unwrap();
+        let message = KubeBinaries::in_dir(empty.path()).unwrap_err().to_string();
+        assert!(message.contains("run dev/k8s/build.sh"), "{message}");
+    }
+
+    #[test]
+    fn cache_dir_matches_build_sh() {
+        let dir = default_cache_bin_dir().unwrap();
+        assert!(
+            dir.ends_with("k8s/v1.37.2-etcd3.6.16/bin"),
+            "{}",
+            dir.display()
+        );
+    }
+}
