@@ -1,0 +1,362 @@
+//! Agent configuration: one TOML file, parsed once into types (DESIGN.md §8).
+//!
+//! Only `trust_domain`, `data_dir` and `server_address` are required; every other key has a
+//! default documented beside its field. Unknown keys and bad values stop startup with a
+//! [`ConfigError`] naming the key; `main` maps it to exit code 64 (`EX_USAGE`). Embedders
+//! (sworn-dev) build a [`Config`] with [`Config::new`] and set the public fields directly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use spiffe::TrustDomain;
+// `http` comes with tonic; its `Authority` parser handles IPv6 brackets and ports.
+use tonic::codegen::http::uri::Authority;
+
+use crate::socket_path::SocketPath;
+
+/// Exit code for a configuration error (BSD `EX_USAGE`).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// Default Workload API socket (DESIGN.md §5).
+pub const DEFAULT_SOCKET_PATH: &str = "/run/sworn/agent.sock";
+/// Default metrics/health address: loopback only, the probes run on the node.
+pub const DEFAULT_HEALTH_ADDRESS: &str = "127.0.0.1:8082";
+/// Default path of the agent pod's projected token (audience `sworn-agent`).
+pub const DEFAULT_AGENT_TOKEN_PATH: &str = "/var/run/secrets/tokens/sworn-agent";
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config {path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key, or a value of the wrong type.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A key has a value of the right type that cannot be used.
+    #[error("config: key `{key}`: {reason}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The server's agent API address, `https://host:port` in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddress {
+    /// Host name or IP literal (without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl ServerAddress {
+    /// Parses `https://host:port` (the port is required; TLS is always on).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let rest = s
+            .strip_prefix("https://")
+            .ok_or("must start with https:// (the agent API is always TLS)")?;
+        let rest = rest.trim_end_matches('/');
+        let uri: Authority = rest
+            .parse()
+            .map_err(|_| format!("{rest:?} is not host:port"))?;
+        let port = uri
+            .port_u16()
+            .ok_or("a port is required (https://host:port)")?;
+        let host = uri.host().trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("the host is empty".into());
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// How the agent gets its first trust in the server (DESIGN.md §3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Roots from a PEM file (normally the ConfigMap the server publishes). Key `bundle_file`.
+    BundleFile(PathBuf),
+    /// Roots given in memory (DER), for embedders that run the server in-process.
+    Roots(Vec<Vec<u8>>),
+    /// Trust whoever answers the first `Attest` (key `danger_insecure_bootstrap`).
+    DangerInsecure,
+}
+
+/// How the agent proves which node it runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeAttestation {
+    /// Unix mode: a one-time join token (DESIGN.md §3.3). `None` when the agent is expected to
+    /// carry on with the SVID persisted in `data_dir`.
+    JoinToken(Option<JoinToken>),
+    /// Kubernetes: the agent pod's projected token, re-read for every (re-)attestation.
+    K8s {
+        /// The cluster name configured on the server (key `cluster`).
+        cluster: String,
+        /// Where the kubelet projects the token (key `agent_token_path`).
+        token_path: PathBuf,
+    },
+}
+
+/// A join token; redacted in `Debug` so it never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinToken(String);
+
+impl JoinToken {
+    /// Wraps a token (surrounding whitespace trimmed).
+    pub fn new(token: &str) -> Self {
+        Self(token.trim().to_owned())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinToken(<redacted>)")
+    }
+}
+
+/// The agent's configuration, parsed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Key `trust_domain` (required).
+    pub trust_domain: TrustDomain,
+    /// Key `data_dir` (required): agent key, SVID and last bundle, 0600 files.
+    pub data_dir: PathBuf,
+    /// Key `server_address` (required), `https://host:port`.
+    pub server_address: ServerAddress,
+    /// Keys `bundle_file` / `danger_insecure_bootstrap` (default false). One is required.
+    pub bootstrap: Bootstrap,
+    /// Key `attestation`: `"join_token"` (default) or `"k8s"`, with `join_token` /
+    /// `join_token_file` or `cluster` / `agent_token_path`.
+    pub attestation: NodeAttestation,
+    /// Key `node_name`; default env `MY_NODE_NAME` (informational in unix mode).
+    pub node_name: Option<String>,
+    /// Key `socket_path`; default `/run/sworn/agent.sock`.
+    pub socket_path: SocketPath,
+    /// Key `health_address`; default `127.0.0.1:8082` (`/healthz`, `/readyz`, `/metrics`).
+    /// Port 0 picks a free port (tests, sworn-dev).
+    pub health_address: SocketAddr,
+    /// Key `log_format`; default `text`.
+    pub log_format: LogFormat,
+    /// Key `log_level`; default `info` (an `EnvFilter` directive).
+    pub log_level: String,
+}
+
+impl Config {
+    /// A config with every optional key at its default, join-token attestation without a
+    /// token (set [`Config::attestation`]) and bootstrap trust from `roots`.
+    pub fn new(
+        trust_domain: TrustDomain,
+        data_dir: PathBuf,
+        server_address: ServerAddress,
+        bootstrap: Bootstrap,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            trust_domain,
+            data_dir,
+            server_address,
+            bootstrap,
+            attestation: NodeAttestation::JoinToken(None),
+            node_name: None,
+            socket_path: SocketPath::new(DEFAULT_SOCKET_PATH)
+                .map_err(|e| invalid("socket_path", e.to_string()))?,
+            health_address: default_health_address(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        })
+    }
+
+    /// Reads and parses a TOML file. `node_name_env` is the value of `MY_NODE_NAME` (passed
+    /// in so tests never touch the process environment).
+    pub fn from_file(path: &Path, node_name_env: Option<String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        raw.resolve(node_name_env)
+    }
+}
+
+fn default_health_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8082))
+}
+
+/// The file as written by a person. Private: callers see [`Config`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    trust_domain: Option<String>,
+    data_dir: Option<PathBuf>,
+    server_address: Option<String>,
+    bundle_file: Option<PathBuf>,
+    #[serde(default)]
+    danger_insecure_bootstrap: bool,
+    attestation: Option<String>,
+    join_token: Option<String>,
+    join_token_file: Option<PathBuf>,
+    node_name: Option<String>,
+    agent_token_path: Option<PathBuf>,
+    cluster: Option<String>,
+    socket_path: Option<PathBuf>,
+    health_address: Option<String>,
+    #[serde(default)]
+    log_format: LogFormat,
+    log_level: Option<String>,
+}
+
+impl RawConfig {
+    fn resolve(self, node_name_env: Option<String>) -> Result<Config, ConfigError> {
+        let td = self
+            .trust_domain
+            .ok_or_else(|| invalid("trust_domain", "required"))?;
+        let trust_domain = sworn_identity::parse_trust_domain(&td)
+            .map_err(|e| invalid("trust_domain", e.to_string()))?;
+        let data_dir = self
+            .data_dir
+            .ok_or_else(|| invalid("data_dir", "required"))?;
+        if !data_dir.is_absolute() {
+            return Err(invalid("data_dir", "must be an absolute path"));
+        }
+        let address = self
+            .server_address
+            .ok_or_else(|| invalid("server_address", "required"))?;
+        let server_address =
+            ServerAddress::parse(&address).map_err(|e| invalid("server_address", e))?;
+        let bootstrap = match (self.bundle_file, self.danger_insecure_bootstrap) {
+            (Some(_), true) => {
+                return Err(invalid(
+                    "danger_insecure_bootstrap",
+                    "cannot be true when bundle_file is set",
+                ));
+            }
+            (Some(f), false) => Bootstrap::BundleFile(f),
+            (None, true) => Bootstrap::DangerInsecure,
+            (None, false) => {
+                return Err(invalid(
+                    "bundle_file",
+                    "required (the server's trust bundle, PEM) unless danger_insecure_bootstrap = true",
+                ));
+            }
+        };
+        let attestation = match self.attestation.as_deref().unwrap_or("join_token") {
+            "join_token" => {
+                let token = match (self.join_token, self.join_token_file) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            "join_token_file",
+                            "set join_token or join_token_file, not both",
+                        ));
+                    }
+                    (Some(t), None) => Some(JoinToken::new(&t)),
+                    (None, Some(f)) => Some(JoinToken::new(&std::fs::read_to_string(&f).map_err(
+                        |e| {
+                            invalid(
+                                "join_token_file",
+                                format!("cannot read {}: {e}", f.display()),
+                            )
+                        },
+                    )?)),
+                    (None, None) => None,
+                };
+                if token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+                    return Err(invalid("join_token", "is empty"));
+                }
+                NodeAttestation::JoinToken(token)
+            }
+            "k8s" => {
+                let cluster = self
+                    .cluster
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| invalid("cluster", "required when attestation = \"k8s\""))?;
+                NodeAttestation::K8s {
+                    cluster,
+                    token_path: self
+                        .agent_token_path
+                        .unwrap_or_else(|| DEFAULT_AGENT_TOKEN_PATH.into()),
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "attestation",
+                    format!("{other:?} is unknown; use \"join_token\" or \"k8s\""),
+                ));
+            }
+        };
+        let socket_path = SocketPath::new(
+            self.socket_path
+                .unwrap_or_else(|| DEFAULT_SOCKET_PATH.into()),
+        )
+        .map_err(|e| invalid("socket_path", e.to_string()))?;
+        let health_address = match self.health_address {
+            None => default_health_address(),
+            Some(a) => a
+                .parse()
+                .map_err(|_| invalid("health_address", format!("{a:?} is not ip:port")))?,
+        };
+        let log_level = self.log_level.unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(invalid(
+                "log_level",
+                format!("{log_level:?} is not a filter directive"),
+            ));
+        }
+        Ok(Config {
+            trust_domain,
+            data_dir,
+            server_address,
+            bootstrap,
+            attestation,
+            node_name: self.node_name.or(node_name_env).filter(|n| !n.is_empty()),
+            socket_path,
+            health_address,
+            log_format: self.log_format,
+            log_level,
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,96 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: "test.toml".into(),
+        message: e.to_string(),
+    })?;
+    raw.resolve(None)
+}
+
+const MINIMAL: &str = r#"
+trust_domain = "example.org"
+data_dir = "/var/lib/sworn/agent"
+server_address = "https://sworn-server:8081"
+bundle_file = "/etc/sworn/bundle.pem"
+"#;
+
+fn key_of(e: ConfigError) -> &'static str {
+    match e {
+        ConfigError::Invalid { key, .. } => key,
+        other => panic!("expected an invalid key, got {other}"),
+    }
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.socket_path.as_path(), Path::new(DEFAULT_SOCKET_PATH));
+    assert_eq!(c.health_address.to_string(), DEFAULT_HEALTH_ADDRESS);
+    assert_eq!(c.server_address.host, "sworn-server");
+    assert_eq!(c.server_address.port, 8081);
+    assert_eq!(c.attestation, NodeAttestation::JoinToken(None));
+    assert_eq!(c.log_format, LogFormat::Text);
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let cases = [
+        ("server_address = \"http://x:1\"", "server_address"),
+        ("server_address = \"https://x\"", "server_address"),
+        ("socket_path = \"/tmp/", "socket_path"),
+        ("health_address = \"localhost\"", "health_address"),
+        ("attestation = \"tpm\"", "attestation"),
+        ("attestation = \"k8s\"", "cluster"),
+        ("trust_domain = \"Bad_Domain\"", "trust_domain"),
+        (
+            "danger_insecure_bootstrap = true",
+            "danger_insecure_bootstrap",
+        ),
+        ("log_level = \"[[\"", "log_level"),
+    ];
+    for (line, key) in cases {
+        let mut text = String::new();
+        let field = line.split(' ').next().unwrap();
+        for l in MINIMAL.lines().filter(|l| !l.starts_with(field)) {
+            text.push_str(l);
+            text.push('\n');
+        }
+        let line = if field == "socket_path" {
+            format!("socket_path = \"/tmp/{}\"", "x".repeat(120))
+        } else {
+            line.to_owned()
+        };
+        text.push_str(&line);
+        assert_eq!(key_of(parse(&text).unwrap_err()), key, "{line}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let err = parse(&format!("{MINIMAL}\nsocket = \"/x\"\n")).unwrap_err();
+    assert!(err.to_string().contains("socket"), "{err}");
+}
+
+#[test]
+fn k8s_mode_defaults_the_token_path() {
+    let c = parse(&format!(
+        "{MINIMAL}\nattestation = \"k8s\"\ncluster = \"prod\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.attestation,
+        NodeAttestation::K8s {
+            cluster: "prod".into(),
+            token_path: DEFAULT_AGENT_TOKEN_PATH.into(),
+        }
+    );
+}
+
+#[test]
+fn join_token_never_prints() {
+    let c = parse(&format!("{MINIMAL}\njoin_token = \"s3cret-token\"\n")).unwrap();
+    assert!(!format!("{c:?}").contains("s3cret"));
+}

@@ -1,0 +1,167 @@
+//! Metrics and the health endpoints (DESIGN.md §9; issue 4 "Audit and status").
+//!
+//! A separate HTTP listener (default `127.0.0.1:8082`) serves `/healthz` (the process runs),
+//! `/readyz` (200 "attested" / 503 "not attested", or "rejected" when the server refuses a
+//! join-token agent) and `/metrics` (Prometheus text).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::status::Status;
+
+/// Label set of the Workload API counters: `method` and, for denials, `reason`.
+pub type Labels = Vec<(&'static str, &'static str)>;
+
+/// The agent's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Workload API requests, by method.
+    pub requests: Family<Labels, Counter>,
+    /// Workload API refusals, by method and reason.
+    pub denials: Family<Labels, Counter>,
+    /// SVIDs in the cache.
+    pub cache_size: Gauge,
+    /// Workload SVID rotations.
+    pub rotations: Counter,
+    /// Workload SVIDs the server refused.
+    pub mint_denials: Counter,
+    /// Agent SVID renewals.
+    pub agent_renewals: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `sworn_agent` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sworn_agent");
+        let requests = Family::<Labels, Counter>::default();
+        let denials = Family::<Labels, Counter>::default();
+        let cache_size = Gauge::default();
+        let rotations = Counter::default();
+        let mint_denials = Counter::default();
+        let agent_renewals = Counter::default();
+        registry.register(
+            "workload_api_requests",
+            "Workload API requests",
+            requests.clone(),
+        );
+        registry.register(
+            "workload_api_denials",
+            "Workload API refusals",
+            denials.clone(),
+        );
+        registry.register(
+            "svid_cache_size",
+            "Workload SVIDs in the cache",
+            cache_size.clone(),
+        );
+        registry.register(
+            "svid_rotations",
+            "Workload SVID rotations",
+            rotations.clone(),
+        );
+        registry.register(
+            "mint_denials",
+            "Workload SVIDs the server refused",
+            mint_denials.clone(),
+        );
+        registry.register(
+            "agent_renewals",
+            "Agent SVID renewals",
+            agent_renewals.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            denials,
+            cache_size,
+            rotations,
+            mint_denials,
+            agent_renewals,
+        }
+    }
+
+    /// Counts a request.
+    pub fn request(&self, method: &'static str) {
+        self.requests.get_or_create(&vec![("method", method)]).inc();
+    }
+
+    /// Counts a refusal.
+    pub fn deny(&self, method: &'static str, reason: &'static str) {
+        self.denials
+            .get_or_create(&vec![("method", method), ("reason", reason)])
+            .inc();
+    }
+
+    fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Shared {
+    status: Arc<Status>,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves the health endpoints on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    status: Arc<Status>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(Shared { status, metrics });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
+    let r = s.status.get();
+    if r.is_ready() {
+        (StatusCode::OK, "attested\n")
+    } else if r.rejected {
+        (StatusCode::SERVICE_UNAVAILABLE, "rejected\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not attested\n")
+    }
+}
+
+async fn metrics_text(State(s): State<Shared>) -> impl IntoResponse {
+    match s.metrics.encode() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}

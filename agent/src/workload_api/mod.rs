@@ -1,0 +1,257 @@
+//! The SPIFFE Workload API on a unix socket (DESIGN.md §5; issue 5 §1).
+//!
+//! Order of checks for every call: the security header (`InvalidArgument`), the agent's
+//! readiness (`Unavailable`), the caller captured at accept (`PermissionDenied`), the
+//! per-caller stream limits (`ResourceExhausted`), then unix attestation. Streams send the
+//! complete state at once and again on every change of the Sync state or the cache; they end
+//! with `PermissionDenied` when the caller's last identity goes away. A stream is a plain
+//! `Stream` polled by tonic, so a client that disconnects drops it, with its permit, and
+//! nothing is left behind. Inbound messages are capped at 4 KiB (every request is tiny).
+
+mod attest;
+mod conn;
+mod header;
+mod limits;
+mod state;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use spiffe::TrustDomain;
+use sworn_proto::workload::spiffe_workload_api_server::{
+    SpiffeWorkloadApi, SpiffeWorkloadApiServer,
+};
+use sworn_proto::workload::{
+    JwtBundlesRequest, JwtBundlesResponse, JwtsvidRequest, JwtsvidResponse, ValidateJwtsvidRequest,
+    ValidateJwtsvidResponse, X509BundlesRequest, X509BundlesResponse, X509svidRequest,
+    X509svidResponse,
+};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use crate::cache::SvidCache;
+use crate::status::Status as Readiness;
+use crate::sync::SyncState;
+use crate::telemetry::Metrics;
+
+pub use header::SECURITY_HEADER;
+pub use limits::{MAX_CONNECTIONS_PER_UID, MAX_STREAMS_PER_PID, MAX_STREAMS_PER_UID};
+
+use attest::Attested;
+use limits::{Limits, StreamPermit};
+
+/// Largest inbound message: requests are empty or a few strings.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024;
+/// Concurrent streams on one connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 16;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// What every handler needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    pub status: Arc<Readiness>,
+    pub sync: watch::Receiver<Option<Arc<SyncState>>>,
+    pub cache: Arc<SvidCache>,
+    pub metrics: Arc<Metrics>,
+    pub trust_domain: TrustDomain,
+    pub shutdown: CancellationToken,
+    limits: Arc<Limits>,
+}
+
+impl Shared {
+    pub fn new(
+        status: Arc<Readiness>,
+        sync: watch::Receiver<Option<Arc<SyncState>>>,
+        cache: Arc<SvidCache>,
+        metrics: Arc<Metrics>,
+        trust_domain: TrustDomain,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            status,
+            sync,
+            cache,
+            metrics,
+            trust_domain,
+            shutdown,
+            limits: Arc::new(Limits::default()),
+        }
+    }
+
+    /// Header, readiness, caller, limits, attestation — in that order.
+    async fn admit<T>(
+        &self,
+        method: &'static str,
+        request: &Request<T>,
+    ) -> Result<(Attested, StreamPermit), Status> {
+        self.metrics.request(method);
+        let deny = |reason: &'static str, status: Status| {
+            self.metrics.deny(method, reason);
+            status
+        };
+        header::check(request.metadata()).map_err(|s| deny("header", s))?;
+        if !self.status.get().is_ready() || self.sync.borrow().is_none() {
+            return Err(deny(
+                "not_ready",
+                Status::unavailable("the agent is not attested yet"),
+            ));
+        }
+        let caller = attest::caller_of(request).map_err(|e| {
+            info!(target: "sworn::audit", method, error = %e, "caller refused");
+            deny("caller", state::no_identity())
+        })?;
+        let permit = self
+            .limits
+            .stream(caller.uid(), caller.pid())
+            .ok_or_else(|| {
+                deny(
+                    "limit",
+                    Status::resource_exhausted("too many concurrent streams for this caller"),
+                )
+            })?;
+        let attested = attest::attest(caller).await.map_err(|e| {
+            info!(target: "sworn::audit", method, error = %e, "caller refused");
+            deny("caller", state::no_identity())
+        })?;
+        Ok((attested, permit))
+    }
+}
+
+/// The tonic service.
+#[derive(Debug)]
+struct WorkloadApi {
+    shared: Shared,
+}
+
+/// Follows changes and yields each new complete state; ends after an error.
+fn follow<T, F, Fut>(shared: Shared, permit: StreamPermit, first: T, next: F) -> BoxStream<T>
+where
+    T: Clone + PartialEq + Send + 'static,
+    F: Fn(Shared) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, Status>> + Send,
+{
+    Box::pin(async_stream::stream! {
+        let _permit = permit;
+        let mut sync = shared.sync.clone();
+        sync.borrow_and_update();
+        let mut cache = shared.cache.subscribe();
+        cache.borrow_and_update();
+        let mut last = first.clone();
+        yield Ok(first);
+        loop {
+            tokio::select! {
+                () = shared.shutdown.cancelled() => {
+                    yield Err(Status::unavailable("the agent is shutting down"));
+                    break;
+                }
+                changed = sync.changed() => if changed.is_err() { break },
+                changed = cache.changed() => if changed.is_err() { break },
+            }
+            match next(shared.clone()).await {
+                Ok(msg) if msg == last => {}
+                Ok(msg) => {
+                    last = msg.clone();
+                    yield Ok(msg);
+                }
+                Err(status) => {
+                    yield Err(status);
+                    break;
+                }
+            }
+        }
+    })
+}
+
+#[tonic::async_trait]
+impl SpiffeWorkloadApi for WorkloadApi {
+    type FetchX509SVIDStream = BoxStream<X509svidResponse>;
+    type FetchX509BundlesStream = BoxStream<X509BundlesResponse>;
+    type FetchJWTBundlesStream = BoxStream<JwtBundlesResponse>;
+
+    async fn fetch_x509svid(
+        &self,
+        request: Request<X509svidRequest>,
+    ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
+        let (who, permit) = self.shared.admit("fetch_x509_svid", &request).await?;
+        let first = self.shared.x509_svids(&who).await.inspect_err(|_| {
+            self.shared.metrics.deny("fetch_x509_svid", "no_identity");
+        })?;
+        let who = Arc::new(who);
+        let stream = follow(self.shared.clone(), permit, first, move |shared| {
+            let who = who.clone();
+            async move { shared.x509_svids(&who).await }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn fetch_x509_bundles(
+        &self,
+        request: Request<X509BundlesRequest>,
+    ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
+        let (who, permit) = self.shared.admit("fetch_x509_bundles", &request).await?;
+        let first = self.shared.x509_bundles(&who).inspect_err(|_| {
+            self.shared
+                .metrics
+                .deny("fetch_x509_bundles", "no_identity");
+        })?;
+        let who = Arc::new(who);
+        let stream = follow(self.shared.clone(), permit, first, move |shared| {
+            let who = who.clone();
+            async move { shared.x509_bundles(&who) }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn fetch_jwtsvid(
+        &self,
+        request: Request<JwtsvidRequest>,
+    ) -> Result<Response<JwtsvidResponse>, Status> {
+        header::check(request.metadata())?;
+        Err(jwt_unimplemented())
+    }
+
+    async fn fetch_jwt_bundles(
+        &self,
+        request: Request<JwtBundlesRequest>,
+    ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
+        header::check(request.metadata())?;
+        Err(jwt_unimplemented())
+    }
+
+    async fn validate_jwtsvid(
+        &self,
+        request: Request<ValidateJwtsvidRequest>,
+    ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
+        header::check(request.metadata())?;
+        Err(jwt_unimplemented())
+    }
+}
+
+fn jwt_unimplemented() -> Status {
+    Status::unimplemented("JWT-SVIDs are not supported by this agent")
+}
+
+/// Serves the Workload API on `listener` until `shared.shutdown`.
+pub(crate) async fn serve(
+    listener: UnixListener,
+    shared: Shared,
+) -> Result<(), tonic::transport::Error> {
+    let shutdown = shared.shutdown.clone();
+    let limits = shared.limits.clone();
+    let service = SpiffeWorkloadApiServer::new(WorkloadApi { shared })
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_header_list_size(16 * 1024)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(service)
+        .serve_with_incoming_shutdown(conn::incoming(listener, limits), shutdown.cancelled_owned())
+        .await
+}

@@ -1,0 +1,86 @@
+//! What a caller is owed right now: the complete X509-SVID or bundle message, computed from
+//! the Sync state and the cache (SPIFFE Workload API spec §5.2, §5.3; DESIGN.md §5).
+//!
+//! Invariant: a message is never empty. A caller entitled to nothing gets `PermissionDenied`
+//! "no identity issued" (go-spiffe rejects an empty message), and the PID-reuse guard is
+//! checked after every read and mint, right before the answer leaves.
+
+use std::collections::HashMap;
+
+use sworn_proto::workload::{X509BundlesResponse, X509svid, X509svidResponse};
+use tonic::Status;
+use tracing::info;
+
+use super::Shared;
+use super::attest::Attested;
+
+/// The client-facing refusal; the reason goes to the audit log.
+pub fn no_identity() -> Status {
+    Status::permission_denied("no identity issued")
+}
+
+fn not_ready() -> Status {
+    Status::unavailable("the agent is not attested yet")
+}
+
+impl Shared {
+    /// The complete X509-SVID message for `who`.
+    pub async fn x509_svids(&self, who: &Attested) -> Result<X509svidResponse, Status> {
+        let state = self.sync.borrow().clone().ok_or_else(not_ready)?;
+        let entry_ids = who.entitled(&state);
+        if entry_ids.is_empty() {
+            info!(target: "sworn::audit", uid = who.uid(), pid = who.pid(), "no entry matches the caller");
+            return Err(no_identity());
+        }
+        let svids = self
+            .cache
+            .ensure(&entry_ids, &who.evidence)
+            .await
+            .map_err(|e| {
+                info!(error = %e, uid = who.uid(), "cannot mint for a new caller");
+                Status::unavailable("the server is unavailable; retry later")
+            })?;
+        if svids.is_empty() {
+            info!(target: "sworn::audit", uid = who.uid(), pid = who.pid(), "the server issued nothing for the caller");
+            return Err(no_identity());
+        }
+        who.recheck().map_err(|e| {
+            info!(target: "sworn::audit", error = %e, uid = who.uid(), pid = who.pid(), "caller changed during attestation");
+            no_identity()
+        })?;
+        let bundle = state.bundle.concat();
+        Ok(X509svidResponse {
+            svids: svids
+                .iter()
+                .map(|s| X509svid {
+                    spiffe_id: s.spiffe_id.clone(),
+                    x509_svid: s.chain.concat(),
+                    x509_svid_key: s.key.to_vec(),
+                    bundle: bundle.clone(),
+                    hint: s.hint.clone(),
+                })
+                .collect(),
+            crl: Vec::new(),
+            federated_bundles: HashMap::new(),
+        })
+    }
+
+    /// The complete bundles message for `who` (who must be entitled to some identity).
+    pub fn x509_bundles(&self, who: &Attested) -> Result<X509BundlesResponse, Status> {
+        let state = self.sync.borrow().clone().ok_or_else(not_ready)?;
+        if who.entitled(&state).is_empty() {
+            info!(target: "sworn::audit", uid = who.uid(), pid = who.pid(), "no entry matches the caller");
+            return Err(no_identity());
+        }
+        who.recheck().map_err(|e| {
+            info!(target: "sworn::audit", error = %e, uid = who.uid(), pid = who.pid(), "caller changed during attestation");
+            no_identity()
+        })?;
+        // Keyed by the trust domain's ID form, as SPIRE does; public clients parse both forms.
+        let key = format!("spiffe://{}", self.trust_domain);
+        Ok(X509BundlesResponse {
+            crl: Vec::new(),
+            bundles: HashMap::from([(key, state.bundle.concat())]),
+        })
+    }
+}
