@@ -159,6 +159,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServe
         clock.clone(),
         !stored_roots.is_empty(),
     )?);
+    // An expired CA still loads; rotate before serving anything.
+    ca.rotate_if_due()?;
     let metrics = Arc::new(Metrics::default());
     let audit = Audit::new(store.clone(), clock.clone());
     let (changes, _) = watch::channel(0);
@@ -354,7 +356,15 @@ async fn rotation_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match shared.ca.rotate_if_due() {
+        let ca = shared.ca.clone();
+        let rotated = match tokio::task::spawn_blocking(move || ca.rotate_if_due()).await {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::error!(%error, "CA rotation task failed");
+                continue;
+            }
+        };
+        match rotated {
             Ok(report) if report.bundle_changed => {
                 tracing::info!(?report, "CA bundle changed");
                 if let Err(error) = publish_bundle(&shared).await {

@@ -153,27 +153,27 @@ async fn verify_node(
             json!({"pod": pod_name}),
         ));
     }
-    if let Some(n) = &r.node_name {
-        if n != &node_name {
-            return Err(deny(
-                "N4",
-                "token node differs from the pod's node",
-                json!({"token_node": n, "pod_node": node_name}),
-            ));
-        }
+    if let Some(n) = &r.node_name
+        && n != &node_name
+    {
+        return Err(deny(
+            "N4",
+            "token node differs from the pod's node",
+            json!({"token_node": n, "pod_node": node_name}),
+        ));
     }
     let node = pod::get_node(&cluster.client, &node_name)
         .await?
         .ok_or_else(|| deny("N4", "node does not exist", json!({"node": node_name})))?;
     let node_uid = node.metadata.uid.clone().unwrap_or_default();
-    if let Some(u) = &r.node_uid {
-        if u != &node_uid {
-            return Err(deny(
-                "N4",
-                "token node UID differs from the node's",
-                json!({"token_node_uid": u, "node_uid": node_uid}),
-            ));
-        }
+    if let Some(u) = &r.node_uid
+        && u != &node_uid
+    {
+        return Err(deny(
+            "N4",
+            "token node UID differs from the node's",
+            json!({"token_node_uid": u, "node_uid": node_uid}),
+        ));
     }
     let id = SpiffeIdentity::sworn_agent(
         &shared.config.trust_domain,
