@@ -24,6 +24,10 @@ pub struct UpOptions {
 
 /// Runs the Kubernetes dev environment until interrupted.
 pub async fn up_kubernetes(dir: &Path, options: UpOptions) -> Result<()> {
+    // Handlers first: a signal that arrives during startup is then acted on
+    // once startup is done, instead of killing us before cleanup can run.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     let sd = StateDir::new(dir)?;
     clear_stale(&sd)?;
 
@@ -60,8 +64,6 @@ pub async fn up_kubernetes(dir: &Path, options: UpOptions) -> Result<()> {
     );
     println!("sworn-dev: running; interrupt (Ctrl-C) to stop");
 
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}

@@ -15,24 +15,24 @@
 //! first.
 
 mod container;
+mod pod;
 mod status;
+mod tokens;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 pub use container::{ContainerProcess, JOIN_FAILED_EXIT};
+pub use pod::{ContainerHandle, ContainerKind, PodHandle, PodParams, TokenVolume};
 
 use super::cgroup::{CgroupError, CgroupRoot, CgroupStyle};
 use super::controlplane::ControlPlane;
-use super::projected::{ProjectedError, write_projected_file};
-use super::token::{ForgedClaims, ObjectRef, now_secs};
+use super::projected::ProjectedError;
 
 /// Errors from the kubelet stand-in.
 #[derive(Debug, thiserror::Error)]
@@ -81,141 +81,6 @@ pub enum KubeletError {
 fn api(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeletError {
     let what = what.into();
     move |source| KubeletError::Api { what, source }
-}
-
-/// A projected service-account token volume in a pod.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenVolume {
-    /// Volume name (default `sworn-token`).
-    pub name: String,
-    /// Token audience (default `sworn`).
-    pub audience: String,
-    /// File name inside the volume (default `token`).
-    pub path: String,
-    /// Requested lifetime (default 3600 s; the API's minimum is 600 s).
-    pub expiration_seconds: i64,
-    /// Whether the pod's containers mount it (default true). The kubelet
-    /// populates only mounted volumes.
-    pub mounted: bool,
-    /// Where containers mount it (default `/var/run/secrets/sworn`).
-    pub mount_path: String,
-}
-
-impl TokenVolume {
-    /// A mounted volume `sworn-token` for `audience`.
-    pub fn for_audience(audience: &str) -> Self {
-        Self {
-            name: "sworn-token".to_owned(),
-            audience: audience.to_owned(),
-            path: "token".to_owned(),
-            expiration_seconds: 3600,
-            mounted: true,
-            mount_path: "/var/run/secrets/sworn".to_owned(),
-        }
-    }
-}
-
-/// What pod to create. Build with [`PodParams::new`], then adjust fields.
-#[derive(Debug, Clone)]
-pub struct PodParams {
-    /// Namespace (created when missing).
-    pub namespace: String,
-    /// Pod name.
-    pub name: String,
-    /// `spec.serviceAccountName` (created when missing).
-    pub service_account: String,
-    /// `spec.nodeName` (the Node is created when missing).
-    pub node_name: String,
-    /// Pod labels.
-    pub labels: BTreeMap<String, String>,
-    /// Regular container names (default `["app"]`).
-    pub containers: Vec<String>,
-    /// Init container names (default none).
-    pub init_containers: Vec<String>,
-    /// Image of every container (default `registry.invalid/sworn/test:1`).
-    pub image: String,
-    /// The projected token volume (default: audience `sworn`, mounted).
-    pub token_volume: Option<TokenVolume>,
-}
-
-impl PodParams {
-    /// Defaults for a pod `namespace/name` running as `service_account` on `node_name`.
-    pub fn new(namespace: &str, name: &str, service_account: &str, node_name: &str) -> Self {
-        Self {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            service_account: service_account.to_owned(),
-            node_name: node_name.to_owned(),
-            labels: BTreeMap::new(),
-            containers: vec!["app".to_owned()],
-            init_containers: Vec::new(),
-            image: "registry.invalid/sworn/test:1".to_owned(),
-            token_volume: Some(TokenVolume::for_audience("sworn")),
-        }
-    }
-}
-
-/// Which list of the pod spec a container is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContainerKind {
-    /// `spec.initContainers`.
-    Init,
-    /// `spec.containers`.
-    Regular,
-    /// `spec.ephemeralContainers`.
-    Ephemeral,
-}
-
-/// A container of a created pod.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerHandle {
-    /// Container name.
-    pub name: String,
-    /// Where it is declared.
-    pub kind: ContainerKind,
-    /// 64 lowercase hex digits, as containerd assigns.
-    pub container_id: String,
-}
-
-impl ContainerHandle {
-    /// `containerd://<id>`, as in pod status.
-    pub fn runtime_id(&self) -> String {
-        format!("containerd://{}", self.container_id)
-    }
-}
-
-/// A pod created by [`Kubelet::create_pod`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PodHandle {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// `metadata.uid`.
-    pub uid: String,
-    /// `spec.nodeName`.
-    pub node_name: String,
-    /// `spec.serviceAccountName`.
-    pub service_account: String,
-    /// Image of every container.
-    pub image: String,
-    /// All containers, init first, then regular, then ephemeral.
-    pub containers: Vec<ContainerHandle>,
-    /// The projected token volume, if any.
-    pub token_volume: Option<TokenVolume>,
-}
-
-impl PodHandle {
-    /// The container called `name`.
-    pub fn container(&self, name: &str) -> Option<&ContainerHandle> {
-        self.containers.iter().find(|c| c.name == name)
-    }
-
-    /// `namespace/name`.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
 }
 
 /// The kubelet stand-in.
@@ -493,109 +358,6 @@ impl Kubelet {
             .await
             .map_err(api(format!("patching status of {}", pod.key())))?;
         Ok(())
-    }
-
-    /// Requests a token bound to the pod (TokenRequest with `boundObjectRef`).
-    pub async fn request_token(
-        &self,
-        pod: &PodHandle,
-        audience: &str,
-        expiration_seconds: i64,
-    ) -> Result<String, KubeletError> {
-        let request: TokenRequest = from_json(json!({"spec": {
-            "audiences": [audience],
-            "expirationSeconds": expiration_seconds,
-            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid},
-        }}))?;
-        let response = Api::<ServiceAccount>::namespaced(self.client.clone(), &pod.namespace)
-            .create_token_request(&pod.service_account, &PostParams::default(), &request)
-            .await
-            .map_err(api(format!("requesting a token for {}", pod.key())))?;
-        response
-            .status
-            .and_then(|s| s.token)
-            .ok_or(KubeletError::EmptyToken)
-    }
-
-    /// The directory of the pod's projected volume `volume`.
-    pub fn volume_dir(&self, pod: &PodHandle, volume: &str) -> PathBuf {
-        self.kubelet_root
-            .join("pods")
-            .join(&pod.uid)
-            .join("volumes")
-            .join("kubernetes.io~projected")
-            .join(volume)
-    }
-
-    /// Where the kubelet would put the pod's token file, if it has a token volume.
-    pub fn token_path(&self, pod: &PodHandle) -> Option<PathBuf> {
-        pod.token_volume
-            .as_ref()
-            .map(|v| self.volume_dir(pod, &v.name).join(&v.path))
-    }
-
-    /// Requests the pod's token and writes it in the kubelet's layout, if the
-    /// token volume is mounted by a container (the kubelet leaves unused
-    /// volumes empty). Returns the file written.
-    pub async fn write_tokens(&self, pod: &PodHandle) -> Result<Option<PathBuf>, KubeletError> {
-        let Some(v) = pod.token_volume.as_ref().filter(|v| v.mounted) else {
-            return Ok(None);
-        };
-        let token = self
-            .request_token(pod, &v.audience, v.expiration_seconds)
-            .await?;
-        let written = write_projected_file(
-            &self.volume_dir(pod, &v.name),
-            &[(&v.path, token.as_bytes())],
-        )?;
-        Ok(written.into_iter().next())
-    }
-
-    /// Claims matching what the API server would put in a token bound to
-    /// `pod` for `audience` (valid for an hour from now), for
-    /// [`ControlPlane::forge_token_with_apiserver_key`]. Reads the service
-    /// account's and node's UIDs from the API.
-    pub async fn forge_claims_for_pod(
-        &self,
-        pod: &PodHandle,
-        audience: &str,
-    ) -> Result<ForgedClaims, KubeletError> {
-        let sa = Api::<ServiceAccount>::namespaced(self.client.clone(), &pod.namespace)
-            .get(&pod.service_account)
-            .await
-            .map_err(api(format!(
-                "reading service account {}",
-                pod.service_account
-            )))?;
-        let node = Api::<Node>::all(self.client.clone())
-            .get(&pod.node_name)
-            .await
-            .map_err(api(format!("reading node {}", pod.node_name)))?;
-        let now = now_secs();
-        Ok(ForgedClaims {
-            issuer: self.issuer.clone(),
-            audiences: vec![audience.to_owned()],
-            namespace: pod.namespace.clone(),
-            service_account: ObjectRef {
-                name: pod.service_account.clone(),
-                uid: sa
-                    .metadata
-                    .uid
-                    .ok_or(KubeletError::MissingUid("service account"))?,
-            },
-            pod: Some(ObjectRef {
-                name: pod.name.clone(),
-                uid: pod.uid.clone(),
-            }),
-            node: Some(ObjectRef {
-                name: pod.node_name.clone(),
-                uid: node.metadata.uid.ok_or(KubeletError::MissingUid("node"))?,
-            }),
-            issued_at: now,
-            not_before: now,
-            expires_at: now + 3600,
-            jti: uuid::Uuid::new_v4().to_string(),
-        })
     }
 
     /// Runs `command` as a process of `container` in `pod`, inside a real
