@@ -7,6 +7,8 @@
 //! - Every line is `<hierarchy>:<controllers>:<path>` with a decimal hierarchy ID, empty
 //!   controllers exactly for hierarchy 0 (cgroup v2), and an absolute path. Anything else makes
 //!   the whole file [`CgroupError::Malformed`]: a line that cannot be read is never skipped.
+//!   (The kernel refuses `\n` in cgroup names, so a name cannot smuggle in a line of its own;
+//!   `tests/real_cgroup.rs` checks that on the running kernel.)
 //! - A hierarchy appears once; two lines for one hierarchy are refused.
 //! - Leading `..` segments (the kernel prints them for a cgroup outside the reader's cgroup
 //!   namespace, e.g. `0::/../../kubepods/…`) are dropped. The kernel never prints `.` or a
