@@ -107,7 +107,8 @@ fn accept(
     entry_id: &str,
     key: Zeroizing<Vec<u8>>,
 ) -> Result<WorkloadSvid, String> {
-    if issued.entry_id != entry_id {
+    // An empty `entry_id` in the answer means "the one asked for" (results are positional).
+    if !issued.entry_id.is_empty() && issued.entry_id != entry_id {
         return Err(format!("server answered for entry {:?}", issued.entry_id));
     }
     let leaf = issued.chain.first().ok_or("empty chain")?;
@@ -117,7 +118,7 @@ fn accept(
     let (not_before, not_after) = crate::cert::validity(leaf).ok_or("unparsable leaf")?;
     Ok(WorkloadSvid {
         spiffe_id: issued.spiffe_id,
-        entry_id: issued.entry_id,
+        entry_id: entry_id.to_owned(),
         chain: issued.chain,
         key,
         hint: issued.hint,

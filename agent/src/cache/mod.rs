@@ -187,7 +187,10 @@ impl SvidCache {
                     if rotation {
                         self.metrics.rotations.inc();
                     }
-                    let rotate_at = crate::cert::renew_at(svid.not_before, svid.not_after);
+                    // Count the lifetime from receipt: the server backdates `notBefore`, which
+                    // would put half-life of a short-lived SVID in the past.
+                    let issued = svid.not_before.max(std::time::SystemTime::now());
+                    let rotate_at = crate::cert::renew_at(issued, svid.not_after);
                     slots.by_entry.insert(
                         minted.entry_id,
                         Slot {

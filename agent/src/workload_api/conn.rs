@@ -13,12 +13,14 @@ use tokio::net::UnixListener;
 use tonic::transport::server::Connected;
 use tracing::warn;
 
+use super::h2_authority::AuthorityFix;
 use super::limits::{ConnectionPermit, Limits};
 
 /// A connection within its limits.
 #[derive(Debug)]
 pub struct Conn {
-    inner: CallerStream,
+    /// gRPC C-core clients send an authority h2 refuses; see [`AuthorityFix`].
+    inner: AuthorityFix<CallerStream>,
     _permit: ConnectionPermit,
 }
 
@@ -26,7 +28,7 @@ impl Connected for Conn {
     type ConnectInfo = CallerInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.info().clone()
+        self.inner.get_ref().info().clone()
     }
 }
 
@@ -71,7 +73,7 @@ pub fn incoming(
                     let uid = stream.info().caller().ok().map(|c| c.uid());
                     match limits.connection(uid) {
                         Some(permit) => Some(Ok(Conn {
-                            inner: stream,
+                            inner: AuthorityFix::new(stream),
                             _permit: permit,
                         })),
                         None => {

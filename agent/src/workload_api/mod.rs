@@ -10,6 +10,7 @@
 
 mod attest;
 mod conn;
+mod h2_authority;
 mod header;
 mod limits;
 mod state;

@@ -1,0 +1,162 @@
+//! Test harness: a real sworn server in-process (SQLite, self-signed CA, admin socket), real
+//! agents (in-process or as the `sworn-agent` binary) on real unix sockets, and a Workload API
+//! client. Nothing is faked.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sworn_agent::{Agent, Bootstrap, Config, JoinToken, NodeAttestation, RunningAgent, SocketPath};
+use sworn_proto::admin::admin_api_client::AdminApiClient;
+use sworn_proto::admin::{CreateEntryRequest, EntryId, GenerateJoinTokenRequest};
+use sworn_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
+use sworn_server::server::RunningServer;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub const TD: &str = "example.org";
+
+pub struct Env {
+    pub dir: TempDir,
+    pub server: RunningServer,
+    pub admin: AdminApiClient<Channel>,
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,sworn_agent=debug"))
+        .with_test_writer()
+        .try_init();
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        init_tracing();
+        let dir = tempfile::Builder::new()
+            .prefix("sw")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let td = sworn_identity::parse_trust_domain(TD).unwrap();
+        let mut config = sworn_server::config::Config::minimal(td, dir.path().join("server"));
+        config.agent_api_address = "127.0.0.1:0".parse().unwrap();
+        config.health_address = "127.0.0.1:0".parse().unwrap();
+        config.admin_socket = dir.path().join("admin.sock");
+        let server =
+            sworn_server::server::start(config, Arc::new(sworn_server::clock::SystemClock))
+                .await
+                .expect("start the sworn server in-process");
+        let admin = sworn_server::admin::client::connect(&server.admin_socket)
+            .await
+            .unwrap();
+        Env { dir, server, admin }
+    }
+
+    pub fn server_bundle_file(&self) -> PathBuf {
+        self.server.shared.config.bundle_file.clone()
+    }
+
+    pub async fn join_token(&self) -> String {
+        self.admin
+            .clone()
+            .generate_join_token(GenerateJoinTokenRequest { ttl_seconds: 600 })
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+    }
+
+    /// An agent config in `<dir>/<name>`, socket `<dir>/<name>.sock`.
+    pub fn agent_config(&self, name: &str) -> Config {
+        let td = sworn_identity::parse_trust_domain(TD).unwrap();
+        let address = sworn_agent::ServerAddress {
+            host: "127.0.0.1".into(),
+            port: self.server.agent_api_addr.port(),
+        };
+        let mut config = Config::new(
+            td,
+            self.dir.path().join(name),
+            address,
+            Bootstrap::BundleFile(self.server_bundle_file()),
+        )
+        .unwrap();
+        config.socket_path = SocketPath::new(self.dir.path().join(format!("{name}.sock"))).unwrap();
+        config.health_address = "127.0.0.1:0".parse().unwrap();
+        config
+    }
+
+    /// Starts an attested, synced agent in-process with a fresh join token.
+    pub async fn agent(&self, name: &str) -> RunningAgent {
+        let mut config = self.agent_config(name);
+        config.attestation =
+            NodeAttestation::JoinToken(Some(JoinToken::new(&self.join_token().await)));
+        let agent = Agent::start(config, CancellationToken::new())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(20), agent.ready())
+            .await
+            .expect("agent ready in time")
+            .expect("agent ready");
+        agent
+    }
+
+    /// Creates an entry; returns its ID.
+    pub async fn entry(
+        &self,
+        spiffe_id: &str,
+        selectors: &[String],
+        node: &str,
+        ttl: i64,
+    ) -> String {
+        self.admin
+            .clone()
+            .create_entry(CreateEntryRequest {
+                spiffe_id: spiffe_id.into(),
+                selectors: selectors.to_vec(),
+                node: node.into(),
+                ttl_seconds: ttl,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .id
+    }
+
+    pub async fn delete_entry(&self, id: &str) {
+        self.admin
+            .clone()
+            .delete_entry(EntryId { id: id.into() })
+            .await
+            .unwrap();
+    }
+}
+
+pub fn my_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+pub fn uid_selector(uid: u32) -> Vec<String> {
+    vec![format!("unix:uid:{uid}")]
+}
+
+pub async fn client(socket: &Path) -> SpiffeWorkloadApiClient<Channel> {
+    sworn_agent::fetch::connect(socket).await.unwrap()
+}
+
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Polls `f` every 50 ms until it returns true or `deadline` passes.
+pub async fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + deadline;
+    while tokio::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}
