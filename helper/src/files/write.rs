@@ -1,0 +1,206 @@
+//! Publishing `svid.pem`, `svid.key` and `bundle.pem` so that no reader sees a torn or
+//! mismatched set.
+//!
+//! Layout of the output directory (all links relative, so the directory can be mounted
+//! anywhere, e.g. an `emptyDir` shared with the application):
+//!
+//! ```text
+//! .sworn-<generation>/svid.pem svid.key bundle.pem   one immutable version per rotation
+//! current    -> .sworn-<generation>                 swapped with one rename(2)
+//! svid.pem   -> current/svid.pem
+//! svid.key   -> current/svid.key
+//! bundle.pem -> current/bundle.pem
+//! ```
+//!
+//! Each version is written completely (files created 0644, the key created 0600 from the
+//! start, every file and the version directory fsynced) before `current` is swapped by
+//! renaming a new symlink over it; then the output directory is fsynced. Guarantees:
+//! - every path a reader opens is either the complete old file or the complete new file;
+//! - a reader that resolves `current` once (e.g. `realpath DIR/current`) and reads the three
+//!   files beneath it always gets a matching certificate, key and bundle;
+//! - a reader that opens `svid.pem` then `svid.key` by their top-level names gets a matching
+//!   pair unless a rotation lands between its two opens; rotations happen once per SVID
+//!   half-life and the signal or command runs after the swap, so a reader that (re)loads on
+//!   the notification sees a matching pair;
+//! - the previous version stays on disk until the next rotation, so a reader that resolved
+//!   `current` just before a swap still finds every file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::CertificateDer;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::tls::Material;
+
+/// The file names, as spiffe-helper and `sworn-server x509 mint --write` use them.
+pub const SVID_FILE: &str = "svid.pem";
+/// The key file name (PKCS#8 PEM, mode 0600).
+pub const KEY_FILE: &str = "svid.key";
+/// The bundle file name (the roots of our own trust domain).
+pub const BUNDLE_FILE: &str = "bundle.pem";
+/// The link to the current version directory.
+pub const CURRENT_LINK: &str = "current";
+const VERSION_PREFIX: &str = ".sworn-";
+
+/// Why the files could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A filesystem operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// There is no bundle for our own trust domain (material invariant broken).
+    #[error("no bundle for our own trust domain")]
+    NoBundle,
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> WriteError + 'a {
+    move |source| WriteError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// PEM text of DER certificates.
+pub fn certs_pem(certs: &[CertificateDer<'_>]) -> String {
+    let blocks: Vec<pem::Pem> = certs
+        .iter()
+        .map(|c| pem::Pem::new("CERTIFICATE", c.as_ref()))
+        .collect();
+    pem::encode_many_config(&blocks, lf())
+}
+
+/// PEM text of a PKCS#8 key, zeroized on drop.
+pub fn key_pem(pkcs8: &[u8]) -> Zeroizing<String> {
+    let block = pem::Pem::new("PRIVATE KEY", pkcs8);
+    let text = Zeroizing::new(pem::encode_config(&block, lf()));
+    // `Pem` holds a copy of the key; wipe it before it is freed.
+    let mut contents = block.into_contents();
+    contents.zeroize();
+    text
+}
+
+fn lf() -> pem::EncodeConfig {
+    pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF)
+}
+
+/// Writes `material` as a new version in `dir` and makes it current; returns the version
+/// directory. Older versions except the previous one are removed.
+pub fn publish(dir: &Path, material: &Material) -> Result<PathBuf, WriteError> {
+    let bundle = material
+        .roots(material.spiffe_id().trust_domain())
+        .ok_or(WriteError::NoBundle)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(io("create directory", dir))?;
+    let previous = fs::read_link(dir.join(CURRENT_LINK)).ok();
+
+    let version = new_version_dir(dir)?;
+    write_file(
+        &version.join(SVID_FILE),
+        certs_pem(material.chain()).as_bytes(),
+        0o644,
+    )?;
+    write_file(
+        &version.join(KEY_FILE),
+        key_pem(material.private_key_pkcs8()).as_bytes(),
+        0o600,
+    )?;
+    write_file(
+        &version.join(BUNDLE_FILE),
+        certs_pem(bundle).as_bytes(),
+        0o644,
+    )?;
+    sync_dir(&version)?;
+
+    let version_name = version
+        .file_name()
+        .map(PathBuf::from)
+        .ok_or_else(|| WriteError::Io {
+            action: "name version directory",
+            path: version.clone(),
+            source: std::io::ErrorKind::InvalidInput.into(),
+        })?;
+    replace_symlink(dir, CURRENT_LINK, &version_name)?;
+    for name in [SVID_FILE, KEY_FILE, BUNDLE_FILE] {
+        let target = Path::new(CURRENT_LINK).join(name);
+        if fs::read_link(dir.join(name)).ok().as_deref() != Some(target.as_path()) {
+            replace_symlink(dir, name, &target)?;
+        }
+    }
+    sync_dir(dir)?;
+    remove_old_versions(dir, &version_name, previous.as_deref());
+    Ok(version)
+}
+
+fn new_version_dir(dir: &Path) -> Result<PathBuf, WriteError> {
+    let version = tempfile::Builder::new()
+        .prefix(VERSION_PREFIX)
+        .tempdir_in(dir)
+        .map_err(io("create version directory in", dir))?
+        .keep();
+    // tempfile creates 0700; readers may run as another user of the same pod.
+    fs::set_permissions(
+        &version,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(io("chmod", &version))?;
+    Ok(version)
+}
+
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io("create", path))?;
+    // The umask may have narrowed the mode; set it exactly.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(io("chmod", path))?;
+    f.write_all(contents).map_err(io("write", path))?;
+    f.sync_all().map_err(io("fsync", path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), WriteError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync directory", dir))
+}
+
+/// Points `dir/name` at `target` with one rename, so it is never missing.
+fn replace_symlink(dir: &Path, name: &str, target: &Path) -> Result<(), WriteError> {
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    symlink(target, &tmp).map_err(io("symlink", &tmp))?;
+    let path = dir.join(name);
+    fs::rename(&tmp, &path).map_err(io("rename into place", &path))
+}
+
+fn remove_old_versions(dir: &Path, current: &Path, previous: Option<&Path>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = PathBuf::from(entry.file_name());
+        let is_version = name.to_str().is_some_and(|n| n.starts_with(VERSION_PREFIX));
+        if !is_version || name == current || Some(name.as_path()) == previous {
+            continue;
+        }
+        if let Err(error) = fs::remove_dir_all(entry.path()) {
+            tracing::warn!(%error, path = %entry.path().display(), "cannot remove an old version");
+        }
+    }
+}
