@@ -14,9 +14,9 @@ use sworn_proto::agent as pb;
 use tonic::Status;
 
 use super::auth::Authenticated;
-use super::service::AgentService;
+use super::service::{AgentService, Minted};
 use crate::audit::Decision;
-use crate::ca::{IssuedSvid, MintRequest};
+use crate::ca::MintRequest;
 use crate::clock::unix_secs;
 use crate::k8s::pod::{self, ContainerKind};
 use crate::k8s::review::{ReviewError, review};
@@ -235,14 +235,20 @@ pub async fn mint(
     agent: &Authenticated,
     item: pb::MintItem,
     ev: pb::K8sEvidence,
-) -> Result<IssuedSvid, String> {
+) -> Result<Minted, String> {
     let base = json!({
         "via": "agent", "agent_id": agent.record.id, "agent_node": agent.record.node_name,
         "pod_uid": ev.pod_uid, "pod": ev.pod_name, "namespace": ev.namespace,
         "container_id": ev.container_id, "entry_id": item.entry_id,
     });
     match verify_workload(svc, agent, &item, &ev).await {
-        Ok((id, ttl, dns, mut detail)) => {
+        Ok(Verified {
+            id,
+            ttl,
+            dns,
+            hint,
+            mut detail,
+        }) => {
             let minted = svc.shared().ca.mint_x509_svid(MintRequest {
                 spiffe_id: id.clone(),
                 csr_der: item.csr,
@@ -264,7 +270,7 @@ pub async fn mint(
                         return Err(format!("unavailable: {e}"));
                     }
                     Metrics::count(&svc.shared().metrics.svids, "k8s", "allow");
-                    Ok(svid)
+                    Ok(Minted { svid, hint })
                 }
                 Err(e) => {
                     let mut d = json!({"factor": "csr", "reason": e.to_string()});
@@ -294,7 +300,13 @@ fn merge(into: &mut Value, from: &Value) {
     }
 }
 
-type Verified = (SpiffeIdentity, std::time::Duration, Vec<String>, Value);
+struct Verified {
+    id: SpiffeIdentity,
+    ttl: std::time::Duration,
+    dns: Vec<String>,
+    hint: String,
+    detail: Value,
+}
 
 async fn verify_workload(
     svc: &AgentService,
@@ -425,7 +437,13 @@ async fn verify_workload(
         .map_err(|e| deny("W5", format!("default identity: {e}"), json!({})))?;
         let detail =
             json!({"factors": factors, "identity": "default", "container": container.name});
-        return Ok((id, shared.config.default_svid_ttl, Vec::new(), detail));
+        return Ok(Verified {
+            id,
+            ttl: shared.config.default_svid_ttl,
+            dns: Vec::new(),
+            hint: String::new(),
+            detail,
+        });
     }
     let entry = match shared.store.get_entry(&item.entry_id).await {
         Ok(Some(e)) => e,
@@ -448,10 +466,11 @@ async fn verify_workload(
     let id =
         SpiffeIdentity::parse(&rendered).map_err(|e| deny("W5", format!("ID: {e}"), json!({})))?;
     let detail = json!({"factors": factors, "identity": "entry", "container": container.name});
-    Ok((
+    Ok(Verified {
         id,
-        entry.ttl.unwrap_or(shared.config.default_svid_ttl),
-        entry.dns_names,
+        ttl: entry.ttl.unwrap_or(shared.config.default_svid_ttl),
+        dns: entry.dns_names,
+        hint: entry.hint,
         detail,
-    ))
+    })
 }

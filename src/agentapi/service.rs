@@ -26,6 +26,15 @@ use crate::server::Shared;
 use crate::store::{AgentMethod, AgentRecord, EntryTarget, StoreError, TokenUse};
 use crate::telemetry::Metrics;
 
+/// A minted workload SVID with the entry's Workload API hint.
+#[derive(Debug)]
+pub struct Minted {
+    /// The certificate chain and its facts.
+    pub svid: IssuedSvid,
+    /// The entry's hint (empty for the default identity).
+    pub hint: String,
+}
+
 /// Most items in one mint request.
 pub const MAX_MINT_ITEMS: usize = 256;
 
@@ -194,7 +203,7 @@ impl AgentService {
         agent: &Authenticated,
         item: pb::MintItem,
         ev: pb::UnixEvidence,
-    ) -> Result<IssuedSvid, String> {
+    ) -> Result<Minted, String> {
         let facts = UnixFacts {
             uid: ev.uid,
             gid: ev.gid,
@@ -254,7 +263,10 @@ impl AgentService {
                     return Err(format!("unavailable: {e}"));
                 }
                 Metrics::count(&self.shared.metrics.svids, "workload", "allow");
-                Ok(svid)
+                Ok(Minted {
+                    svid,
+                    hint: entry.hint.clone(),
+                })
             }
             Err(e) => Err(self.deny_mint(detail(&format!("mint: {e}"))).await),
         }
@@ -352,6 +364,7 @@ impl pb::agent_api_server::AgentApi for AgentService {
         }
         let mut results = Vec::with_capacity(items.len());
         for mut item in items {
+            let entry_id = item.entry_id.clone();
             let outcome = match item.evidence.take() {
                 Some(pb::mint_item::Evidence::Unix(ev)) => self.mint_unix(&agent, item, ev).await,
                 Some(pb::mint_item::Evidence::K8s(ev)) => {
@@ -365,12 +378,12 @@ impl pb::agent_api_server::AgentApi for AgentService {
             };
             results.push(pb::MintResult {
                 result: Some(match outcome {
-                    Ok(svid) => pb::mint_result::Result::Svid(pb::IssuedSvid {
+                    Ok(Minted { svid, hint }) => pb::mint_result::Result::Svid(pb::IssuedSvid {
                         spiffe_id: svid.spiffe_id.as_str().to_owned(),
-                        entry_id: String::new(),
+                        entry_id,
                         chain: svid.chain_der,
                         expires_at: unix_secs(svid.not_after),
-                        hint: String::new(),
+                        hint,
                     }),
                     Err(reason) => pb::mint_result::Result::Denied(reason),
                 }),

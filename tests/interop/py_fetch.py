@@ -14,7 +14,7 @@ def main() -> int:
     print(json.dumps({
         "spiffe_id": str(svid.spiffe_id),
         "serial": format(svid.leaf.serial_number, "x"),
-        "bundle_domains": sorted(str(b.trust_domain) for b in bundles.bundles.values()) if hasattr(bundles, "bundles") else [],
+        "bundle_domains": sorted(str(b.trust_domain) for b in bundles.bundles),
     }))
     return 0
 
