@@ -98,6 +98,11 @@ pub fn socket_address(value: &str) -> Result<PathBuf, FetchError> {
 /// A Workload API client on `socket`. Every request must carry the security header; see
 /// [`request`].
 pub async fn connect(socket: &Path) -> Result<SpiffeWorkloadApiClient<Channel>, FetchError> {
+    Ok(SpiffeWorkloadApiClient::new(channel(socket).await?))
+}
+
+/// An HTTP/2 channel to the Workload API socket.
+pub async fn channel(socket: &Path) -> Result<Channel, FetchError> {
     let socket = socket.to_owned();
     // The URI is required by tonic but unused: the connector dials the socket.
     let channel = Endpoint::from_static("http://localhost")
@@ -106,7 +111,7 @@ pub async fn connect(socket: &Path) -> Result<SpiffeWorkloadApiClient<Channel>, 
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
         }))
         .await?;
-    Ok(SpiffeWorkloadApiClient::new(channel))
+    Ok(channel)
 }
 
 /// Wraps `message` with the security header.
