@@ -123,8 +123,14 @@ impl UnixEnv {
 }
 
 /// Starts server and agent with state in `dir` (absolute) and registers the
-/// invoking user's uid.
+/// invoking user's uid, with the server's default SVID TTL.
 pub async fn start(dir: &Path) -> Result<UnixEnv> {
+    start_with(dir, None).await
+}
+
+/// Like [`start`], with the registered entry's SVID TTL (tests use a short
+/// one to watch rotation).
+pub async fn start_with(dir: &Path, svid_ttl: Option<Duration>) -> Result<UnixEnv> {
     let socket = dir.join("agent.sock");
     if socket.as_os_str().len() >= sworn_agent::MAX_SOCKET_PATH_BYTES {
         bail!(
@@ -195,6 +201,7 @@ pub async fn start(dir: &Path) -> Result<UnixEnv> {
                 spiffe_id: spiffe_id.clone(),
                 selectors: vec![selector],
                 node: agent_id.to_string(),
+                ttl_seconds: svid_ttl.map_or(0, |t| i64::try_from(t.as_secs()).unwrap_or(i64::MAX)),
                 ..Default::default()
             })
             .await?;
