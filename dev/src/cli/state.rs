@@ -147,6 +147,20 @@ impl StateDir {
         serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))
     }
 
+    /// Every pod recorded by `pod create` (unreadable records are skipped).
+    pub fn list_pods(&self) -> Vec<PodRecord> {
+        let Ok(namespaces) = std::fs::read_dir(self.k8s().join("pods")) else {
+            return Vec::new();
+        };
+        namespaces
+            .flatten()
+            .filter_map(|ns| std::fs::read_dir(ns.path()).ok())
+            .flat_map(|files| files.flatten())
+            .filter_map(|f| std::fs::read(f.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .collect()
+    }
+
     /// Hook: records that the agent serving `node` listens on `socket`.
     pub fn record_agent_socket(&self, node: &str, socket: &Path) -> Result<()> {
         let file = self.agent_socket_file(node);

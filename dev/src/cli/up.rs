@@ -4,16 +4,20 @@
 //! cgroup root, records everything in the state directory, prints the
 //! kubeconfig path, and runs until SIGINT or SIGTERM. Then it kills every
 //! process left in the run's cgroups, stops the control plane and removes the
-//! state it wrote. A state file left by an `up` that died is detected (its pid
+//! state it wrote. While running, it refreshes the tokens of recorded pods at
+//! 80% of their lifetime, as the kubelet does. A state file left by an `up` that died is detected (its pid
 //! is gone) and cleaned up before starting.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::state::{K8sState, StateDir};
-use crate::k8s::{CgroupRoot, CgroupStyle, ControlPlane, ControlPlaneOptions, K8S_VERSION};
+use crate::k8s::{
+    CgroupRoot, CgroupStyle, ControlPlane, ControlPlaneOptions, K8S_VERSION, Kubelet,
+};
 
 /// Options of `up --kubernetes`.
 #[derive(Debug, Clone, Default)]
@@ -64,9 +68,19 @@ pub async fn up_kubernetes(dir: &Path, options: UpOptions) -> Result<()> {
     );
     println!("sworn-dev: running; interrupt (Ctrl-C) to stop");
 
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+    let refresher = Kubelet::from_parts(
+        cp.client(),
+        &state.issuer,
+        state.kubelet_root.clone(),
+        CgroupRoot::open(&state.cgroup_root)?,
+    );
+    let mut tick = tokio::time::interval(REFRESH_EVERY);
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            _ = tick.tick() => refresh_tokens(&sd, &refresher).await,
+        }
     }
     eprintln!("sworn-dev: stopping");
 
@@ -76,6 +90,19 @@ pub async fn up_kubernetes(dir: &Path, options: UpOptions) -> Result<()> {
     remove_k8s_dir(&sd)?;
     eprintln!("sworn-dev: stopped");
     Ok(())
+}
+
+/// How often recorded pods' tokens are checked for refresh.
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
+
+/// Keeps the tokens of pods created by `pod create` fresh, as the kubelet does.
+async fn refresh_tokens(sd: &StateDir, kubelet: &Kubelet) {
+    for record in sd.list_pods() {
+        if let Err(error) = kubelet.refresh_token_if_due(&record.pod).await {
+            // A pod deleted behind our back has no token to refresh.
+            tracing::debug!(%error, pod = %record.pod.key(), "token not refreshed");
+        }
+    }
 }
 
 /// Refuses to start over a live `up`; cleans up after a dead one.

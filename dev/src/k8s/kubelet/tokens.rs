@@ -70,6 +70,30 @@ impl Kubelet {
         Ok(written.into_iter().next())
     }
 
+    /// Rewrites the pod's token once 80% of its lifetime has passed, as the
+    /// kubelet does. Returns whether it wrote a new one.
+    pub async fn refresh_token_if_due(&self, pod: &PodHandle) -> Result<bool, KubeletError> {
+        let Some(v) = pod.token_volume.as_ref().filter(|v| v.mounted) else {
+            return Ok(false);
+        };
+        let Some(path) = self.token_path(pod) else {
+            return Ok(false);
+        };
+        let age = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        let refresh_after = std::time::Duration::from_secs(
+            u64::try_from(v.expiration_seconds).unwrap_or(600) * 4 / 5,
+        );
+        if age.is_some_and(|age| age < refresh_after) {
+            return Ok(false);
+        }
+        self.write_tokens(pod).await?;
+        tracing::debug!(pod = %pod.key(), "token refreshed");
+        Ok(true)
+    }
+
     /// Claims matching what the API server would put in a token bound to
     /// `pod` for `audience` (valid for an hour from now), for
     /// [`ControlPlane::forge_token_with_apiserver_key`](crate::k8s::ControlPlane::forge_token_with_apiserver_key). Reads the service
