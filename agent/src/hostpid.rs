@@ -223,10 +223,10 @@ fn relation(me: &ProcessView, other: &ProcessView) -> Relation {
         };
         let mine = segments(mine);
         let theirs = segments(theirs);
-        if theirs.starts_with(&mine) {
+        if is_beneath(&theirs, &mine) {
             continue;
         }
-        if theirs.starts_with(&parent(&mine)) {
+        if is_beneath(&theirs, &parent(&mine)) {
             result = Relation::Sibling;
         } else {
             return Relation::OutsidePod;
@@ -248,6 +248,12 @@ fn segments(path: &str) -> Vec<&str> {
         }
     }
     out
+}
+
+/// Whether `path` is `base` or below it. A leading `..` after the common
+/// prefix climbs out of `base` (the namespace root's parent), so it is not below.
+fn is_beneath(path: &[&str], base: &[&str]) -> bool {
+    path.starts_with(base) && path.get(base.len()) != Some(&"..")
 }
 
 /// The parent of a segment list; the parent of the namespace root is `..`.
@@ -323,11 +329,7 @@ mod tests {
         // A hostPID pod on a real node: private cgroupns, so we are "/".
         let o = obs(
             4242,
-            vec![
-                v2(1, "/../../../../init.scope"),
-                kthread(2),
-                v2(4242, "/"),
-            ],
+            vec![v2(1, "/../../../../init.scope"), kthread(2), v2(4242, "/")],
         );
         assert_eq!(decide(&o).unwrap(), PidNamespaceView::InitialNamespace);
     }
@@ -340,7 +342,10 @@ mod tests {
             900,
             vec![
                 v2(1, "/../../../../init.scope"),
-                v2(300, "/../../kubepods-besteffort-podb.slice/cri-containerd-x.scope"),
+                v2(
+                    300,
+                    "/../../kubepods-besteffort-podb.slice/cri-containerd-x.scope",
+                ),
                 v2(900, "/"),
             ],
         );
@@ -352,10 +357,7 @@ mod tests {
         let pod = "/kubepods/besteffort/poda";
         let o = obs(
             900,
-            vec![
-                v2(1, "/init.scope"),
-                v2(900, &format!("{pod}/ctr-agent")),
-            ],
+            vec![v2(1, "/init.scope"), v2(900, &format!("{pod}/ctr-agent"))],
         );
         assert!(decide(&o).is_ok());
     }
@@ -474,7 +476,12 @@ mod tests {
             cmd.args(["sh", "-c", "\"$0\" \"$@\"; exit $?"]);
         }
         cmd.arg(&exe)
-            .args(["--exact", &child_test_name(), "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                &child_test_name(),
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, "1");
         let out = cmd
             .output()
@@ -487,7 +494,10 @@ mod tests {
         );
         stdout
             .lines()
-            .find_map(|l| l.strip_prefix("HOSTPID-VERDICT ").map(str::to_owned))
+            .find_map(|l| {
+                l.split_once("HOSTPID-VERDICT ")
+                    .map(|(_, v)| v.lines().next().unwrap_or("").to_owned())
+            })
             .unwrap_or_else(|| panic!("child printed no verdict:\n{stdout}"))
     }
 
