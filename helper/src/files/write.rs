@@ -22,8 +22,9 @@
 //!   pair unless a rotation lands between its two opens; rotations happen once per SVID
 //!   half-life and the signal or command runs after the swap, so a reader that (re)loads on
 //!   the notification sees a matching pair;
-//! - the previous version stays on disk until the next rotation, so a reader that resolved
-//!   `current` just before a swap still finds every file.
+//! - a superseded version stays on disk for at least [`KEEP_SUPERSEDED`] (and the previous
+//!   one until the next rotation), so a reader that resolved `current` just before a swap
+//!   still finds every file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -44,6 +45,8 @@ pub const BUNDLE_FILE: &str = "bundle.pem";
 /// The link to the current version directory.
 pub const CURRENT_LINK: &str = "current";
 const VERSION_PREFIX: &str = ".sworn-";
+/// How long a version older than the previous one is kept after it was written.
+pub const KEEP_SUPERSEDED: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why the files could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +98,7 @@ fn lf() -> pem::EncodeConfig {
 }
 
 /// Writes `material` as a new version in `dir` and makes it current; returns the version
-/// directory. Older versions except the previous one are removed.
+/// directory. Versions older than the previous one are removed once [`KEEP_SUPERSEDED`] old.
 pub fn publish(dir: &Path, material: &Material) -> Result<PathBuf, WriteError> {
     let bundle = material
         .roots(material.spiffe_id().trust_domain())
@@ -197,6 +200,13 @@ fn remove_old_versions(dir: &Path, current: &Path, previous: Option<&Path>) {
         let name = PathBuf::from(entry.file_name());
         let is_version = name.to_str().is_some_and(|n| n.starts_with(VERSION_PREFIX));
         if !is_version || name == current || Some(name.as_path()) == previous {
+            continue;
+        }
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().map_or(true, |age| age < KEEP_SUPERSEDED));
+        if young {
             continue;
         }
         if let Err(error) = fs::remove_dir_all(entry.path()) {

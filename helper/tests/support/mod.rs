@@ -325,3 +325,96 @@ impl TestCa {
         (vec![cert.der().to_vec()], leaf_key.serialize_der())
     }
 }
+
+/// Whether the PKCS#8 PEM key matches the first certificate of the PEM chain.
+pub fn key_matches_cert(cert_pem: &str, key_pem: &str) -> bool {
+    let Ok(blocks) = pem::parse_many(cert_pem) else {
+        return false;
+    };
+    let Some(first) = blocks.first() else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(first.contents()) else {
+        return false;
+    };
+    let Ok(key) = rcgen::KeyPair::from_pem(key_pem) else {
+        return false;
+    };
+    cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+}
+
+/// The serial (hex) of the first certificate of a PEM chain.
+pub fn leaf_serial(cert_pem: &str) -> String {
+    let blocks = pem::parse_many(cert_pem).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(blocks[0].contents()).unwrap();
+    cert.raw_serial_as_string()
+}
+
+/// A `sworn-helper` child process whose stderr lines are collected.
+pub struct HelperProcess {
+    pub child: tokio::process::Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl HelperProcess {
+    pub fn spawn(args: &[&str]) -> HelperProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(helper_bin())
+            .args(["--log-format", "json"])
+            .args(args)
+            .env_remove("SPIFFE_ENDPOINT_SOCKET")
+            .env("SWORN_HELPER_LOG", "info,sworn_helper=debug")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        HelperProcess { child, lines }
+    }
+
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    pub async fn wait_for(&self, needle: &str, deadline: Duration) -> String {
+        let found = eventually(deadline, || {
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+        })
+        .await;
+        assert!(
+            found,
+            "no log line with {needle:?} within {deadline:?}; log:\n{}",
+            self.log()
+        );
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+            .unwrap()
+    }
+
+    /// Waits for the "... listening" line and returns its address.
+    pub async fn listening_address(&self, needle: &str) -> SocketAddr {
+        let line = self.wait_for(needle, Duration::from_secs(30)).await;
+        let start = line.find("\"address\":\"").expect("address field") + 11;
+        let end = line[start..].find('"').unwrap() + start;
+        line[start..end].parse().unwrap()
+    }
+}
