@@ -77,6 +77,35 @@ async fn pod_token_reviews_with_pod_and_node_extras_for_its_audience_only() {
         !authenticated(&expired_status),
         "an expired token is refused: {expired_status:?}"
     );
+
+    // Refresh at 80% of the lifetime, as the kubelet does: not yet...
+    assert!(!kubelet.refresh_token_if_due(&pod).await.unwrap());
+    // ...but once the file is 50 minutes old (of 60).
+    let old = std::time::SystemTime::now() - Duration::from_secs(50 * 60);
+    std::fs::File::options()
+        .write(true)
+        .open(&token_path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert!(kubelet.refresh_token_if_due(&pod).await.unwrap());
+    let refreshed = std::fs::read_to_string(&token_path).unwrap();
+    assert_ne!(refreshed, token);
+    assert!(authenticated(
+        &review(kubelet.client(), &refreshed, "sworn").await
+    ));
+
+    // Like the kubelet, the stand-in leaves a volume no container mounts empty.
+    let mut unmounted = PodParams::new("team-a", "batch", "web-sa", "node-1");
+    unmounted.token_volume.as_mut().unwrap().mounted = false;
+    let batch = kubelet.create_pod(&unmounted).await.unwrap();
+    let path = kubelet.token_path(&batch).unwrap();
+    assert!(
+        !path.exists(),
+        "{} written for an unmounted volume",
+        path.display()
+    );
+    assert!(!path.parent().unwrap().exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
