@@ -35,5 +35,6 @@ pub use kubelet::{
     ContainerHandle, ContainerKind, ContainerProcess, JOIN_FAILED_EXIT, Kubelet, KubeletError,
     PodHandle, PodParams, TokenVolume, container_id,
 };
+pub use pki::PkiError;
 pub use projected::{ProjectedError, write_projected_file};
 pub use token::{ForgedClaims, ObjectRef, TokenError};
