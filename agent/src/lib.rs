@@ -12,6 +12,7 @@ mod cert;
 pub mod config;
 pub mod fetch;
 mod key;
+pub mod k8s;
 mod node;
 pub mod probe;
 mod socket_path;
