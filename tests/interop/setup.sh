@@ -13,7 +13,7 @@ PY_SPIFFE=0.3.2
 log() { printf '[interop setup] %s\n' "$*" >&2; }
 
 go_bin="$cache/go-spiffe-$GO_SPIFFE/go-fetch"
-src_sum=$(sha256sum "$here/go-fetch/main.go" "$here/go-fetch/go.mod" | sha256sum | cut -c1-12)
+src_sum=$(cat "$here/go-fetch/main.go" "$here/go-fetch/go.mod" | sha256sum | cut -c1-12)
 if [[ ! -x "$go_bin" || "$(cat "$go_bin.src" 2>/dev/null)" != "$src_sum" ]]; then
   log "building go-fetch against go-spiffe $GO_SPIFFE"
   work=$(mktemp -d)
