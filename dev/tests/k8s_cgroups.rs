@@ -6,6 +6,8 @@ mod common;
 
 use std::process::Command;
 
+use k8s_openapi::api::core::v1::Pod;
+
 use sworn_dev::k8s::{CgroupStyle, ControlPlane, Kubelet, PodParams};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,12 +17,56 @@ async fn container_processes_run_in_kubelet_style_cgroups() {
     let mut params = PodParams::new("team-c", "worker", "worker-sa", "node-1");
     params.init_containers = vec!["setup".to_owned()];
     let mut pod = kubelet.create_pod_object(&params).await.unwrap();
+    let pods = kube::Api::<Pod>::namespaced(cp.client(), "team-c");
+
+    // Pending with the init container running, as a kubelet reports it.
     kubelet.set_init_running(&pod, "setup").await.unwrap();
+    let status = pods.get("worker").await.unwrap().status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    let init = &status.init_container_statuses.unwrap()[0];
+    assert!(init.state.as_ref().unwrap().running.is_some());
+    assert_eq!(
+        init.container_id.clone(),
+        Some(pod.container("setup").unwrap().runtime_id())
+    );
+    let app_status = &status.container_statuses.unwrap()[0];
+    assert!(app_status.state.as_ref().unwrap().waiting.is_some());
+
+    // Running, then with an ephemeral container added and running.
     kubelet.set_running(&pod).await.unwrap();
     let debug = kubelet
         .add_ephemeral_container(&mut pod, "debug")
         .await
         .unwrap();
+    let live = pods.get("worker").await.unwrap();
+    assert_eq!(
+        live.spec.unwrap().ephemeral_containers.unwrap()[0].name,
+        "debug"
+    );
+    let status = live.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    let eph = &status.ephemeral_container_statuses.unwrap()[0];
+    assert_eq!(eph.container_id.clone(), Some(debug.runtime_id()));
+    assert!(eph.state.as_ref().unwrap().running.is_some());
+    let init = &status.init_container_statuses.unwrap()[0];
+    assert_eq!(
+        init.state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("Completed")
+    );
+    let app_status = &status.container_statuses.unwrap()[0];
+    assert!(app_status.state.as_ref().unwrap().running.is_some());
+    assert!(
+        app_status
+            .image_id
+            .starts_with("registry.invalid/sworn/test@sha256:")
+    );
     let app = pod.container("app").unwrap().clone();
     let root = kubelet
         .cgroup_root()
