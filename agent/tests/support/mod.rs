@@ -33,6 +33,11 @@ pub fn init_tracing() {
 
 impl Env {
     pub async fn start() -> Env {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server whose config `tune` may adjust (e.g. a short agent SVID TTL).
+    pub async fn start_with(tune: impl FnOnce(&mut sworn_server::config::Config)) -> Env {
         init_tracing();
         let dir = tempfile::Builder::new()
             .prefix("sw")
@@ -43,6 +48,20 @@ impl Env {
         config.agent_api_address = "127.0.0.1:0".parse().unwrap();
         config.health_address = "127.0.0.1:0".parse().unwrap();
         config.admin_socket = dir.path().join("admin.sock");
+        tune(&mut config);
+        Self::restart_server(dir, config).await
+    }
+
+    /// Stops the server; `restart_server` brings it back on the same port and data.
+    pub async fn stop_server(self) -> (TempDir, sworn_server::config::Config) {
+        let mut config = self.server.shared.config.clone();
+        config.agent_api_address = self.server.agent_api_addr;
+        self.server.shutdown(Duration::from_secs(5)).await;
+        (self.dir, config)
+    }
+
+    /// Starts a server on `config` (its data in `dir`).
+    pub async fn restart_server(dir: TempDir, config: sworn_server::config::Config) -> Env {
         let server =
             sworn_server::server::start(config, Arc::new(sworn_server::clock::SystemClock))
                 .await

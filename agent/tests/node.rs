@@ -1,0 +1,220 @@
+//! Node attestation and the agent API link, against the real in-process server: server
+//! identity pinning, insecure bootstrap, agent SVID renewal, the server going away and back.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Env, client, my_uid, uid_selector};
+use sworn_agent::{Agent, Bootstrap, JoinToken, NodeAttestation};
+use sworn_proto::workload::X509svidRequest;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_outside_the_bootstrap_bundle_or_with_another_id_is_never_trusted() {
+    let env = Env::start().await;
+    let other = Env::start().await;
+    let token = env.join_token().await;
+
+    // Bootstrap bundle of another server: TLS fails, the token is never sent.
+    let mut config = env.agent_config("unknown-ca");
+    config.bootstrap = Bootstrap::BundleFile(other.server_bundle_file());
+    config.attestation = NodeAttestation::JoinToken(Some(JoinToken::new(&token)));
+    let agent = Agent::start(config, CancellationToken::new())
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(3), agent.ready()).await;
+    assert!(waited.is_err(), "an agent must not attest to an unknown CA");
+    assert!(!agent.readiness().attested);
+    agent.shutdown().await.unwrap();
+
+    // The right roots but a different trust domain: the pinned server ID does not match.
+    let mut config = env.agent_config("wrong-id");
+    config.trust_domain = sworn_identity::parse_trust_domain("other.org").unwrap();
+    config.attestation = NodeAttestation::JoinToken(Some(JoinToken::new(&token)));
+    let agent = Agent::start(config, CancellationToken::new())
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(3), agent.ready()).await;
+    assert!(
+        waited.is_err(),
+        "an agent must pin spiffe://<td>/sworn/server"
+    );
+    agent.shutdown().await.unwrap();
+
+    // The token was never presented, so the right agent can still use it.
+    let mut config = env.agent_config("right");
+    config.attestation = NodeAttestation::JoinToken(Some(JoinToken::new(&token)));
+    let agent = Agent::start(config, CancellationToken::new())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), agent.ready())
+        .await
+        .unwrap()
+        .unwrap();
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_bootstrap_attests_once_then_trusts_the_returned_bundle() {
+    let env = Env::start().await;
+    let mut config = env.agent_config("a");
+    config.bootstrap = Bootstrap::DangerInsecure;
+    config.attestation = NodeAttestation::JoinToken(Some(JoinToken::new(&env.join_token().await)));
+    let agent = Agent::start(config, CancellationToken::new())
+        .await
+        .unwrap();
+    let id = tokio::time::timeout(Duration::from_secs(20), agent.ready())
+        .await
+        .unwrap()
+        .unwrap();
+    agent.shutdown().await.unwrap();
+    // The bundle from Attest was persisted and is what the agent trusts from now on.
+    let saved = std::fs::read(env.dir.path().join("a").join("bundle.pem")).unwrap();
+    let server = std::fs::read(env.server_bundle_file()).unwrap();
+    let der = |b: &[u8]| -> Vec<Vec<u8>> {
+        pem::parse_many(b)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.into_contents())
+            .collect()
+    };
+    assert_eq!(der(&saved), der(&server));
+    // A restart (no token) verifies the server with the persisted bundle.
+    let mut config = env.agent_config("a");
+    config.bootstrap = Bootstrap::DangerInsecure;
+    let agent = Agent::start(config, CancellationToken::new())
+        .await
+        .unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(20), agent.ready())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, id);
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_svid_is_renewed_and_sync_keeps_flowing() {
+    let env = Env::start_with(|c| c.agent_svid_ttl = Duration::from_secs(8)).await;
+    let agent = env.agent("a").await;
+    let id = agent.agent_id().unwrap();
+    let svid_file = env.dir.path().join("a").join("agent_svid.pem");
+    let first = std::fs::read(&svid_file).unwrap();
+    let renewed = support::eventually(Duration::from_secs(20), || {
+        std::fs::read(&svid_file).unwrap() != first
+    })
+    .await;
+    assert!(renewed, "the agent svid was not renewed");
+    assert_eq!(agent.agent_id().unwrap(), id, "renewal keeps the agent id");
+    // Let the renewed certificate supersede the old one on the server, then check that the
+    // agent still hears about entries and can mint over the new channel.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.entry(
+        "spiffe://example.org/after-renewal",
+        &uid_selector(my_uid()),
+        &id.to_string(),
+        600,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let svids = sworn_agent::fetch::fetch_x509(agent.socket_path().as_path())
+        .await
+        .unwrap();
+    assert_eq!(svids[0].spiffe_id, "spiffe://example.org/after-renewal");
+    assert!(agent.readiness().is_ready());
+    agent.shutdown().await.unwrap();
+}
+
+fn path_selector(path: &std::path::Path) -> String {
+    format!(
+        "unix:path:{}",
+        std::fs::canonicalize(path).unwrap().display()
+    )
+}
+
+async fn fetch_in_child(socket: &std::path::Path) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_sworn-agent"))
+        .args(["fetch", "x509", "--socket"])
+        .arg(socket)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_down_keeps_cached_svids_and_back_up_serves_new_callers() {
+    let env = Env::start().await;
+    let agent = env.agent("a").await;
+    let node = agent.agent_id().unwrap().to_string();
+    let me = vec![
+        format!("unix:uid:{}", my_uid()),
+        path_selector(&std::env::current_exe().unwrap()),
+    ];
+    let cli = vec![
+        format!("unix:uid:{}", my_uid()),
+        path_selector(std::path::Path::new(env!("CARGO_BIN_EXE_sworn-agent"))),
+    ];
+    env.entry("spiffe://example.org/cached", &me, &node, 600)
+        .await;
+    env.entry("spiffe://example.org/cli", &cli, &node, 600)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let socket = agent.socket_path().as_path().to_owned();
+    let mut stream = client(&socket)
+        .await
+        .fetch_x509svid(sworn_agent::fetch::request(X509svidRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.svids[0].spiffe_id, "spiffe://example.org/cached");
+
+    let (dir, config) = env.stop_server().await;
+    // Cached: this process is still served.
+    let svids = sworn_agent::fetch::fetch_x509(&socket).await.unwrap();
+    assert_eq!(svids[0].spiffe_id, "spiffe://example.org/cached");
+    // A new caller (another executable) needs a mint: Unavailable, not PermissionDenied.
+    let out = fetch_in_child(&socket).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Unavailable"), "{stderr}");
+
+    let env = Env::restart_server(dir, config).await;
+    let mut served = false;
+    for _ in 0..20 {
+        let out = fetch_in_child(&socket).await;
+        if out.status.success() {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("spiffe://example.org/cli"), "{stdout}");
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        served,
+        "the agent did not recover after the server came back"
+    );
+    // The stream opened before the outage is still open.
+    env.entry(
+        "spiffe://example.org/fresh",
+        &uid_selector(my_uid()),
+        &node,
+        600,
+    )
+    .await;
+    let msg = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let mut ids: Vec<_> = msg.svids.iter().map(|s| s.spiffe_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["spiffe://example.org/cached", "spiffe://example.org/fresh"]
+    );
+    agent.shutdown().await.unwrap();
+}
