@@ -231,6 +231,47 @@ async fn server_and_agent_work_under_exactly_the_deployed_rbac() {
         "no RBAC denial in any decision: {mints:?}"
     );
 
+    // The denials deploy/README.md's troubleshooting describes, as the
+    // audit log shows them under the deployed RBAC.
+    let wrong = kubelet
+        .request_token(&workload, "not-sworn", 600)
+        .await
+        .unwrap();
+    assert!(mint(&workload, wrong).await.is_err());
+    let last = audit_details(&server, "mint").await.pop().unwrap();
+    println!("audit (wrong workload audience): {last}");
+    assert!(
+        last.starts_with("deny ")
+            && last.contains("\"factor\":\"W4\"")
+            && last.contains("token not authenticated"),
+        "workload token for the wrong audience: {last}"
+    );
+    let mut c = server.agent_client().await;
+    let wrong = kubelet.request_token(&agent, "sworn", 600).await.unwrap();
+    assert!(attest(&mut c, k8s(wrong)).await.is_err());
+    let last = audit_details(&server, "agent.attest").await.pop().unwrap();
+    println!("audit (agent refused): {last}");
+    assert!(
+        last.contains("\"factor\":\"N1\"") && last.contains("token not authenticated"),
+        "agent token for the wrong audience: {last}"
+    );
+    let mut p = PodParams::new("sworn-system", "rogue-agent", "default", "node-a");
+    p.token_volume = Some(TokenVolume::for_audience("sworn-agent"));
+    let rogue = kubelet.create_pod(&p).await.unwrap();
+    let t = kubelet
+        .request_token(&rogue, "sworn-agent", 600)
+        .await
+        .unwrap();
+    assert!(attest(&mut c, k8s(t)).await.is_err());
+    let last = audit_details(&server, "agent.attest").await.pop().unwrap();
+    println!("audit (agent refused): {last}");
+    assert!(
+        last.contains("\"factor\":\"N2\"")
+            && last.contains("service account not allowed")
+            && last.contains("sworn-system:default"),
+        "agent under another service account: {last}"
+    );
+
     // The real agent, configured by the shipped agent.toml, trusting the
     // bundle exactly as the mounted ConfigMap gives it, attests with its
     // projected token.
@@ -319,5 +360,138 @@ async fn server_and_agent_work_under_exactly_the_deployed_rbac() {
         "{attests:?}"
     );
     bare.stop().await;
+    cp.stop().await;
+}
+
+/// A kube client authenticating with `kubeconfig` (a ServiceAccount token).
+async fn client_from(kubeconfig: &Path) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_pod_watch_works_under_exactly_the_deployed_rbac() {
+    use sworn_agent::k8s::{PodChange, PodIndex};
+
+    let cp = ControlPlane::start().await.unwrap();
+    let kubelet = Kubelet::new(&cp).unwrap();
+    apply(&cp, &render_kustomize());
+    let dir = tempfile::tempdir().unwrap();
+    let here = kubelet
+        .create_pod(&PodParams::new(
+            "sworn-example",
+            "here",
+            "sworn-example",
+            "node-a",
+        ))
+        .await
+        .unwrap();
+    let there = kubelet
+        .create_pod(&PodParams::new(
+            "sworn-example",
+            "there",
+            "sworn-example",
+            "node-b",
+        ))
+        .await
+        .unwrap();
+
+    // The agent's credentials: its own ServiceAccount, bound to its pod.
+    let agent = agent_pod(&kubelet, "sworn-agent-w1", "node-a").await;
+    let token = kubelet
+        .request_token(&agent, cp.issuer(), 3600)
+        .await
+        .unwrap();
+    let kubeconfig = token_kubeconfig(&cp, dir.path(), "sworn-agent", &token);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let shutdown = CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    let index = PodIndex::start(
+        client_from(&kubeconfig).await,
+        "node-a",
+        tx,
+        shutdown.clone(),
+        &tasks,
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(20), index.ready())
+            .await
+            .expect("the first list arrives under list/watch pods"),
+        "pod watch ready"
+    );
+    assert!(index.by_uid(&here.uid).is_some(), "this node's pod");
+    assert!(index.by_uid(&there.uid).is_none(), "only this node's pods");
+    // The watch (not only the list) is allowed: a new pod and a deletion arrive.
+    let later = kubelet
+        .create_pod(&PodParams::new(
+            "sworn-example",
+            "later",
+            "sworn-example",
+            "node-a",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        index
+            .wait_for(&later.uid, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "a pod created after the list arrives by the watch"
+    );
+    kubelet.delete_pod(&later).await.unwrap();
+    let deleted = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(change) = rx.recv().await {
+            if matches!(&change, PodChange::Deleted(uid) if *uid == later.uid) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        deleted.ok(),
+        Some(true),
+        "the deletion arrives by the watch"
+    );
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+
+    // Control: an account without the agent's RBAC never gets its first list.
+    let p = kubelet
+        .create_pod(&PodParams::new(
+            "sworn-system",
+            "nobody-0",
+            "nobody",
+            "node-a",
+        ))
+        .await
+        .unwrap();
+    let token = kubelet.request_token(&p, cp.issuer(), 3600).await.unwrap();
+    let kubeconfig = token_kubeconfig(&cp, dir.path(), "nobody", &token);
+    let (tx, _rx) = tokio::sync::mpsc::channel(64);
+    let shutdown = CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    let index = PodIndex::start(
+        client_from(&kubeconfig).await,
+        "node-a",
+        tx,
+        shutdown.clone(),
+        &tasks,
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), index.ready())
+            .await
+            .is_err(),
+        "without list/watch pods the watch must not become ready"
+    );
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
     cp.stop().await;
 }
