@@ -359,6 +359,14 @@ async fn server_and_agent_work_under_exactly_the_deployed_rbac() {
         attests.iter().all(|a| !a.starts_with("allow")),
         "{attests:?}"
     );
+    // The audit names the cause the README's troubleshooting points at.
+    let last = attests.last().unwrap();
+    println!("audit (server without RBAC): {last}");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(
+        last.contains("\"factor\":\"api\"") && last.contains("forbidden"),
+        "{last}"
+    );
     bare.stop().await;
     cp.stop().await;
 }
