@@ -322,6 +322,12 @@ mod tests {
         assert_eq!(parent(&[]), vec![".."]);
         assert_eq!(parent(&[".."]), vec!["..", ".."]);
         assert_eq!(parent(&["a", "b"]), vec!["a"]);
+        // "/" is beneath "/"; "/../x" (outside a cgroup namespace) is not.
+        assert!(is_beneath(&[], &[]));
+        assert!(is_beneath(&["a", "b"], &["a"]));
+        assert!(!is_beneath(&["..", "x"], &[]));
+        assert!(is_beneath(&["..", "x"], &[".."]));
+        assert!(!is_beneath(&["..", "..", "x"], &[".."]));
     }
 
     #[test]

@@ -113,6 +113,9 @@ fn helm_template_at_defaults_equals_the_kustomize_base() {
 
 #[test]
 fn helm_values_reach_the_objects() {
+    let chart = deploy_dir().join("helm/sworn");
+    let lint = helm(&["lint", "--strict", chart.to_str().unwrap()]);
+    assert!(lint.contains("0 chart(s) failed"), "{lint}");
     let docs = parse_docs(&render_helm(&[
         "--set",
         "trustDomain=corp.example,clusterName=prod-eu,example.enabled=false",

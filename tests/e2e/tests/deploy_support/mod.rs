@@ -114,20 +114,25 @@ pub fn render_kustomize() -> String {
     )
 }
 
-/// `helm template sworn deploy/helm/sworn ARGS...`, with helm's own state in
-/// a temporary directory.
+/// `helm template sworn deploy/helm/sworn ARGS...`.
 pub fn render_helm(args: &[&str]) -> String {
+    let chart = deploy_dir().join("helm/sworn");
+    let mut all = vec!["template", "sworn", chart.to_str().unwrap()];
+    all.extend_from_slice(args);
+    helm(&all)
+}
+
+/// Runs the pinned helm with its own state in a temporary directory.
+pub fn helm(args: &[&str]) -> String {
     let home = tempfile::tempdir().unwrap();
     run_ok(
         Command::new(helm_bin())
-            .args(["template", "sworn"])
-            .arg(deploy_dir().join("helm/sworn"))
             .args(args)
             .env("HELM_CONFIG_HOME", home.path().join("config"))
             .env("HELM_CACHE_HOME", home.path().join("cache"))
             .env("HELM_DATA_HOME", home.path().join("data")),
         None,
-        "helm template deploy/helm/sworn",
+        &format!("helm {}", args.join(" ")),
     )
 }
 
