@@ -113,3 +113,30 @@ impl Cluster {
             .unwrap();
     }
 }
+
+impl Cluster {
+    /// An SVID minted through the admin API (what `sworn-server x509 mint` does): (chain, key).
+    pub async fn mint(&self, spiffe_id: &str) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap();
+        let resp = self
+            .admin
+            .clone()
+            .mint_x509_svid(sworn_proto::admin::MintX509SvidRequest {
+                spiffe_id: spiffe_id.into(),
+                ttl_seconds: 600,
+                csr: csr.der().to_vec(),
+                dns_names: vec![],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (resp.chain, key.serialize_der())
+    }
+}
+
+/// Serializes the tests that run a cluster: every Workload API connection makes an agent hash
+/// the caller's executable, and several clusters at once on a small machine starve each other.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
