@@ -153,6 +153,21 @@ fn helm_values_reach_the_objects() {
         ds["spec"]["template"]["spec"]["nodeSelector"]["pool"],
         "workers"
     );
+    // Another namespace moves every reference along.
+    let text = render_helm(&["--set", "namespace=identity"]);
+    let docs = parse_docs(&text);
+    assert!(
+        !text.contains("sworn-system"),
+        "a reference was left behind"
+    );
+    assert!(
+        config_text(&docs, "sworn-server", "server.toml")
+            .contains("agent_service_accounts = [\"identity:sworn-agent\"]")
+    );
+    assert!(
+        config_text(&docs, "sworn-agent", "agent.toml")
+            .contains("https://sworn-server.identity.svc:8081")
+    );
     // PostgreSQL settings are accepted and, today, rendered nowhere.
     let pg = render_helm(&[
         "--set",
