@@ -124,7 +124,7 @@ fn run(dir: PathBuf, command: Command) -> anyhow::Result<()> {
                 kubernetes: false, ..
             } => sworn_dev::unix::up(&dir).await,
             Command::Env => {
-                for line in cli::env::k8s_exports(&dir)? {
+                for line in cli::env::exports(&dir)? {
                     println!("{line}");
                 }
                 Ok(())

@@ -3,8 +3,10 @@
 //! view (W1), DESIGN.md §3.2 and §6.
 
 pub mod pods;
+pub mod svids;
 pub mod token;
 pub mod workload;
 
 pub use pods::{PodChange, PodIndex};
+pub use svids::K8sSvids;
 pub use workload::{K8sFacts, K8sRefusal, K8sWorkloadConfig};

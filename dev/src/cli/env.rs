@@ -1,5 +1,7 @@
-//! `sworn-dev env` for Kubernetes mode: shell exports for the running
-//! environment (`KUBECONFIG`, and `PATH` with the pinned `kubectl` first).
+//! `sworn-dev env`: shell exports for the environment running in `--dir`.
+//! Unix mode: `SPIFFE_ENDPOINT_SOCKET` (a `unix://` URI) and
+//! `SWORN_ADMIN_SOCKET`. Kubernetes mode: `KUBECONFIG`, `PATH` with the
+//! pinned `kubectl` first, and `SWORN_ADMIN_SOCKET` when a server runs.
 
 use std::path::Path;
 
@@ -7,7 +9,30 @@ use anyhow::Result;
 
 use super::state::StateDir;
 
-/// The export lines, one per variable.
+/// The export lines for whichever environment runs in `dir`.
+pub fn exports(dir: &Path) -> Result<Vec<String>> {
+    if let Some(lines) = crate::unix::exports(dir)? {
+        return Ok(lines);
+    }
+    if dir.join("k8s").exists() {
+        let mut lines = k8s_exports(dir)?;
+        let admin = dir.join("k8s").join("server").join("admin.sock");
+        if admin.exists() {
+            lines.push(format!(
+                "export SWORN_ADMIN_SOCKET={}",
+                shell_quote(&admin.to_string_lossy())
+            ));
+        }
+        return Ok(lines);
+    }
+    anyhow::bail!(
+        "no environment is running in {}; start one with `sworn-dev --dir {} up`",
+        dir.display(),
+        dir.display()
+    )
+}
+
+/// The Kubernetes-mode export lines, one per variable.
 pub fn k8s_exports(dir: &Path) -> Result<Vec<String>> {
     let state = StateDir::new(dir)?.load()?;
     Ok(vec![
