@@ -13,7 +13,7 @@ use std::time::Duration;
 use spiffe::SpiffeId;
 use sworn_identity::SpiffeIdentity;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info_span, warn};
@@ -218,19 +218,13 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
 
     let status = Arc::new(Status::default());
     let metrics = Arc::new(Metrics::new());
-    let refused = Arc::new(Notify::new());
     let upstream = Arc::new(Upstream::new(config.server_address.clone(), verifier));
-    let cache = Arc::new(SvidCache::new(
-        upstream.clone(),
-        refused.clone(),
-        metrics.clone(),
-    ));
+    let cache = Arc::new(SvidCache::new(upstream.clone(), metrics.clone()));
     let (sync_tx, sync_rx) = watch::channel(None);
     let failure = Arc::new(Mutex::new(None));
     let tracker = TaskTracker::new();
 
     let shared = Shared::new(
-        status.clone(),
         sync_rx,
         cache.clone(),
         metrics.clone(),
@@ -261,7 +255,6 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
             upstream: upstream.clone(),
             store: store.clone(),
             status: status.clone(),
-            refused: refused.clone(),
             state: sync_tx,
             cache: cache.clone(),
         }
@@ -280,7 +273,6 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
         upstream,
         store,
         status: status.clone(),
-        refused,
         metrics,
     };
     let (stop, fail, st) = (shutdown.clone(), failure.clone(), status.clone());

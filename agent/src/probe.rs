@@ -1,4 +1,5 @@
-//! `sworn-agent healthcheck`: asks the agent's `/readyz` (DESIGN.md §8, §9).
+//! `sworn-agent healthcheck`: asks the agent's `/readyz` (DESIGN.md §8, §9); also a small
+//! GET for the other health endpoints.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tokio::net::TcpStream;
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// Connecting or speaking HTTP failed.
-    #[error("asking {address}/readyz: {reason}")]
+    #[error("asking {address}: {reason}")]
     Http {
         /// The health address.
         address: SocketAddr,
@@ -20,11 +21,11 @@ pub enum ProbeError {
         reason: String,
     },
     /// No answer in time.
-    #[error("asking {0}/readyz: timed out")]
+    #[error("asking {0}: timed out")]
     Timeout(SocketAddr),
 }
 
-/// The `/readyz` answer: HTTP status and body.
+/// An HTTP answer: status and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadyzAnswer {
     /// HTTP status code (200 when attested).
@@ -35,13 +36,18 @@ pub struct ReadyzAnswer {
 
 /// GETs `http://address/readyz`.
 pub async fn readyz(address: SocketAddr) -> Result<ReadyzAnswer, ProbeError> {
-    tokio::time::timeout(Duration::from_secs(5), get(address))
+    get(address, "/readyz").await
+}
+
+/// GETs `http://address<path>` (`/readyz`, `/healthz`, `/metrics`).
+pub async fn get(address: SocketAddr, path: &'static str) -> Result<ReadyzAnswer, ProbeError> {
+    tokio::time::timeout(Duration::from_secs(5), http_get(address, path))
         .await
         .map_err(|_| ProbeError::Timeout(address))?
         .map_err(|reason| ProbeError::Http { address, reason })
 }
 
-async fn get(address: SocketAddr) -> Result<ReadyzAnswer, String> {
+async fn http_get(address: SocketAddr, path: &'static str) -> Result<ReadyzAnswer, String> {
     let tcp = TcpStream::connect(address)
         .await
         .map_err(|e| e.to_string())?;
@@ -49,7 +55,7 @@ async fn get(address: SocketAddr) -> Result<ReadyzAnswer, String> {
         .await
         .map_err(|e| e.to_string())?;
     let driver = tokio::spawn(conn);
-    let request = hyper::Request::get("/readyz")
+    let request = hyper::Request::get(path)
         .header(hyper::header::HOST, address.to_string())
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sworn_identity::selector::Selector;
 use sworn_proto::agent::{Entry, SyncRequest, SyncResponse};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -89,7 +89,6 @@ pub(crate) struct SyncTask {
     pub upstream: Arc<Upstream>,
     pub store: NodeStore,
     pub status: Arc<Status>,
-    pub refused: Arc<Notify>,
     pub state: watch::Sender<Option<Arc<SyncState>>>,
     pub cache: Arc<SvidCache>,
 }
@@ -99,10 +98,11 @@ impl SyncTask {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let mut channels = self.upstream.subscribe();
         loop {
-            let mut client = tokio::select! {
+            let link = tokio::select! {
                 () = shutdown.cancelled() => return,
-                c = self.upstream.wait_client() => c,
+                l = self.upstream.wait_client() => l,
             };
+            let (mut client, generation) = (link.client, link.generation);
             channels.borrow_and_update();
             let result = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -126,7 +126,7 @@ impl SyncTask {
                         status.code(),
                         tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
                     ) {
-                        self.refused.notify_one();
+                        self.upstream.report_refused(generation);
                     }
                     warn!(code = ?status.code(), message = status.message(), "sync stream failed");
                 }

@@ -14,7 +14,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::ServerName;
 use sworn_proto::agent::agent_api_client::AgentApiClient;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::config::ServerAddress;
@@ -42,7 +42,18 @@ pub enum UpstreamError {
 pub struct Upstream {
     address: ServerAddress,
     verifier: Arc<ServerVerifier>,
-    channel: watch::Sender<Option<Channel>>,
+    /// The current mTLS channel and its generation (bumped on every new identity).
+    channel: watch::Sender<Option<(u64, Channel)>>,
+    refused: Notify,
+}
+
+/// An mTLS client and the generation of the identity it presents.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// The client.
+    pub client: AgentApiClient<Channel>,
+    /// Pass it to [`Upstream::report_refused`].
+    pub generation: u64,
 }
 
 impl Upstream {
@@ -52,6 +63,7 @@ impl Upstream {
             address,
             verifier,
             channel: watch::Sender::new(None),
+            refused: Notify::new(),
         }
     }
 
@@ -84,21 +96,24 @@ impl Upstream {
     ) -> Result<(), UpstreamError> {
         let config = tls::client_config(self.verifier.clone(), Some((chain, key)))?;
         let channel = self.connect(config).await?;
-        self.channel.send_replace(Some(channel));
+        self.channel.send_modify(|current| {
+            let generation = current.as_ref().map_or(0, |(g, _)| g + 1);
+            *current = Some((generation, channel));
+        });
         Ok(())
     }
 
-    /// The current mTLS client, if the agent has an identity.
-    pub fn client(&self) -> Option<AgentApiClient<Channel>> {
-        self.channel.borrow().clone().map(client)
+    /// The current mTLS client with its identity generation, if the agent has an identity.
+    pub fn client(&self) -> Option<Link> {
+        self.channel.borrow().clone().map(link)
     }
 
     /// Waits until the agent has an mTLS channel.
-    pub async fn wait_client(&self) -> AgentApiClient<Channel> {
+    pub async fn wait_client(&self) -> Link {
         let mut rx = self.channel.subscribe();
         loop {
-            if let Some(ch) = rx.borrow_and_update().clone() {
-                return client(ch);
+            if let Some(current) = rx.borrow_and_update().clone() {
+                return link(current);
             }
             if rx.changed().await.is_err() {
                 // The sender lives in `self`, so this cannot happen while `self` is borrowed.
@@ -108,8 +123,23 @@ impl Upstream {
     }
 
     /// Subscribes to channel replacements (a new identity was installed).
-    pub fn subscribe(&self) -> watch::Receiver<Option<Channel>> {
+    pub fn subscribe(&self) -> watch::Receiver<Option<(u64, Channel)>> {
         self.channel.subscribe()
+    }
+
+    /// Reports that the server refused the identity of `generation`. Refusals of an
+    /// identity that has already been replaced are stale (the server supersedes the previous
+    /// certificate once the new one is used) and are ignored.
+    pub fn report_refused(&self, generation: u64) {
+        let current = self.channel.borrow().as_ref().map(|(g, _)| *g);
+        if current == Some(generation) {
+            self.refused.notify_one();
+        }
+    }
+
+    /// Resolves when the current identity was refused.
+    pub async fn refused(&self) {
+        self.refused.notified().await;
     }
 
     async fn connect(&self, config: Arc<rustls::ClientConfig>) -> Result<Channel, UpstreamError> {
@@ -145,6 +175,13 @@ fn authority(host: &str, port: u16) -> String {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
+    }
+}
+
+fn link((generation, channel): (u64, Channel)) -> Link {
+    Link {
+        client: client(channel),
+        generation,
     }
 }
 

@@ -398,5 +398,20 @@ async fn fetch_and_healthcheck_commands_work_as_separate_processes() {
         .unwrap();
     assert!(health.status.success());
     assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "attested");
+    let metrics = sworn_agent::probe::get(agent.health_address(), "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(metrics.status, 200);
+    for line in [
+        "sworn_agent_workload_api_requests_total{method=\"fetch_x509_svid\"} 1",
+        "sworn_agent_svid_cache_size 1",
+        "sworn_agent_svid_rotations_total 0",
+    ] {
+        assert!(
+            metrics.body.contains(line),
+            "{line} not in\n{}",
+            metrics.body
+        );
+    }
     agent.shutdown().await.unwrap();
 }

@@ -218,3 +218,44 @@ async fn server_down_keeps_cached_svids_and_back_up_serves_new_callers() {
     );
     agent.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_join_token_agent_is_not_ready_but_keeps_serving_cached_svids() {
+    let env = Env::start_with(|c| c.agent_svid_ttl = Duration::from_secs(10)).await;
+    let agent = env.agent("a").await;
+    let node = agent.agent_id().unwrap().to_string();
+    env.entry(
+        "spiffe://example.org/kept",
+        &uid_selector(my_uid()),
+        &node,
+        600,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let socket = agent.socket_path().as_path().to_owned();
+    sworn_agent::fetch::fetch_x509(&socket).await.unwrap();
+
+    env.admin
+        .clone()
+        .ban_agent(sworn_proto::admin::AgentId { id: node.clone() })
+        .await
+        .unwrap();
+    // Refused at the latest at the next renewal (half of 10 s).
+    let mut readyz = None;
+    for _ in 0..40 {
+        let answer = sworn_agent::probe::readyz(agent.health_address())
+            .await
+            .unwrap();
+        if answer.body == "rejected" {
+            readyz = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let readyz = readyz.expect("the agent reports it was rejected");
+    assert_eq!(readyz.status, 503);
+    // The cached SVID is still served.
+    let svids = sworn_agent::fetch::fetch_x509(&socket).await.unwrap();
+    assert_eq!(svids[0].spiffe_id, "spiffe://example.org/kept");
+    agent.shutdown().await.unwrap();
+}

@@ -40,10 +40,11 @@ impl SvidCache {
         &self,
         items: Vec<(String, UnixEvidence)>,
     ) -> Result<Vec<Minted>, MintError> {
-        let mut client = self
+        let link = self
             .upstream
             .client()
             .ok_or_else(|| MintError::Unavailable("the agent is not attested".into()))?;
+        let (mut client, generation) = (link.client, link.generation);
         let mut keys = Vec::with_capacity(items.len());
         let mut request = MintX509SvidsRequest::default();
         for (entry_id, evidence) in &items {
@@ -63,7 +64,7 @@ impl SvidCache {
                         status.code(),
                         tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
                     ) {
-                        self.refused.notify_one();
+                        self.upstream.report_refused(generation);
                     }
                     return Err(MintError::Unavailable(format!(
                         "{}: {}",

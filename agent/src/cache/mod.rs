@@ -82,21 +82,18 @@ pub struct SvidCache {
     /// Wakes the rotation task when a new SVID changes the schedule.
     inserted: Notify,
     upstream: Arc<Upstream>,
-    refused: Arc<Notify>,
     metrics: Arc<Metrics>,
 }
 
 impl SvidCache {
-    /// An empty cache minting through `upstream`; `refused` is signalled when the server
-    /// refuses the agent's own certificate.
-    pub fn new(upstream: Arc<Upstream>, refused: Arc<Notify>, metrics: Arc<Metrics>) -> Self {
+    /// An empty cache minting through `upstream`.
+    pub fn new(upstream: Arc<Upstream>, metrics: Arc<Metrics>) -> Self {
         Self {
             slots: Mutex::new(Slots::default()),
             generation: watch::Sender::new(0),
             mint_lock: tokio::sync::Mutex::new(()),
             inserted: Notify::new(),
             upstream,
-            refused,
             metrics,
         }
     }

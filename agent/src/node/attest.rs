@@ -141,7 +141,8 @@ pub(crate) async fn attest(
 pub(crate) async fn renew(upstream: &Upstream) -> Result<Attested, NodeError> {
     let mut client = upstream
         .client()
-        .ok_or_else(|| NodeError::Unreachable("no mTLS channel yet".into()))?;
+        .ok_or_else(|| NodeError::Unreachable("no mTLS channel yet".into()))?
+        .client;
     let fresh = key::generate()?;
     let response = timed(client.renew_agent(RenewAgentRequest { csr: fresh.csr })).await?;
     accept(response, fresh.key)

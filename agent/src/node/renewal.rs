@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -29,8 +28,6 @@ pub(crate) struct NodeTask {
     pub store: NodeStore,
     /// Readiness.
     pub status: Arc<Status>,
-    /// Signalled when the server refuses the agent's certificate on another call.
-    pub refused: Arc<Notify>,
     /// Counters.
     pub metrics: Arc<Metrics>,
 }
@@ -128,8 +125,10 @@ impl NodeTask {
                         r.attested = true;
                         r.rejected = false;
                     });
+                    // Count the lifetime from now: the server backdates `notBefore`, and a
+                    // persisted SVID is renewed halfway through what is left of it.
                     return Some(Validity {
-                        not_before: svid.not_before,
+                        not_before: svid.not_before.max(SystemTime::now()),
                         not_after: svid.not_after,
                     });
                 }
@@ -161,7 +160,7 @@ impl NodeTask {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(cert::until(due)) => {}
-                () = self.refused.notified() => {
+                () = self.upstream.refused() => {
                     warn!("the server refused the agent certificate; renewing now");
                 }
             }
@@ -198,7 +197,7 @@ impl NodeTask {
     fn current_validity(&self) -> Option<Validity> {
         match self.store.load_svid() {
             Ok(Some(svid)) => Some(Validity {
-                not_before: svid.not_before,
+                not_before: svid.not_before.max(SystemTime::now()),
                 not_after: svid.not_after,
             }),
             _ => None,

@@ -36,7 +36,6 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::cache::SvidCache;
-use crate::status::Status as Readiness;
 use crate::sync::SyncState;
 use crate::telemetry::Metrics;
 
@@ -56,7 +55,6 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 /// What every handler needs.
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
-    pub status: Arc<Readiness>,
     pub sync: watch::Receiver<Option<Arc<SyncState>>>,
     pub cache: Arc<SvidCache>,
     pub metrics: Arc<Metrics>,
@@ -67,7 +65,6 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn new(
-        status: Arc<Readiness>,
         sync: watch::Receiver<Option<Arc<SyncState>>>,
         cache: Arc<SvidCache>,
         metrics: Arc<Metrics>,
@@ -75,7 +72,6 @@ impl Shared {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
-            status,
             sync,
             cache,
             metrics,
@@ -97,7 +93,9 @@ impl Shared {
             status
         };
         header::check(request.metadata()).map_err(|s| deny("header", s))?;
-        if !self.status.get().is_ready() || self.sync.borrow().is_none() {
+        // Attested and synced at least once. Afterwards valid cached SVIDs keep being served
+        // even if the agent SVID lapses or the server refuses it (DESIGN.md §6).
+        if self.sync.borrow().is_none() {
             return Err(deny(
                 "not_ready",
                 Status::unavailable("the agent is not attested yet"),
