@@ -95,13 +95,13 @@ impl FromStr for HostPort {
         let bad = || AddressError::Syntax(s.to_owned());
         let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
         let port: u16 = port.parse().map_err(|_| bad())?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        if host.is_empty() || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err()) {
-            return Err(bad());
-        }
+        // IPv6 literals must be bracketed, as in URIs (RFC 3986 §3.2.2).
+        let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => v6,
+            Some(_) => return Err(bad()),
+            None if host.is_empty() || host.contains(':') => return Err(bad()),
+            None => host,
+        };
         Ok(HostPort {
             host: host.to_owned(),
             port,

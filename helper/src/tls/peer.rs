@@ -33,10 +33,10 @@ pub enum PeerError {
 /// The SPIFFE ID of a leaf that satisfies the X509-SVID profile.
 pub fn peer_spiffe_id(der: &[u8]) -> Result<SpiffeId, PeerError> {
     let (_, cert) = X509Certificate::from_der(der).map_err(|_| PeerError::Malformed)?;
-    if let Ok(Some(bc)) = cert.basic_constraints() {
-        if bc.value.ca {
-            return Err(PeerError::LeafIsCa);
-        }
+    match cert.basic_constraints() {
+        Ok(Some(bc)) if bc.value.ca => return Err(PeerError::LeafIsCa),
+        Ok(_) => {}
+        Err(_) => return Err(PeerError::Malformed),
     }
     match cert.key_usage() {
         Ok(Some(ku)) => {
@@ -61,4 +61,51 @@ pub fn peer_spiffe_id(der: &[u8]) -> Result<SpiffeId, PeerError> {
         return Err(PeerError::SeveralUriSans);
     }
     SpiffeId::new(uri).map_err(|e| PeerError::NotSpiffeId(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose, SanType};
+
+    fn cert(uris: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names = uris
+            .iter()
+            .map(|u| SanType::URI((*u).try_into().unwrap()))
+            .collect();
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        edit(&mut p);
+        p.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn leaf_profile_defects_are_named() {
+        let ok = cert(&["spiffe://td/web"], |_| {});
+        assert_eq!(peer_spiffe_id(&ok).unwrap().to_string(), "spiffe://td/web");
+        assert_eq!(peer_spiffe_id(&cert(&[], |_| {})), Err(PeerError::NoUriSan));
+        assert_eq!(
+            peer_spiffe_id(&cert(&["spiffe://td/a", "spiffe://td/b"], |_| {})),
+            Err(PeerError::SeveralUriSans)
+        );
+        assert!(matches!(
+            peer_spiffe_id(&cert(&["https://td/web"], |_| {})),
+            Err(PeerError::NotSpiffeId(_))
+        ));
+        let ca_leaf = cert(&["spiffe://td/web"], |p| {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        });
+        assert_eq!(peer_spiffe_id(&ca_leaf), Err(PeerError::LeafIsCa));
+        let signer = cert(&["spiffe://td/web"], |p| {
+            p.key_usages.push(KeyUsagePurpose::KeyCertSign);
+        });
+        assert_eq!(peer_spiffe_id(&signer), Err(PeerError::KeyUsage));
+        let no_sig = cert(&["spiffe://td/web"], |p| {
+            p.key_usages = vec![KeyUsagePurpose::KeyEncipherment];
+        });
+        assert_eq!(peer_spiffe_id(&no_sig), Err(PeerError::KeyUsage));
+        assert_eq!(peer_spiffe_id(b"not der"), Err(PeerError::Malformed));
+    }
 }
