@@ -78,6 +78,9 @@ pub struct SourceArgs {
         value_name = "ENDPOINT"
     )]
     pub socket: Endpoint,
+    /// Use the SVID with this SPIFFE ID (default: the first one the Workload API lists).
+    #[arg(long, value_name = "ID")]
+    pub spiffe_id: Option<SpiffeId>,
     /// How long to wait for the first SVID.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub initial_timeout: Duration,
@@ -273,7 +276,11 @@ async fn follow(
 ) -> Result<MaterialWatch, RunError> {
     let (watch, _task) = source
         .socket
-        .follow(source.initial_timeout, shutdown.clone())
+        .follow_id(
+            source.spiffe_id.clone(),
+            source.initial_timeout,
+            shutdown.clone(),
+        )
         .await?;
     Ok(watch)
 }

@@ -6,7 +6,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use spiffe::X509Source;
+use std::sync::Arc;
+
+use spiffe::x509_source::SvidPicker;
+use spiffe::{SpiffeId, X509Source, X509Svid};
 use tokio_util::sync::CancellationToken;
 
 use crate::tls::{MaterialError, MaterialWatch};
@@ -69,14 +72,28 @@ impl Endpoint {
     }
 
     /// Connects, waits (up to `initial_timeout`) for the first SVID and bundle, and follows
-    /// updates until `shutdown`.
+    /// updates until `shutdown`. Uses the first SVID the Workload API lists (its default).
     pub async fn follow(
         &self,
         initial_timeout: Duration,
         shutdown: CancellationToken,
     ) -> Result<(MaterialWatch, tokio::task::JoinHandle<()>), WorkloadError> {
-        let source = X509Source::builder()
-            .endpoint(&self.0)
+        self.follow_id(None, initial_timeout, shutdown).await
+    }
+
+    /// Like [`Endpoint::follow`], but uses the SVID with ID `pick` when given (a workload
+    /// entitled to several identities chooses one); waits until it is offered.
+    pub async fn follow_id(
+        &self,
+        pick: Option<SpiffeId>,
+        initial_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<(MaterialWatch, tokio::task::JoinHandle<()>), WorkloadError> {
+        let mut builder = X509Source::builder().endpoint(&self.0);
+        if let Some(id) = pick {
+            builder = builder.picker(IdPicker(id));
+        }
+        let source = builder
             .initial_sync_timeout(initial_timeout)
             .reconnect_backoff(Duration::from_millis(200), Duration::from_secs(10))
             .build()
@@ -86,5 +103,15 @@ impl Endpoint {
                 source,
             })?;
         Ok(MaterialWatch::follow(source, shutdown)?)
+    }
+}
+
+/// Picks the SVID with one SPIFFE ID.
+#[derive(Debug)]
+struct IdPicker(SpiffeId);
+
+impl SvidPicker for IdPicker {
+    fn pick_svid(&self, svids: &[Arc<X509Svid>]) -> Option<usize> {
+        svids.iter().position(|s| s.spiffe_id() == &self.0)
     }
 }
