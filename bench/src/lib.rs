@@ -1,0 +1,18 @@
+//! sworn-bench: side-by-side benchmarks of sworn and SPIRE (issue 9).
+//!
+//! The runner ([`runner`]) starts both systems with equivalent settings ([`peer`]), drives
+//! real workload processes under distinct uids ([`workers`], the `sworn-bench-worker`
+//! binary, speaking [`wire`]), measures each scenario ([`scenario`]) interleaving the two
+//! systems, adds the floors ([`floors`]) and writes JSON and Markdown ([`report`]).
+//! Invariant: both systems are driven by the same client code (the public `spiffe` crate)
+//! from the same worker processes, so the client's cost is the same on both sides.
+
+pub mod floors;
+pub mod peer;
+pub mod procfs;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod stats;
+pub mod wire;
+pub mod workers;
