@@ -609,3 +609,71 @@ async fn manifests_pass_the_real_api_server_and_rbac_is_least_privilege() {
     ));
     cp.stop().await;
 }
+
+fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+#[test]
+fn agent_and_workload_pods_keep_their_security_properties() {
+    let docs = by_key(&parse_docs(&render_kustomize()));
+    let agent = &docs["DaemonSet sworn-system/sworn-agent"]["spec"]["template"]["spec"];
+    assert_eq!(agent["hostPID"], true);
+    assert_ne!(agent["hostNetwork"], true);
+    let c = &agent["containers"][0];
+    assert_ne!(c["securityContext"]["privileged"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    let pods = named(&c["volumeMounts"], "kubelet-pods");
+    assert_eq!(pods["readOnly"], true);
+    assert_eq!(pods["mountPropagation"], "HostToContainer");
+    assert_eq!(
+        named(&agent["volumes"], "sockets")["hostPath"]["type"],
+        "DirectoryOrCreate"
+    );
+    assert_eq!(
+        named(&c["env"], "MY_NODE_NAME")["valueFrom"]["fieldRef"]["fieldPath"],
+        "spec.nodeName"
+    );
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["port"], "health", "{probe}");
+    }
+    assert!(c["resources"]["requests"].is_mapping() && c["resources"]["limits"].is_mapping());
+
+    let server = &docs["StatefulSet sworn-system/sworn-server"]["spec"]["template"]["spec"];
+    assert_eq!(server["securityContext"]["runAsNonRoot"], true);
+    assert_ne!(server["hostPID"], true);
+
+    // The example: the socket directory read-only, the sworn-audience token
+    // volume mounted by the container (the kubelet fills only mounted ones).
+    let wl = &docs["Deployment sworn-example/sworn-example"]["spec"]["template"]["spec"];
+    let c = &wl["containers"][0];
+    assert_eq!(named(&c["volumeMounts"], "sworn-socket")["readOnly"], true);
+    let token_mount = named(&c["volumeMounts"], "sworn-token");
+    assert_eq!(token_mount["readOnly"], true);
+    let tokens: Vec<&Value> = wl["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|v| {
+            v["projected"]["sources"].as_sequence().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["serviceAccountToken"]["audience"] == "sworn")
+            })
+        })
+        .collect();
+    assert_eq!(
+        tokens.len(),
+        1,
+        "exactly one volume with the workload audience"
+    );
+    assert_eq!(tokens[0]["name"], "sworn-token");
+    assert_eq!(
+        named(&c["env"], "SPIFFE_ENDPOINT_SOCKET")["value"],
+        "unix:///run/sworn/agent.sock"
+    );
+}
