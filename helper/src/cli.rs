@@ -107,7 +107,7 @@ pub struct FilesArgs {
     /// Pid to signal.
     #[arg(long, group = "target", requires = "signal")]
     pub pid: Option<PidTarget>,
-    /// File holding the pid to signal (read at each rotation).
+    /// File whose first line is the pid to signal (read at each rotation).
     #[arg(long, group = "target", requires = "signal")]
     pub pid_file: Option<PathBuf>,
     /// Command run with /bin/sh -c after each write (SWORN_HELPER_DIR is set).

@@ -81,7 +81,7 @@ impl fmt::Display for SignalName {
 pub enum PidTarget {
     /// A fixed pid.
     Pid(i32),
-    /// A file holding the pid, read at each notification.
+    /// A file whose first line is the pid, read at each notification.
     PidFile(PathBuf),
 }
 
@@ -123,7 +123,8 @@ impl PidTarget {
                         path: path.clone(),
                         source,
                     })?;
-                parse_pid(&text)
+                // The first line: daemons such as PostgreSQL put more after it.
+                parse_pid(text.lines().next().unwrap_or_default())
             }
         }
     }
