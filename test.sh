@@ -5,6 +5,7 @@
 # It installs what the tests need into caches outside the repository
 # (~/.cache/sworn by default, keyed by version) and reuses them:
 #   - kube-apiserver, etcd and kubectl built from Go modules (dev/k8s/build.sh);
+#   - helm v3.22.0 from Go modules (deploy/helm/build.sh);
 #   - the go-spiffe and py-spiffe interoperability clients (tests/interop/setup.sh).
 # Then: rustfmt check, clippy with -D warnings, every test, a bounded fuzz run
 # of the cgroup parser, and a benchmark smoke run.
@@ -20,6 +21,10 @@ done
 step "control plane binaries (kube-apiserver, etcd, kubectl)"
 SWORN_K8S_BIN=$(dev/k8s/build.sh | tail -n 1 | sed 's/^cached at //')
 export SWORN_K8S_BIN
+
+step "helm (for the deploy tests)"
+SWORN_HELM=$(deploy/helm/build.sh | tail -n 1)
+export SWORN_HELM
 
 if [[ -x tests/interop/setup.sh ]]; then
   step "interoperability clients (go-spiffe, py-spiffe)"
