@@ -178,6 +178,14 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Key `log_level`; default `info` (an `EnvFilter` directive).
     pub log_level: String,
+    /// Kubernetes workload attestation (used when `attestation = "k8s"`): keys
+    /// `kubelet_root` (default `/var/lib/kubelet`), `cgroup_roots` (default
+    /// `["/kubepods", "/kubepods.slice"]`), `workload_audience` (default
+    /// `sworn`), `allow_ephemeral` (default false), `pod_wait` (default `10s`).
+    pub k8s_workload: crate::k8s::K8sWorkloadConfig,
+    /// Key `kubeconfig`: credentials for the node's pod watch; default the
+    /// in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Config {
@@ -201,6 +209,8 @@ impl Config {
             health_address: default_health_address(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            k8s_workload: crate::k8s::K8sWorkloadConfig::default(),
+            kubeconfig: None,
         })
     }
 
@@ -244,6 +254,14 @@ struct RawConfig {
     #[serde(default)]
     log_format: LogFormat,
     log_level: Option<String>,
+    kubelet_root: Option<PathBuf>,
+    cgroup_roots: Option<Vec<String>>,
+    workload_audience: Option<String>,
+    #[serde(default)]
+    allow_ephemeral: bool,
+    #[serde(default, with = "humantime_serde")]
+    pod_wait: Option<std::time::Duration>,
+    kubeconfig: Option<PathBuf>,
 }
 
 impl RawConfig {
@@ -342,17 +360,53 @@ impl RawConfig {
                 format!("{log_level:?} is not a filter directive"),
             ));
         }
+        let mut k8s_workload = crate::k8s::K8sWorkloadConfig::default();
+        if let Some(root) = self.kubelet_root {
+            if !root.is_absolute() {
+                return Err(invalid("kubelet_root", "must be an absolute path"));
+            }
+            k8s_workload.kubelet_root = root;
+        }
+        if let Some(roots) = self.cgroup_roots {
+            if roots.is_empty() {
+                return Err(invalid("cgroup_roots", "must name at least one root"));
+            }
+            k8s_workload.cgroup_roots = sworn_caller::CgroupRoots::parse(&roots)
+                .map_err(|e| invalid("cgroup_roots", e.to_string()))?;
+        }
+        if let Some(aud) = self.workload_audience {
+            if aud.is_empty() {
+                return Err(invalid("workload_audience", "must not be empty"));
+            }
+            k8s_workload.workload_audience = aud;
+        }
+        k8s_workload.allow_ephemeral = self.allow_ephemeral;
+        if let Some(wait) = self.pod_wait {
+            if wait.is_zero() || wait > std::time::Duration::from_secs(300) {
+                return Err(invalid("pod_wait", "must be between 1ms and 5m"));
+            }
+            k8s_workload.pod_wait = wait;
+        }
+        let node_name = self.node_name.or(node_name_env).filter(|n| !n.is_empty());
+        if matches!(attestation, NodeAttestation::K8s { .. }) && node_name.is_none() {
+            return Err(invalid(
+                "node_name",
+                "required in kubernetes mode (or set MY_NODE_NAME from the downward API)",
+            ));
+        }
         Ok(Config {
             trust_domain,
             data_dir,
             server_address,
             bootstrap,
             attestation,
-            node_name: self.node_name.or(node_name_env).filter(|n| !n.is_empty()),
+            node_name,
             socket_path,
             health_address,
             log_format: self.log_format,
             log_level,
+            k8s_workload,
+            kubeconfig: self.kubeconfig,
         })
     }
 }

@@ -55,14 +55,19 @@ pub fn entitled(facts: &K8sFacts, state: &SyncState) -> Vec<String> {
         state
             .entries
             .iter()
-            .filter(|e| !e.selectors.is_empty() && e.selectors.iter().all(|s| facts.selectors.contains(s)))
+            .filter(|e| {
+                !e.selectors.is_empty() && e.selectors.iter().all(|s| facts.selectors.contains(s))
+            })
             .map(|e| e.id.clone()),
     );
     ids
 }
 
 fn rotate_at(svid: &WorkloadSvid) -> SystemTime {
-    let life = svid.not_after.duration_since(svid.not_before).unwrap_or_default();
+    let life = svid
+        .not_after
+        .duration_since(svid.not_before)
+        .unwrap_or_default();
     // Half-life, minus up to 10% jitter so a node's pods do not rotate in lockstep.
     let jitter = life.mul_f64(rand::random::<f64>() * 0.1);
     svid.not_before + life / 2 - jitter
@@ -115,9 +120,15 @@ impl K8sSvids {
         let slots = self.lock();
         let (mut hits, mut missing) = (Vec::new(), Vec::new());
         for id in ids {
-            let key = (facts.evidence.pod_uid.clone(), facts.evidence.container_name.clone(), id.clone());
+            let key = (
+                facts.evidence.pod_uid.clone(),
+                facts.evidence.container_name.clone(),
+                id.clone(),
+            );
             match slots.get(&key) {
-                Some(s) if s.svid.not_after > now && s.container_id == facts.evidence.container_id => {
+                Some(s)
+                    if s.svid.not_after > now && s.container_id == facts.evidence.container_id =>
+                {
                     hits.push(s.svid.clone());
                 }
                 _ => missing.push(id.clone()),
@@ -149,8 +160,10 @@ impl K8sSvids {
     }
 
     async fn mint(&self, facts: &K8sFacts, entry_ids: &[String]) -> Result<(), String> {
-        let crate::upstream::Link { mut client, generation } =
-            self.upstream.client().ok_or("the agent is not attested")?;
+        let crate::upstream::Link {
+            mut client,
+            generation,
+        } = self.upstream.client().ok_or("the agent is not attested")?;
         let mut keys = Vec::new();
         let mut request = MintX509SvidsRequest::default();
         for id in entry_ids {
@@ -162,16 +175,20 @@ impl K8sSvids {
             });
             keys.push(fresh.key);
         }
-        let response = tokio::time::timeout(Duration::from_secs(30), client.mint_x509_svids(request))
-            .await
-            .map_err(|_| "the mint call timed out".to_owned())?
-            .map_err(|s| {
-                if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) {
-                    self.upstream.report_refused(generation);
-                }
-                format!("{}: {}", s.code(), s.message())
-            })?
-            .into_inner();
+        let response =
+            tokio::time::timeout(Duration::from_secs(30), client.mint_x509_svids(request))
+                .await
+                .map_err(|_| "the mint call timed out".to_owned())?
+                .map_err(|s| {
+                    if matches!(
+                        s.code(),
+                        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                    ) {
+                        self.upstream.report_refused(generation);
+                    }
+                    format!("{}: {}", s.code(), s.message())
+                })?
+                .into_inner();
         if response.results.len() != entry_ids.len() {
             return Err("mint response does not match the request".into());
         }
@@ -181,7 +198,9 @@ impl K8sSvids {
             match r.result {
                 Some(mint_result::Result::Svid(issued)) => {
                     let leaf = issued.chain.first().cloned().unwrap_or_default();
-                    if crate::tls::single_uri_san(&leaf).as_deref() != Some(issued.spiffe_id.as_str()) {
+                    if crate::tls::single_uri_san(&leaf).as_deref()
+                        != Some(issued.spiffe_id.as_str())
+                    {
                         warn!(entry_id = %id, "server answered with a leaf that does not carry the ID");
                         continue;
                     }
@@ -197,7 +216,11 @@ impl K8sSvids {
                         not_before,
                         not_after,
                     };
-                    let key = (facts.evidence.pod_uid.clone(), facts.evidence.container_name.clone(), id.clone());
+                    let key = (
+                        facts.evidence.pod_uid.clone(),
+                        facts.evidence.container_name.clone(),
+                        id.clone(),
+                    );
                     slots.insert(
                         key,
                         Slot {
@@ -210,7 +233,11 @@ impl K8sSvids {
                 }
                 Some(mint_result::Result::Denied(reason)) => {
                     debug!(entry_id = %id, pod_uid = %facts.evidence.pod_uid, %reason, "server refused");
-                    let key = (facts.evidence.pod_uid.clone(), facts.evidence.container_name.clone(), id.clone());
+                    let key = (
+                        facts.evidence.pod_uid.clone(),
+                        facts.evidence.container_name.clone(),
+                        id.clone(),
+                    );
                     changed |= slots.remove(&key).is_some();
                 }
                 None => {}
@@ -238,7 +265,9 @@ impl K8sSvids {
 
     /// Pre-mints for a pod the watch shows (running containers with our token).
     pub async fn premint(&self, pod: &Pod) {
-        let Some(uid) = pod.metadata.uid.clone() else { return };
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
         for (_, cid) in running_containers(pod) {
             let Ok(facts) = facts_for(&self.config, pod, &uid, &cid) else {
                 continue;
@@ -285,7 +314,11 @@ impl K8sSvids {
     }
 
     /// Follows the watch and rotates until `shutdown`.
-    pub async fn run(self: Arc<Self>, mut changes: mpsc::Receiver<PodChange>, shutdown: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        mut changes: mpsc::Receiver<PodChange>,
+        shutdown: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
