@@ -59,6 +59,9 @@ pub enum AgentError {
     /// Node attestation failed in a way only an operator can fix.
     #[error("node attestation: {0}")]
     Node(#[from] NodeError),
+    /// Kubernetes mode could not reach or configure the API server client.
+    #[error("kubernetes: {0}")]
+    Kubernetes(String),
     /// The agent stopped before it became ready (the reason was logged).
     #[error("the agent stopped before it was ready: {0}")]
     Stopped(String),
@@ -112,7 +115,11 @@ impl RunningAgent {
                 }
             }
             tokio::select! {
-                () = self.shutdown.cancelled() => return Err(AgentError::Stopped("shut down".into())),
+                () = self.shutdown.cancelled() => {
+                    // A fatal error cancels the token right after recording itself: prefer it.
+                    let reason = self.status.get().failed.unwrap_or_else(|| "shut down".into());
+                    return Err(AgentError::Stopped(reason));
+                }
                 changed = rx.changed() => if changed.is_err() {
                     return Err(AgentError::Stopped("shut down".into()));
                 },
@@ -224,6 +231,20 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
     let failure = Arc::new(Mutex::new(None));
     let tracker = TaskTracker::new();
 
+    let k8s = match &config.attestation {
+        NodeAttestation::K8s { .. } => {
+            let svids = start_kubernetes(
+                &config,
+                upstream.clone(),
+                sync_rx.clone(),
+                &shutdown,
+                &tracker,
+            )
+            .await?;
+            Some(svids)
+        }
+        NodeAttestation::JoinToken(_) => None,
+    };
     let shared = Shared::new(
         sync_rx,
         cache.clone(),
@@ -231,6 +252,10 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
         config.trust_domain.clone(),
         shutdown.clone(),
     );
+    let shared = match k8s {
+        Some(svids) => shared.with_k8s(svids),
+        None => shared,
+    };
     let stop = shutdown.clone();
     tracker.spawn(
         async move {
@@ -303,4 +328,47 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
         health_address,
         failure,
     })
+}
+
+/// Kubernetes mode: the node's pod watch and the per-pod SVID cache that
+/// pre-mints, rotates and drops with the pods (DESIGN.md §6).
+async fn start_kubernetes(
+    config: &Config,
+    upstream: Arc<Upstream>,
+    sync: watch::Receiver<Option<Arc<crate::sync::SyncState>>>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<Arc<crate::k8s::K8sSvids>, AgentError> {
+    let node = config
+        .node_name
+        .clone()
+        .ok_or_else(|| AgentError::Kubernetes("node_name is required in kubernetes mode".into()))?;
+    let kube_config = match &config.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| AgentError::Kubernetes(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| AgentError::Kubernetes(e.to_string()))?
+        }
+        None => kube::Config::incluster()
+            .map_err(|e| AgentError::Kubernetes(format!("in-cluster config: {e}")))?,
+    };
+    let client =
+        kube::Client::try_from(kube_config).map_err(|e| AgentError::Kubernetes(e.to_string()))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let index = crate::k8s::PodIndex::start(client, &node, tx, shutdown.clone(), tracker);
+    let svids = Arc::new(crate::k8s::K8sSvids::new(
+        upstream,
+        sync,
+        index,
+        config.k8s_workload.clone(),
+    ));
+    tracker.spawn(
+        svids
+            .clone()
+            .run(rx, shutdown.clone())
+            .instrument(info_span!("k8s_svids", node = %node)),
+    );
+    Ok(svids)
 }

@@ -39,9 +39,21 @@ pub struct Attested {
     pub selectors: BTreeSet<Selector>,
     /// What the server re-verifies.
     pub evidence: UnixEvidence,
+    /// Kubernetes mode: what W1–W3 established (then `evidence` is unused).
+    pub k8s: Option<crate::k8s::K8sFacts>,
 }
 
 impl Attested {
+    /// A Kubernetes caller that passed W1–W3.
+    pub fn kubernetes(caller: Arc<Caller>, facts: crate::k8s::K8sFacts) -> Self {
+        Attested {
+            caller,
+            selectors: facts.selectors.clone(),
+            evidence: UnixEvidence::default(),
+            k8s: Some(facts),
+        }
+    }
+
     /// The caller's uid.
     pub fn uid(&self) -> u32 {
         self.caller.uid()
@@ -106,5 +118,6 @@ pub async fn attest(caller: Arc<Caller>) -> Result<Attested, Refusal> {
             sha256,
             supplementary_gids: facts.supplementary_gids,
         },
+        k8s: None,
     })
 }

@@ -36,6 +36,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::cache::SvidCache;
+use crate::k8s::K8sSvids;
 use crate::sync::SyncState;
 use crate::telemetry::Metrics;
 
@@ -49,6 +50,9 @@ use limits::{Limits, StreamPermit};
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024;
 /// Concurrent streams on one connection.
 const MAX_STREAMS_PER_CONNECTION: u32 = 16;
+/// Caller inspections (each hashes an executable) running at once; more wait their turn, so
+/// callers cannot make the agent hash without bound.
+const MAX_CONCURRENT_INSPECTIONS: usize = 4;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -61,6 +65,9 @@ pub(crate) struct Shared {
     pub trust_domain: TrustDomain,
     pub shutdown: CancellationToken,
     limits: Arc<Limits>,
+    inspections: Arc<tokio::sync::Semaphore>,
+    /// Kubernetes mode: the pod watch and the per-pod SVID cache.
+    k8s: Option<Arc<K8sSvids>>,
 }
 
 impl Shared {
@@ -78,7 +85,15 @@ impl Shared {
             trust_domain,
             shutdown,
             limits: Arc::new(Limits::default()),
+            inspections: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INSPECTIONS)),
+            k8s: None,
         }
+    }
+
+    /// Kubernetes mode: callers are attested by W1–W3 and served from `svids`.
+    pub fn with_k8s(mut self, svids: Arc<K8sSvids>) -> Self {
+        self.k8s = Some(svids);
+        self
     }
 
     /// Header, readiness, caller, limits, attestation — in that order.
@@ -114,10 +129,26 @@ impl Shared {
                     Status::resource_exhausted("too many concurrent streams for this caller"),
                 )
             })?;
-        let attested = attest::attest(caller).await.map_err(|e| {
-            info!(target: "sworn::audit", method, error = %e, "caller refused");
-            deny("caller", state::no_identity())
-        })?;
+        let turn = self
+            .inspections
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the agent is shutting down"))?;
+        let attested = match &self.k8s {
+            Some(k8s) => crate::k8s::workload::attest(k8s.config(), k8s.index(), caller.clone())
+                .await
+                .map(|facts| Attested::kubernetes(caller, facts))
+                .map_err(|e| {
+                    info!(target: "sworn::audit", method, error = %e, "kubernetes caller refused");
+                    deny("caller", state::no_identity())
+                }),
+            None => attest::attest(caller).await.map_err(|e| {
+                info!(target: "sworn::audit", method, error = %e, "caller refused");
+                deny("caller", state::no_identity())
+            }),
+        };
+        drop(turn);
+        let attested = attested?;
         Ok((attested, permit))
     }
 }
@@ -141,6 +172,15 @@ where
         sync.borrow_and_update();
         let mut cache = shared.cache.subscribe();
         cache.borrow_and_update();
+        // Kubernetes mode changes come from the per-pod cache (pre-mint, deletion, rotation).
+        let (_k8s_keep, mut k8s_changes) = match &shared.k8s {
+            Some(k) => (None, k.subscribe()),
+            None => {
+                let (tx, rx) = watch::channel(0u64);
+                (Some(tx), rx)
+            }
+        };
+        k8s_changes.borrow_and_update();
         let mut last = first.clone();
         yield Ok(first);
         loop {
@@ -151,6 +191,7 @@ where
                 }
                 changed = sync.changed() => if changed.is_err() { break },
                 changed = cache.changed() => if changed.is_err() { break },
+                changed = k8s_changes.changed() => if changed.is_err() { break },
             }
             match next(shared.clone()).await {
                 Ok(msg) if msg == last => {}

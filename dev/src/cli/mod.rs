@@ -10,4 +10,5 @@ pub mod env;
 pub mod exec;
 pub mod pod;
 pub mod state;
+pub mod sworn;
 pub mod up;

@@ -1,4 +1,5 @@
-//! `sworn-dev up --kubernetes`: a control plane for a person to use.
+//! `sworn-dev up --kubernetes`: a control plane for a person to use, with a
+//! sworn server and one agent per dev node ([`super::sworn`]).
 //!
 //! Starts etcd and kube-apiserver, creates the kubelet root and a per-run
 //! cgroup root, records everything in the state directory, prints the
@@ -66,14 +67,15 @@ pub async fn up_kubernetes(dir: &Path, options: UpOptions) -> Result<()> {
         "try: eval \"$(sworn-dev --dir {dir} env)\" && kubectl get --raw /version",
         dir = dir.display()
     );
-    println!("sworn-dev: running; interrupt (Ctrl-C) to stop");
-
     let refresher = Kubelet::from_parts(
         cp.client(),
         &state.issuer,
         state.kubelet_root.clone(),
         CgroupRoot::open(&state.cgroup_root)?,
     );
+    let sworn = super::sworn::start(&sd, &state, &refresher).await?;
+    println!("sworn-dev: running; interrupt (Ctrl-C) to stop");
+
     let mut tick = tokio::time::interval(REFRESH_EVERY);
     loop {
         tokio::select! {
@@ -83,6 +85,7 @@ pub async fn up_kubernetes(dir: &Path, options: UpOptions) -> Result<()> {
         }
     }
     eprintln!("sworn-dev: stopping");
+    sworn.stop().await;
 
     let _ = std::fs::remove_file(sd.state_file());
     drop(cgroups);
