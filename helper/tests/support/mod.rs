@@ -358,8 +358,13 @@ pub struct HelperProcess {
 
 impl HelperProcess {
     pub fn spawn(args: &[&str]) -> HelperProcess {
+        Self::spawn_program(&helper_bin(), args)
+    }
+
+    /// Runs a copy of the binary at `program` (unix-mode entries tell copies apart by path).
+    pub fn spawn_program(program: &std::path::Path, args: &[&str]) -> HelperProcess {
         use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(helper_bin())
+        let mut child = tokio::process::Command::new(program)
             .args(["--log-format", "json"])
             .args(args)
             .env_remove("SPIFFE_ENDPOINT_SOCKET")
