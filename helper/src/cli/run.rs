@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{Instrument, error, info, info_span};
 
 use super::args::{Cli, ClientArgs, Command, FilesArgs, ProxyMode, ServerArgs, SourceArgs};
 use super::{EXIT_UNAVAILABLE, EXIT_USAGE};
@@ -92,11 +92,14 @@ async fn start_metrics(
     })?;
     info!(address = %listener.local_addr().unwrap_or(addr), "metrics listening");
     let serve = metrics.clone().serve(listener, shutdown.clone());
-    tokio::spawn(async move {
-        if let Err(error) = serve.await {
-            error!(%error, "metrics server stopped");
+    tokio::spawn(
+        async move {
+            if let Err(error) = serve.await {
+                error!(%error, "metrics server stopped");
+            }
         }
-    });
+        .instrument(info_span!("metrics_server")),
+    );
     Ok(())
 }
 
@@ -212,13 +215,16 @@ fn count_rotations(watch: &MaterialWatch, metrics: &Arc<Metrics>, shutdown: &Can
     let mut rx = watch.subscribe();
     let metrics = metrics.clone();
     let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                changed = rx.changed() => if changed.is_err() { break },
+    tokio::spawn(
+        async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    changed = rx.changed() => if changed.is_err() { break },
+                }
+                metrics.rotations.inc();
             }
-            metrics.rotations.inc();
         }
-    });
+        .instrument(info_span!("rotation_counter")),
+    );
 }
