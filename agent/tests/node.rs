@@ -249,3 +249,57 @@ async fn a_banned_join_token_agent_is_not_ready_but_keeps_serving_cached_svids()
     assert_eq!(svids[0].spiffe_id, "spiffe://example.org/kept");
     agent.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_exits_during_attestation_gets_nothing_minted() {
+    let env = Env::start().await;
+    let agent = env.agent("a").await;
+    let node = agent.agent_id().unwrap().to_string();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_sworn-agent"));
+    env.entry(
+        "spiffe://example.org/exits",
+        &[format!("unix:uid:{}", my_uid()), path_selector(binary)],
+        &node,
+        600,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The agent hashes the caller's executable (over 100 MB in a debug build): kill the caller
+    // while that runs.
+    let mut child = tokio::process::Command::new(binary)
+        .args(["fetch", "x509", "--socket"])
+        .arg(agent.socket_path().as_path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().await.unwrap();
+    // Give the inspection time to finish and (wrongly) mint if it were going to.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let mut events = env
+        .admin
+        .clone()
+        .list_audit(sworn_proto::admin::ListAuditRequest {
+            follow: false,
+            after_id: 0,
+            limit: 10_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(event) = events.message().await.unwrap() {
+        assert!(
+            !(event.kind == "mint" && event.detail.contains("spiffe://example.org/exits")),
+            "minted for a caller that had exited: {}",
+            event.detail
+        );
+    }
+    // The agent carries on serving.
+    let err = client(agent.socket_path().as_path())
+        .await
+        .fetch_x509svid(tonic::Request::new(X509svidRequest {}))
+        .await
+        .expect_err("no header");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    agent.shutdown().await.unwrap();
+}
