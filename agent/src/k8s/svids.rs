@@ -148,8 +148,15 @@ impl K8sSvids {
         if !missing.is_empty() {
             let _guard = self.mint_lock.lock().await;
             let (_, missing) = self.cached(facts, &ids);
-            if !missing.is_empty() {
-                self.mint(facts, &missing).await?;
+            if !missing.is_empty()
+                && let Err(error) = self.mint(facts, &missing).await
+            {
+                // Keep serving what is cached; with nothing cached the caller gets Unavailable.
+                let (hits, _) = self.cached(facts, &ids);
+                if hits.is_empty() {
+                    return Err(error);
+                }
+                debug!(%error, "mint failed; serving the cached svids");
             }
         }
         // Only pods still in the watch keep their SVIDs.

@@ -360,6 +360,18 @@ impl Kubelet {
         Ok(())
     }
 
+    /// Runs `command` in an arbitrary cgroup (created if missing), the way
+    /// [`Kubelet::start_container_process`] does. For deny tests: a process in
+    /// a forged path, or in a pod's cgroup under a container ID the pod does
+    /// not have.
+    pub fn start_process_in(
+        &self,
+        cgroup: crate::k8s::ContainerCgroup,
+        command: &std::process::Command,
+    ) -> Result<ContainerProcess, KubeletError> {
+        container::spawn_in_cgroup(cgroup, command)
+    }
+
     /// Runs `command` as a process of `container` in `pod`, inside a real
     /// cgroup named the way the kubelet's `style` driver names it. The process
     /// moves itself into the cgroup before `exec`ing the program, so it never

@@ -43,7 +43,8 @@ func (w *watcher) OnX509ContextUpdate(c *workloadapi.X509Context) {
 }
 
 func (w *watcher) OnX509ContextWatchError(err error) {
-	fmt.Fprintln(os.Stderr, "watch error:", err)
+	out, _ := json.Marshal(map[string]string{"watch_error": err.Error()})
+	fmt.Println(string(out))
 }
 
 func main() {
@@ -56,7 +57,8 @@ func main() {
 	if *updates == 0 {
 		svid, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr(*addr))
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "fetch:", err)
+			out, _ := json.Marshal(map[string]string{"error": err.Error()})
+			fmt.Println(string(out))
 			os.Exit(1)
 		}
 		out, _ := json.Marshal(line{svid.ID.String(), svid.Certificates[0].SerialNumber.Text(16), svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339), 0})
