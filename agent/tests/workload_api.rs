@@ -196,3 +196,55 @@ async fn jwt_methods_are_unimplemented() {
     assert_eq!(err.code(), Code::Unimplemented);
     agent.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_change_is_pushed_to_open_streams() {
+    let clock = std::sync::Arc::new(sworn_server::clock::FakeClock::at_wall_time());
+    let env = Env::start_with_clock(|_| {}, clock.clone()).await;
+    let agent = env.agent("a").await;
+    let node = agent.agent_id().unwrap().to_string();
+    env.entry(
+        "spiffe://example.org/b",
+        &uid_selector(my_uid()),
+        &node,
+        3600,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = client(agent.socket_path().as_path()).await;
+    let mut svids = c
+        .fetch_x509svid(with_header(X509svidRequest {}, &["true"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bundles = c
+        .fetch_x509_bundles(with_header(X509BundlesRequest {}, &["true"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next(&mut svids).await.unwrap();
+    let roots = |der: &[u8]| sworn_agent::fetch::split_der(der).unwrap().len();
+    assert_eq!(roots(&first.svids[0].bundle), 1);
+    bundles.message().await.unwrap().unwrap();
+
+    // Half of the CA's life has passed: the server prepares the next key and publishes it.
+    clock.advance(Duration::from_secs(12 * 3600 + 60));
+    env.server.shared.ca.rotate_if_due().unwrap();
+    let pushed = next(&mut svids).await.unwrap();
+    assert_eq!(
+        roots(&pushed.svids[0].bundle),
+        2,
+        "the new root reached the stream"
+    );
+    assert_eq!(
+        pushed.svids[0].x509_svid, first.svids[0].x509_svid,
+        "same SVID"
+    );
+    let pushed = tokio::time::timeout(Duration::from_secs(10), bundles.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(roots(&pushed.bundles["spiffe://example.org"]), 2);
+    agent.shutdown().await.unwrap();
+}

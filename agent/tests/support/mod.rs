@@ -38,6 +38,14 @@ impl Env {
 
     /// Starts a server whose config `tune` may adjust (e.g. a short agent SVID TTL).
     pub async fn start_with(tune: impl FnOnce(&mut sworn_server::config::Config)) -> Env {
+        Self::start_with_clock(tune, Arc::new(sworn_server::clock::SystemClock)).await
+    }
+
+    /// Starts a server on `clock` (a `FakeClock` drives CA rotation).
+    pub async fn start_with_clock(
+        tune: impl FnOnce(&mut sworn_server::config::Config),
+        clock: Arc<dyn sworn_server::clock::Clock>,
+    ) -> Env {
         init_tracing();
         let dir = tempfile::Builder::new()
             .prefix("sw")
@@ -49,7 +57,7 @@ impl Env {
         config.health_address = "127.0.0.1:0".parse().unwrap();
         config.admin_socket = dir.path().join("admin.sock");
         tune(&mut config);
-        Self::restart_server(dir, config).await
+        Self::boot(dir, config, clock).await
     }
 
     /// Stops the server; `restart_server` brings it back on the same port and data.
@@ -62,10 +70,17 @@ impl Env {
 
     /// Starts a server on `config` (its data in `dir`).
     pub async fn restart_server(dir: TempDir, config: sworn_server::config::Config) -> Env {
-        let server =
-            sworn_server::server::start(config, Arc::new(sworn_server::clock::SystemClock))
-                .await
-                .expect("start the sworn server in-process");
+        Self::boot(dir, config, Arc::new(sworn_server::clock::SystemClock)).await
+    }
+
+    async fn boot(
+        dir: TempDir,
+        config: sworn_server::config::Config,
+        clock: Arc<dyn sworn_server::clock::Clock>,
+    ) -> Env {
+        let server = sworn_server::server::start(config, clock)
+            .await
+            .expect("start the sworn server in-process");
         let admin = sworn_server::admin::client::connect(&server.admin_socket)
             .await
             .unwrap();
