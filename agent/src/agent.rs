@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, error, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::cache::SvidCache;
 use crate::config::{Bootstrap, Config, NodeAttestation};
@@ -343,6 +343,10 @@ async fn start_kubernetes(
         .node_name
         .clone()
         .ok_or_else(|| AgentError::Kubernetes("node_name is required in kubernetes mode".into()))?;
+    // Without the host PID namespace the agent could see only its own pod's
+    // processes and would refuse every workload: say so at start instead.
+    let view = crate::hostpid::check().map_err(|e| AgentError::Kubernetes(e.to_string()))?;
+    info!(?view, "host PID namespace check passed");
     let kube_config = match &config.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)

@@ -11,6 +11,7 @@ mod cache;
 mod cert;
 pub mod config;
 pub mod fetch;
+pub mod hostpid;
 pub mod k8s;
 mod key;
 mod node;
