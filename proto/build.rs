@@ -2,7 +2,11 @@
 //! protobuf compiler, so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/workload.proto", "proto/agent.proto", "proto/admin.proto"];
+    let files = [
+        "proto/workload.proto",
+        "proto/agent.proto",
+        "proto/admin.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
