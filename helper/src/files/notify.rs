@@ -39,10 +39,16 @@ pub enum NotifyError {
     /// The command could not be started.
     #[error("running the reload command: {0}")]
     Exec(std::io::Error),
+    /// The command did not finish in time and was killed.
+    #[error("the reload command did not finish within {0:?} and was killed")]
+    ExecTimeout(std::time::Duration),
     /// The command exited unsuccessfully.
     #[error("the reload command exited with {0}")]
     ExecStatus(std::process::ExitStatus),
 }
+
+/// How long `--exec` may run before it is killed.
+pub const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A signal we are willing to send, parsed from `SIGHUP` or `HUP` (any case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +104,7 @@ pub enum Notify {
         /// To whom.
         target: PidTarget,
     },
-    /// Run `/bin/sh -c CMD` and wait for it.
+    /// Run `/bin/sh -c CMD` and wait for it (at most [`EXEC_TIMEOUT`]).
     Exec(String),
 }
 
@@ -156,14 +162,21 @@ impl Notify {
                 Ok(())
             }
             Notify::Exec(cmd) => {
-                let status = tokio::process::Command::new("/bin/sh")
+                let mut child = tokio::process::Command::new("/bin/sh")
                     .arg("-c")
                     .arg(cmd)
                     .env("SWORN_HELPER_DIR", dir)
                     .kill_on_drop(true)
-                    .status()
-                    .await
+                    .spawn()
                     .map_err(NotifyError::Exec)?;
+                // A hung command must not hold back the next rotation forever.
+                let status = match tokio::time::timeout(EXEC_TIMEOUT, child.wait()).await {
+                    Ok(status) => status.map_err(NotifyError::Exec)?,
+                    Err(_) => {
+                        let _ = child.kill().await;
+                        return Err(NotifyError::ExecTimeout(EXEC_TIMEOUT));
+                    }
+                };
                 if status.success() {
                     info!("the reload command succeeded");
                     Ok(())
