@@ -77,7 +77,7 @@ fn unknown_keys_are_refused() {
 #[test]
 fn k8s_mode_defaults_the_token_path() {
     let c = parse(&format!(
-        "{MINIMAL}\nattestation = \"k8s\"\ncluster = \"prod\"\n"
+        "{MINIMAL}\nattestation = \"k8s\"\ncluster = \"prod\"\nnode_name = \"node-a\"\n"
     ))
     .unwrap();
     assert_eq!(
@@ -87,6 +87,15 @@ fn k8s_mode_defaults_the_token_path() {
             token_path: DEFAULT_AGENT_TOKEN_PATH.into(),
         }
     );
+}
+
+#[test]
+fn k8s_mode_requires_a_node_name() {
+    let err = parse(&format!(
+        "{MINIMAL}\nattestation = \"k8s\"\ncluster = \"prod\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(key_of(err), "node_name");
 }
 
 #[test]
