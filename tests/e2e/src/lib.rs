@@ -4,6 +4,8 @@
 //! valid agent SVID.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod k8s_env;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,168 @@
+//! A Kubernetes environment with real agents, for the deny matrix and the
+//! pod-start-to-SVID measurement.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::PostParams;
+use sworn_agent::{Agent, Bootstrap, NodeAttestation, RunningAgent, ServerAddress, SocketPath};
+use sworn_dev::k8s::{CgroupStyle, ControlPlane, Kubelet, PodHandle, PodParams, TokenVolume};
+use tokio_util::sync::CancellationToken;
+
+use crate::TestServer;
+
+/// A real control plane, a server, and one real agent per node (`node-a`,
+/// `node-b`) attested through the real flow, with the go-spiffe probe as the
+/// workload program.
+pub struct Env {
+    /// The control plane (taken to stop it mid-test).
+    pub cp: Option<ControlPlane>,
+    /// The kubelet stand-in.
+    pub kubelet: Kubelet,
+    /// The server.
+    pub server: TestServer,
+    /// (node, agent, socket).
+    pub agents: Vec<(String, RunningAgent, PathBuf)>,
+    /// Agent state.
+    pub dir: tempfile::TempDir,
+    /// The go-spiffe probe binary.
+    pub go: String,
+    _stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env").finish_non_exhaustive()
+    }
+}
+
+impl Env {
+    /// The agent socket of `node` as a URI.
+    pub fn socket(&self, node: &str) -> String {
+        let p = &self.agents.iter().find(|(n, _, _)| n == node).unwrap().2;
+        format!("unix://{}", p.display())
+    }
+
+    /// The probe, pointed at `node`'s agent.
+    pub fn fetch_cmd(&self, node: &str, extra: &[&str]) -> Command {
+        let mut c = Command::new(&self.go);
+        c.args(["-addr", &self.socket(node), "-timeout", "20s"])
+            .args(extra);
+        c
+    }
+
+    /// Runs the go-spiffe probe in `pod`'s container, returns its JSON line.
+    pub async fn fetch_in(
+        &self,
+        pod: &PodHandle,
+        container: &str,
+        node: &str,
+        style: CgroupStyle,
+    ) -> serde_json::Value {
+        let p = self
+            .kubelet
+            .start_container_process(pod, container, &self.fetch_cmd(node, &[]), style)
+            .unwrap();
+        output(p).await
+    }
+}
+
+/// The last JSON line a probe printed.
+pub async fn output(p: sworn_dev::k8s::ContainerProcess) -> serde_json::Value {
+    let out = p.wait_with_output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("{}"))
+        .unwrap_or(serde_json::json!({"raw": text}))
+}
+
+/// Whether the probe was refused with PermissionDenied.
+pub fn denied(v: &serde_json::Value) -> bool {
+    v["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("PermissionDenied"))
+}
+
+/// Starts everything.
+pub async fn setup() -> Env {
+    let go = std::env::var("SWORN_GO_SPIFFE_FETCH")
+        .expect("SWORN_GO_SPIFFE_FETCH is not set: run `eval \"$(tests/interop/setup.sh)\"` first (test.sh does this)");
+    let cp = ControlPlane::start().await.unwrap();
+    let kubelet = Kubelet::new(&cp).unwrap();
+    kubelet.ensure_namespace("sworn-system").await.unwrap();
+    Api::<ConfigMap>::namespaced(cp.client(), "sworn-system")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "sworn-bundle"}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let server = TestServer::start(&TestServer::cluster_toml("dev", cp.kubeconfig_path())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let base = kubelet
+        .cgroup_root()
+        .cgroup_path()
+        .to_string_lossy()
+        .into_owned();
+    let roots = sworn_caller::CgroupRoots::parse([
+        format!("{base}/kubepods"),
+        format!("{base}/kubepods.slice"),
+    ])
+    .unwrap();
+    let mut agents = Vec::new();
+    for node in ["node-a", "node-b"] {
+        let mut p = PodParams::new(
+            "sworn-system",
+            &format!("agent-{node}"),
+            "sworn-agent",
+            node,
+        );
+        let mut v = TokenVolume::for_audience("sworn-agent");
+        v.expiration_seconds = 600;
+        p.token_volume = Some(v);
+        let pod = kubelet.create_pod(&p).await.unwrap();
+        let socket = dir.path().join(format!("{node}.sock"));
+        let mut config = sworn_agent::Config::new(
+            sworn_identity::parse_trust_domain("example.org").unwrap(),
+            dir.path().join(node),
+            ServerAddress::parse(&format!(
+                "https://127.0.0.1:{}",
+                server.server.agent_api_addr.port()
+            ))
+            .unwrap(),
+            Bootstrap::Roots(server.server.shared.ca.bundle().roots_der),
+        )
+        .unwrap();
+        config.attestation = NodeAttestation::K8s {
+            cluster: "dev".into(),
+            token_path: kubelet.token_path(&pod).unwrap(),
+        };
+        config.node_name = Some(node.into());
+        config.socket_path = SocketPath::new(&socket).unwrap();
+        config.health_address = "127.0.0.1:0".parse().unwrap();
+        config.kubeconfig = Some(cp.kubeconfig_path().to_owned());
+        config.k8s_workload.kubelet_root = kubelet.kubelet_root().to_owned();
+        config.k8s_workload.cgroup_roots = roots.clone();
+        config.k8s_workload.pod_wait = Duration::from_secs(2);
+        let agent = Agent::start(config, stop.child_token()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), agent.ready())
+            .await
+            .unwrap()
+            .unwrap();
+        agents.push((node.to_owned(), agent, socket));
+    }
+    Env {
+        cp: Some(cp),
+        kubelet,
+        server,
+        agents,
+        dir,
+        go,
+        _stop: stop,
+    }
+}
