@@ -48,11 +48,13 @@ async fn main() -> anyhow::Result<()> {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     // Refused peers fail here with a TLS alert (and an audit line).
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let (mut r, mut w) = tokio::io::split(&mut tls);
+                    let (mut r, mut w) = tokio::io::split(tls);
                     let _ = tokio::io::copy(&mut r, &mut w).await;
+                    // Sends close_notify, so the client sees a clean end of stream.
+                    let _ = w.shutdown().await;
                 });
             }
         }
