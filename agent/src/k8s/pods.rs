@@ -74,10 +74,10 @@ impl PodIndex {
                             None
                         }
                     };
-                    if let Some(c) = change {
-                        if changes.send(c).await.is_err() {
-                            return;
-                        }
+                    if let Some(c) = change
+                        && changes.send(c).await.is_err()
+                    {
+                        return;
                     }
                 }
             },

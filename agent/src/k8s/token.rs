@@ -71,13 +71,13 @@ pub fn token_source(pod: &Pod, audience: &str) -> Result<TokenSource, TokenError
     let mut found = Vec::new();
     for v in spec.volumes.iter().flatten() {
         for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
-            if let Some(t) = &src.service_account_token {
-                if t.audience.as_deref() == Some(audience) {
-                    found.push(TokenSource {
-                        volume: v.name.clone(),
-                        path: t.path.clone(),
-                    });
-                }
+            if let Some(t) = &src.service_account_token
+                && t.audience.as_deref() == Some(audience)
+            {
+                found.push(TokenSource {
+                    volume: v.name.clone(),
+                    path: t.path.clone(),
+                });
             }
         }
     }

@@ -184,8 +184,7 @@ async fn agent_attests_with_real_node_uid_surge_agents_coexist_and_ban_takes_eff
     let err = old
         .sync(pb::SyncRequest {})
         .await
-        .err()
-        .expect("old cert refused after the new one is used");
+        .expect_err("old cert refused after the new one is used");
     assert_eq!(err.code(), Code::Unauthenticated);
 
     // Ban: refused at once, open streams end, re-attestation refused.
@@ -381,8 +380,7 @@ async fn unknown_ca_cert_is_refused_and_api_server_down_means_unavailable() {
     let mut c = server.agent_client().await;
     let err = attest(&mut c, k8s(t))
         .await
-        .err()
-        .expect("no SVID without the API server");
+        .expect_err("no SVID without the API server");
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     let agents = server
         .admin()
