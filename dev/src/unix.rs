@@ -132,11 +132,11 @@ pub async fn start(dir: &Path) -> Result<UnixEnv> {
 /// one to watch rotation).
 pub async fn start_with(dir: &Path, svid_ttl: Option<Duration>) -> Result<UnixEnv> {
     let socket = dir.join("agent.sock");
-    if socket.as_os_str().len() >= sworn_agent::MAX_SOCKET_PATH_BYTES {
+    if socket.as_os_str().len() > sworn_agent::MAX_SOCKET_PATH_BYTES {
         bail!(
             "the socket path {} is too long for a unix socket ({} bytes max); use a shorter --dir",
             socket.display(),
-            sworn_agent::MAX_SOCKET_PATH_BYTES - 1
+            sworn_agent::MAX_SOCKET_PATH_BYTES
         );
     }
     if !traversable_by_others(dir) {

@@ -95,8 +95,8 @@ pub async fn serve(
             .instrument(tracing::info_span!("accept")),
         );
     }
-    let svc =
-        AgentApiServer::new(service::AgentService::new(shared)).max_decoding_message_size(4 << 20);
+    let svc = AgentApiServer::new(service::AgentService::new(shared, shutdown.clone()))
+        .max_decoding_message_size(4 << 20);
     let result = tonic::transport::Server::builder()
         .add_service(svc)
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown.cancelled())

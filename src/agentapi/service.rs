@@ -42,15 +42,17 @@ pub const MAX_MINT_ITEMS: usize = 256;
 #[derive(Debug, Clone)]
 pub struct AgentService {
     shared: Arc<Shared>,
+    shutdown: tokio_util::sync::CancellationToken,
     attest_limit: Arc<RateLimiter>,
     mint_limit: Arc<RateLimiter>,
 }
 
 impl AgentService {
     /// A service over the shared state.
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(shared: Arc<Shared>, shutdown: tokio_util::sync::CancellationToken) -> Self {
         AgentService {
             shared,
+            shutdown,
             // Attestation is expensive (TokenReview, GETs) and unauthenticated.
             attest_limit: Arc::new(RateLimiter::new(5.0, 20.0)),
             // Enough for a node's pod churn and a rotation storm.
@@ -400,6 +402,7 @@ impl pb::agent_api_server::AgentApi for AgentService {
         let mut changes = self.shared.changes.subscribe();
         let mut bundle = self.shared.ca.subscribe();
         let agent_id = agent.record.id;
+        let shutdown = self.shutdown.clone();
         let stream = async_stream::try_stream! {
             loop {
                 let revision = *changes.borrow_and_update() + bundle.borrow_and_update().sequence;
@@ -409,11 +412,16 @@ impl pb::agent_api_server::AgentApi for AgentService {
                     _ => Err(Status::permission_denied("agent is banned"))?,
                 }
                 yield this.sync_state(&agent_id, revision).await?;
-                tokio::select! {
-                    r = changes.changed() => if r.is_err() { break },
-                    r = bundle.changed() => if r.is_err() { break },
+                let stopping = tokio::select! {
+                    // Streams end with the server, so a drain never waits on them.
+                    () = shutdown.cancelled() => true,
+                    r = changes.changed() => if r.is_err() { break } else { false },
+                    r = bundle.changed() => if r.is_err() { break } else { false },
                     // Re-check the ban even when nothing else changes.
-                    () = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    () = tokio::time::sleep(Duration::from_secs(30)) => false,
+                };
+                if stopping {
+                    Err(Status::unavailable("the server is shutting down"))?;
                 }
             }
         };
