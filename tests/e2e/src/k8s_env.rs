@@ -31,6 +31,8 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     /// The go-spiffe probe binary.
     pub go: String,
+    /// The agents' own pods, in `agents` order.
+    pub agent_pods: Vec<PodHandle>,
     _stop: CancellationToken,
 }
 
@@ -88,6 +90,11 @@ pub fn denied(v: &serde_json::Value) -> bool {
 
 /// Starts everything.
 pub async fn setup() -> Env {
+    setup_with("").await
+}
+
+/// Starts everything; `server_extra` is appended to the server's config.
+pub async fn setup_with(server_extra: &str) -> Env {
     let go = std::env::var("SWORN_GO_SPIFFE_FETCH")
         .expect("SWORN_GO_SPIFFE_FETCH is not set: run `eval \"$(tests/interop/setup.sh)\"` first (test.sh does this)");
     let cp = ControlPlane::start().await.unwrap();
@@ -101,7 +108,11 @@ pub async fn setup() -> Env {
         )
         .await
         .unwrap();
-    let server = TestServer::start(&TestServer::cluster_toml("dev", cp.kubeconfig_path())).await;
+    let server = TestServer::start(&format!(
+        "{server_extra}\n{}",
+        TestServer::cluster_toml("dev", cp.kubeconfig_path())
+    ))
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let stop = CancellationToken::new();
     let base = kubelet
@@ -115,6 +126,7 @@ pub async fn setup() -> Env {
     ])
     .unwrap();
     let mut agents = Vec::new();
+    let mut agent_pods = Vec::new();
     for node in ["node-a", "node-b"] {
         let mut p = PodParams::new(
             "sworn-system",
@@ -155,6 +167,7 @@ pub async fn setup() -> Env {
             .unwrap()
             .unwrap();
         agents.push((node.to_owned(), agent, socket));
+        agent_pods.push(pod);
     }
     Env {
         cp: Some(cp),
@@ -163,6 +176,7 @@ pub async fn setup() -> Env {
         agents,
         dir,
         go,
+        agent_pods,
         _stop: stop,
     }
 }
