@@ -322,6 +322,19 @@ async fn server_and_agent_work_under_exactly_the_deployed_rbac() {
     ] {
         cfg = replace(&cfg, k, v);
     }
+    // Its API credentials: its own ServiceAccount (list/watch pods, nothing
+    // else), as in-cluster; and this run's kubelet root and cgroup roots.
+    let api_token = kubelet
+        .request_token(&agent2, cp.issuer(), 3600)
+        .await
+        .unwrap();
+    let agent_kubeconfig = token_kubeconfig(&cp, dir.path(), "sworn-agent", &api_token);
+    let base = kubelet.cgroup_root().cgroup_path().display().to_string();
+    cfg.push_str(&format!(
+        "\nkubeconfig = \"{}\"\nkubelet_root = \"{}\"\ncgroup_roots = [\"{base}/kubepods\", \"{base}/kubepods.slice\"]\n",
+        agent_kubeconfig.display(),
+        kubelet.kubelet_root().display()
+    ));
     let cfg_file = dir.path().join("agent.toml");
     std::fs::write(&cfg_file, cfg).unwrap();
     let config = sworn_agent::Config::from_file(&cfg_file, Some("node-a".into())).unwrap();
@@ -338,6 +351,38 @@ async fn server_and_agent_work_under_exactly_the_deployed_rbac() {
             "spiffe://example.org/sworn/agent/k8s/{CLUSTER}/{node_uid}/{}",
             agent2.uid
         )
+    );
+    // The full workload flow under both deployed accounts: a process of a
+    // pod on node-a gets its default identity from this agent.
+    let go = std::env::var("SWORN_GO_SPIFFE_FETCH").expect(
+        "SWORN_GO_SPIFFE_FETCH is not set: run `eval \"$(tests/interop/setup.sh)\"` first (test.sh does this)",
+    );
+    let web = kubelet
+        .create_pod(&PodParams::new(
+            "sworn-example",
+            "web-x",
+            "sworn-example",
+            "node-a",
+        ))
+        .await
+        .unwrap();
+    let mut cmd = std::process::Command::new(&go);
+    cmd.args([
+        "-addr",
+        &format!("unix://{}", dir.path().join("a.sock").display()),
+        "-timeout",
+        "20s",
+    ]);
+    let out = kubelet
+        .start_container_process(&web, "app", &cmd, sworn_dev::k8s::CgroupStyle::Cgroupfs)
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("spiffe://example.org/ns/sworn-example/sa/sworn-example"),
+        "workload under the deployed RBAC: {text}"
     );
     running.shutdown().await.unwrap();
     server.stop().await;
