@@ -20,7 +20,7 @@ use ring::signature::{
     ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
     UnparsedPublicKey,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sworn_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
 use sworn_proto::workload::spiffe_workload_api_server::{
     SpiffeWorkloadApi, SpiffeWorkloadApiServer,
@@ -37,7 +37,7 @@ use tonic::{Request, Response, Status};
 use crate::stats::percentile;
 
 /// The floors of one run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Floors {
     /// Microseconds for one ECDSA P-256 sign plus one verify, single thread.
     pub p256_sign_verify_us: f64,

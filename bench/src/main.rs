@@ -31,6 +31,9 @@ struct Cli {
     /// Keep the run directory (logs, datastores).
     #[arg(long)]
     keep: bool,
+    /// Re-render RESULTS.md (in --out-dir) from this results.json without measuring.
+    #[arg(long)]
+    render: Option<PathBuf>,
     /// Measure only these systems (comma-separated: sworn, spire); default both.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -39,6 +42,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(json) = &cli.render {
+        return runner::render(json, &cli.out_dir.join("RESULTS.md"));
+    }
     let spire = |name: &str| {
         cli.spire_bin
             .as_ref()

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::process::Command;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::floors::Floors;
 use crate::peer::Binaries;
@@ -14,7 +14,7 @@ use crate::scenario::Row;
 use crate::stats::Summary;
 
 /// The machine the run happened on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     /// `nproc`.
     pub nproc: usize,
@@ -53,7 +53,7 @@ impl Machine {
 }
 
 /// The whole run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     /// Sizes used.
     pub size: Sizes,
@@ -150,6 +150,30 @@ pub fn row_line(r: &Row) -> String {
     )
 }
 
+/// How the numbers were made; printed in every report so a reader need not open the code.
+const METHOD: &str = "\
+- Same machine, same run, same client: every workload is a `sworn-bench-worker` process \
+(the public `spiffe` 0.19 crate) under its own uid, with one entry `unix:uid:<uid>` per \
+workload on each system. Both systems run with SQLite, P-256, X509-SVID TTL 1 h, join-token \
+node attestation and unix workload attestation. SPIRE runs with `discover_workload_path = \
+true` because sworn always derives `unix:path` and `unix:sha256`: both agents hash the \
+caller's executable (the stripped worker, see floors) on every call. Everything else in SPIRE \
+is at its defaults (5 s agent sync, 1000-SVID agent cache).
+- Timing scenarios alternate the systems (A B A B); cells give the median and min–max over \
+repetitions. The machine has 2 shared cores: read ratios, not absolute values.
+- fetch: N workloads in a closed loop of FetchX509SVID on an already connected client, warm \
+cache; both systems run side by side during this scenario.
+- ttfs: entries created 10 at a time for running workloads that retry every 25 ms; clock \
+from the creation call's return to the SVID in the workload's hands.
+- issuance: fresh system, N entries (1000 in a full run) created together for running workloads retrying \
+every 200 ms; from creation done to the last workload served. CPU from /proc/<pid>/stat.
+- storm: fresh system, N entries (1000 in a full run) with the same short TTL on both sides (see \
+`size.storm_ttl_s` in results.json), each SVID held by an open stream; drain = first to \
+last rotated SVID pushed; 10 probe workloads with 1 h SVIDs measure fetch latency during it.
+- coldstart: entries spread over 100 agents that never connect (the measured agent's own \
+view is one entry on both systems); server RSS read at each size; then server and agent \
+killed and restarted together, clock from server spawn to the first SVID served.";
+
 /// The Markdown report.
 pub fn markdown(r: &Report) -> String {
     let mut md = String::new();
@@ -162,7 +186,7 @@ pub fn markdown(r: &Report) -> String {
     if r.systems.len() < 2 {
         let _ = writeln!(
             md,
-            "**Only {} was measured in this run: no SPIRE column.**\n",
+            "**Only {} was measured in this run: the other column is empty.**\n",
             r.systems.join(", ")
         );
     }
@@ -176,6 +200,8 @@ pub fn markdown(r: &Report) -> String {
     for (k, v) in &r.versions {
         let _ = writeln!(md, "- {k}: {v}");
     }
+    let _ = writeln!(md, "\n## Method\n");
+    let _ = writeln!(md, "{METHOD}");
     let _ = writeln!(md, "\n## Results\n");
     let _ = writeln!(
         md,
@@ -188,10 +214,11 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for row in &r.rows {
-        let better = match row.sworn_loses() {
-            None => "—",
-            Some(true) => "**SPIRE**",
-            Some(false) => "sworn",
+        let better = match (row.ratio(), row.sworn_loses()) {
+            (Some(r), _) if (0.97..=1.03).contains(&r) => "tie (±3%)",
+            (_, None) => "—",
+            (_, Some(true)) => "**SPIRE**",
+            (_, Some(false)) => "sworn",
         };
         let ratio = row.ratio().map_or("—".to_owned(), |x| format!("{x:.2}"));
         let mut metric = row.metric.clone();
@@ -215,11 +242,13 @@ pub fn markdown(r: &Report) -> String {
     let losses: Vec<&Row> = r
         .rows
         .iter()
-        .filter(|x| x.sworn_loses() == Some(true))
+        .filter(|x| {
+            x.sworn_loses() == Some(true) && x.ratio().is_some_and(|q| !(0.97..=1.03).contains(&q))
+        })
         .collect();
     let _ = writeln!(md, "\n## Where sworn loses\n");
     if r.systems.len() < 2 {
-        let _ = writeln!(md, "Not known from this run: SPIRE was not measured.");
+        let _ = writeln!(md, "Not known from this run: only one system was measured.");
     } else if losses.is_empty() {
         let _ = writeln!(md, "Nowhere in this run.");
     } else {

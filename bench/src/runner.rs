@@ -6,7 +6,7 @@
 //! size, never needs SPIRE and never overwrites the committed results.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -26,10 +26,10 @@ pub const UID_TTFS: u32 = UID_BASE + 10_000;
 pub const UID_PROBE: u32 = UID_BASE + 20_000;
 
 /// How big a run is.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Sizes {
     /// Name: smoke, quick or full.
-    pub name: &'static str,
+    pub name: String,
     /// Repetitions per system for timing scenarios (interleaved A B A B).
     pub reps: usize,
     /// Concurrency levels of the fetch scenario, with total calls per level.
@@ -38,6 +38,10 @@ pub struct Sizes {
     pub ttfs_workloads: usize,
     /// Entries created together in the issuance scenario.
     pub issuance_entries: usize,
+    /// Repetitions of the issuance scenario (each a fresh instance per system).
+    pub issuance_reps: usize,
+    /// Repetitions of the storm scenario.
+    pub storm_reps: usize,
     /// SVIDs in the rotation storm.
     pub storm_svids: usize,
     /// Their TTL in seconds.
@@ -55,11 +59,13 @@ impl Sizes {
     pub fn new(quick: bool, smoke: bool) -> Self {
         if smoke {
             return Self {
-                name: "smoke",
+                name: "smoke".into(),
                 reps: 1,
                 fetch_levels: vec![(1, 20)],
                 ttfs_workloads: 2,
                 issuance_entries: 2,
+                issuance_reps: 1,
+                storm_reps: 1,
                 storm_svids: 2,
                 storm_ttl_s: 10,
                 server_entries: vec![100],
@@ -69,24 +75,28 @@ impl Sizes {
         }
         if quick {
             return Self {
-                name: "quick",
+                name: "quick".into(),
                 reps: 2,
-                fetch_levels: vec![(1, 200), (10, 400), (100, 1000), (1000, 2000)],
+                fetch_levels: vec![(1, 100), (10, 200), (100, 500), (1000, 1000)],
                 ttfs_workloads: 20,
-                issuance_entries: 1000,
-                storm_svids: 1000,
-                storm_ttl_s: 30,
+                issuance_entries: 200,
+                issuance_reps: 1,
+                storm_reps: 1,
+                storm_svids: 200,
+                storm_ttl_s: 20,
                 server_entries: vec![10_000],
                 cold_reps: 1,
                 memory_workloads: 1000,
             };
         }
         Self {
-            name: "full",
+            name: "full".into(),
             reps: 3,
-            fetch_levels: vec![(1, 1000), (10, 2000), (100, 4000), (1000, 10_000)],
+            fetch_levels: vec![(1, 1000), (10, 2000), (100, 3000), (1000, 5000)],
             ttfs_workloads: 100,
             issuance_entries: 1000,
+            issuance_reps: 2,
+            storm_reps: 2,
             storm_svids: 1000,
             storm_ttl_s: 60,
             server_entries: vec![10_000, 100_000],
@@ -229,6 +239,14 @@ fn current_uid() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
+/// Writes `md` from a `results.json` written earlier (report fixes without a re-run).
+pub fn render(json: &std::path::Path, md: &std::path::Path) -> Result<()> {
+    let bytes = std::fs::read(json).with_context(|| format!("reading {}", json.display()))?;
+    let report: Report = serde_json::from_slice(&bytes)?;
+    std::fs::write(md, report::markdown(&report))?;
+    Ok(())
+}
+
 /// Runs the benchmark.
 pub async fn run(opts: Options) -> Result<()> {
     let sizes = Sizes::new(opts.quick, opts.smoke);
@@ -320,7 +338,11 @@ pub async fn run(opts: Options) -> Result<()> {
         raw,
     };
     let (json_path, md_path) = if opts.smoke {
-        (work.join("results.json"), work.join("RESULTS.md"))
+        let d = std::env::temp_dir();
+        (
+            d.join("sworn-bench-smoke.json"),
+            d.join("sworn-bench-smoke.md"),
+        )
     } else {
         (
             opts.out_dir.join("results.json"),
@@ -336,11 +358,11 @@ pub async fn run(opts: Options) -> Result<()> {
         json_path.display(),
         md_path.display()
     );
-    if !opts.keep && !opts.smoke {
+    if opts.keep {
+        eprintln!("sworn-bench: kept {}", work.display());
+    } else {
+        // Smoke results were printed above; nothing in the run directory is needed.
         let _ = std::fs::remove_dir_all(&work);
-    } else if !opts.keep {
-        // Smoke results are printed; the directory holds only logs and a datastore.
-        let _ = remove_but(&work, &["results.json", "RESULTS.md"]);
     }
     if !failures.is_empty() {
         bail!(
@@ -348,22 +370,6 @@ pub async fn run(opts: Options) -> Result<()> {
             failures.len(),
             failures.join("; ")
         );
-    }
-    Ok(())
-}
-
-fn remove_but(dir: &Path, keep: &[&str]) -> Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        if keep.iter().any(|k| e.file_name() == *k) {
-            continue;
-        }
-        let p = e.path();
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p)?;
-        } else {
-            std::fs::remove_file(&p)?;
-        }
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Percentiles of one run and the median/spread of a value over repeated runs.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Nearest-rank percentile (`p` in 0..=100) of `samples`; `None` when empty.
 pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
@@ -14,7 +14,7 @@ pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
 }
 
 /// A value measured once per repetition: its median and its spread (min..max).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     /// Median over the repetitions.
     pub median: f64,
@@ -33,7 +33,7 @@ impl Summary {
         let min = runs.iter().copied().fold(f64::INFINITY, f64::min);
         let max = runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         Some(Self {
-            median: if runs.len() % 2 == 0 {
+            median: if runs.len().is_multiple_of(2) {
                 let mut v = runs.to_vec();
                 v.sort_by(f64::total_cmp);
                 (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0

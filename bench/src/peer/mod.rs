@@ -92,9 +92,9 @@ pub struct Binaries {
 #[derive(Debug)]
 pub enum Peer {
     /// sworn.
-    Sworn(Sworn),
+    Sworn(Box<Sworn>),
     /// SPIRE.
-    Spire(Spire),
+    Spire(Box<Spire>),
 }
 
 impl Peer {
@@ -102,8 +102,8 @@ impl Peer {
     pub async fn start(kind: Kind, bins: &Binaries, dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(match kind {
-            Kind::Sworn => Peer::Sworn(Sworn::start(bins, dir).await?),
-            Kind::Spire => Peer::Spire(Spire::start(bins, dir).await?),
+            Kind::Sworn => Peer::Sworn(Box::new(Sworn::start(bins, dir).await?)),
+            Kind::Spire => Peer::Spire(Box::new(Spire::start(bins, dir).await?)),
         })
     }
 

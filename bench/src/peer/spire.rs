@@ -100,14 +100,21 @@ plugins {{
         std::fs::write(dir.join("bundle.pem"), bundle)?;
         let out = run_cmd(
             me.server_cmd()
-                .args(["token", "generate", "-ttl", "3600", "-socketPath"])
+                .args([
+                    "token",
+                    "generate",
+                    "-ttl",
+                    "3600",
+                    "-output",
+                    "json",
+                    "-socketPath",
+                ])
                 .arg(server_socket(dir)),
         )
         .await?;
-        let token = out
-            .split_whitespace()
-            .last()
-            .ok_or_else(|| anyhow!("spire-server token generate printed nothing"))?
+        let token = serde_json::from_str::<serde_json::Value>(&out)?["value"]
+            .as_str()
+            .ok_or_else(|| anyhow!("spire-server token generate: no token in {out:?}"))?
             .to_owned();
         me.agent_id = format!("spiffe://{TRUST_DOMAIN}/spire/agent/join_token/{token}");
         let agent_conf = |join: &str| {

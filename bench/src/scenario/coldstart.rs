@@ -122,7 +122,7 @@ pub async fn coldstart(ctx: &mut Ctx) -> Result<Vec<Row>> {
 }
 
 fn human(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 {
+    if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()

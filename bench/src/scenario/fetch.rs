@@ -80,7 +80,9 @@ pub async fn fetch(ctx: &mut Ctx) -> Result<Vec<Row>> {
         let per = (total as usize).div_ceil(n) as u32;
         for _rep in 0..ctx.sizes.reps {
             for peer in &peers {
+                let started = std::time::Instant::now();
                 let (lat, errors, first) = level(ctx, peer, n, per).await?;
+                let rate = lat.len() as f64 / started.elapsed().as_secs_f64();
                 if lat.is_empty() {
                     bail!(
                         "{}: no successful fetch at N={n}: {}",
@@ -98,6 +100,7 @@ pub async fn fetch(ctx: &mut Ctx) -> Result<Vec<Row>> {
                     k,
                     percentile(&lat, 99.9).unwrap_or(0.0),
                 );
+                c.high(&format!("fetch throughput, N={n}"), "calls/s", k, rate);
                 if errors > 0 {
                     c.low(
                         &format!("fetch errors, N={n}"),

@@ -23,7 +23,8 @@ pub async fn issuance(ctx: &mut Ctx) -> Result<Vec<Row>> {
     let n = ctx.sizes.issuance_entries;
     ctx.main_pool(n).await?;
     let mut c = Collector::new("issuance");
-    for _rep in 0..ctx.sizes.reps {
+    let rate_name = format!("SVIDs per second, {n} entries created together → all served");
+    for _rep in 0..ctx.sizes.issuance_reps {
         for kind in ctx.kinds.clone() {
             let mut peer = ctx.start("issuance", kind).await?;
             connect(&mut ctx.pool, 0..n, &peer.endpoint()).await?;
@@ -59,12 +60,7 @@ pub async fn issuance(ctx: &mut Ctx) -> Result<Vec<Row>> {
                 .unwrap_or(t0);
             let secs = (last.saturating_sub(t0) as f64 / 1e9).max(1e-6);
             let per_k = 1000.0 / n as f64;
-            c.high(
-                "SVIDs per second (entries created → all served)",
-                "SVID/s",
-                kind,
-                n as f64 / secs,
-            );
+            c.high(&rate_name, "SVID/s", kind, n as f64 / secs);
             c.low("wall time until all served", "s", kind, secs);
             c.low(
                 "server CPU per 1000 SVIDs",
@@ -79,7 +75,7 @@ pub async fn issuance(ctx: &mut Ctx) -> Result<Vec<Row>> {
     }
     let f = &ctx.floors;
     c.floor(
-        "SVIDs per second (entries created → all served)",
+        &rate_name,
         format!("P-256 sign+verify {:.0}/s/core", f.p256_sign_verify_per_s),
     );
     c.floor(
@@ -90,7 +86,7 @@ pub async fn issuance(ctx: &mut Ctx) -> Result<Vec<Row>> {
         ),
     );
     c.note(
-        "SVIDs per second (entries created → all served)",
+        &rate_name,
         "includes SPIRE's sync interval (5 s) and sworn's sync push; workloads retry every 200 ms",
     );
     c.note(

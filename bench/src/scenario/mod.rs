@@ -11,7 +11,7 @@ mod ttfs;
 use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::peer::Kind;
 use crate::runner::Ctx;
@@ -39,7 +39,7 @@ pub async fn run(name: &str, ctx: &mut Ctx) -> Result<Vec<Row>> {
 }
 
 /// One line of the results table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     /// Scenario name.
     pub scenario: String,

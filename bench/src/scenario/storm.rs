@@ -30,7 +30,8 @@ pub async fn storm(ctx: &mut Ctx) -> Result<Vec<Row>> {
     ctx.main_pool(n).await?;
     let mut probes = ctx.extra_pool(UID_PROBE, probes_n).await?;
     let mut c = Collector::new("storm");
-    let reps = ctx.sizes.reps.min(2);
+    let drain_name = format!("drain time, {n} SVIDs (first → last rotated SVID pushed)");
+    let reps = ctx.sizes.storm_reps;
     for _rep in 0..reps {
         for kind in ctx.kinds.clone() {
             let mut peer = ctx.start("storm", kind).await?;
@@ -93,11 +94,11 @@ pub async fn storm(ctx: &mut Ctx) -> Result<Vec<Row>> {
                     }
                     if let Some((uid, ev)) = pool.next_event(Duration::from_millis(250)).await {
                         match ev {
-                            Reply::Update { at_ns, tag, .. } => {
-                                if first_tags.get(&uid) != Some(&tag) && rotated.insert(uid) {
-                                    first = Some(first.map_or(at_ns, |f| f.min(at_ns)));
-                                    last = last.max(at_ns);
-                                }
+                            Reply::Update { at_ns, tag, .. }
+                                if first_tags.get(&uid) != Some(&tag) && rotated.insert(uid) =>
+                            {
+                                first = Some(first.map_or(at_ns, |f| f.min(at_ns)));
+                                last = last.max(at_ns);
                             }
                             Reply::StreamEnded { .. } => ended += 1,
                             _ => {}
@@ -122,12 +123,7 @@ pub async fn storm(ctx: &mut Ctx) -> Result<Vec<Row>> {
                 .filter(|(_, t)| **t >= lo && **t <= hi)
                 .map(|(l, _)| *l)
                 .collect();
-            c.low(
-                "drain time (first → last rotated SVID pushed)",
-                "s",
-                kind,
-                (last - first) as f64 / 1e9,
-            );
+            c.low(&drain_name, "s", kind, (last - first) as f64 / 1e9);
             c.high("SVIDs rotated and pushed", "SVIDs", kind, rotated as f64);
             c.low(
                 "peak agent RSS during storm",
@@ -163,11 +159,11 @@ pub async fn storm(ctx: &mut Ctx) -> Result<Vec<Row>> {
         }
     }
     c.note(
-        "drain time (first → last rotated SVID pushed)",
+        &drain_name,
         "TTL set to the same short value on both sides; both rotate at about half-life",
     );
     c.floor(
-        "drain time (first → last rotated SVID pushed)",
+        &drain_name,
         format!(
             "{:.2} s of P-256 sign+verify on one core",
             n as f64 / ctx.floors.p256_sign_verify_per_s
