@@ -9,7 +9,8 @@ pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
     }
     let mut v = samples.to_vec();
     v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    // The epsilon keeps float noise (0.999 * 1000 = 999.0000000000001) from moving up a rank.
+    let rank = ((p / 100.0) * v.len() as f64 - 1e-9).ceil() as usize;
     Some(v[rank.clamp(1, v.len()) - 1])
 }
 
