@@ -26,9 +26,8 @@ pub fn exports(dir: &Path) -> Result<Vec<String>> {
         return Ok(lines);
     }
     anyhow::bail!(
-        "no environment is running in {}; start one with `sworn-dev --dir {} up`",
-        dir.display(),
-        dir.display()
+        "no environment is running in {d}; start one with `sworn-dev --dir {d} up` (unix mode) or `sworn-dev --dir {d} up --kubernetes`",
+        d = dir.display()
     )
 }
 
