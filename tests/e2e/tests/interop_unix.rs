@@ -141,7 +141,7 @@ async fn go_spiffe_and_py_spiffe_fetch_unmodified() {
         !denied.status.success(),
         "uid 65534 has no entry and must get nothing"
     );
-    let err = String::from_utf8_lossy(&denied.stderr);
+    let err = String::from_utf8_lossy(&denied.stdout);
     assert!(
         err.contains("PermissionDenied"),
         "refused by attestation, not by the filesystem: {err}"
