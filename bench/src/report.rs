@@ -169,7 +169,11 @@ from the creation call's return to the SVID in the workload's hands.
 every 200 ms; from creation done to the last workload served. CPU from /proc/<pid>/stat.
 - storm: fresh system, N entries (1000 in a full run) with the same short TTL on both sides (see \
 `size.storm_ttl_s` in results.json), each SVID held by an open stream; drain = first to \
-last rotated SVID pushed; 10 probe workloads with 1 h SVIDs measure fetch latency during it.
+last rotated SVID pushed; 10 probe workloads with 1 h SVIDs measure fetch latency during it. \
+Caveat: sworn mints on a workload's first request, one workload at a time, so its N SVIDs are \
+minted over the whole issuance wall time (see issuance); when that is longer than half the \
+TTL they never expire together, and sworn's drain time measures that spread (about half \
+the TTL), not a rotation backlog. SPIRE mints the batch ahead of requests, within seconds.
 - coldstart: entries spread over 100 agents that never connect (the measured agent's own \
 view is one entry on both systems); server RSS read at each size; then server and agent \
 killed and restarted together, clock from server spawn to the first SVID served.";
