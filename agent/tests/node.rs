@@ -255,7 +255,16 @@ async fn a_caller_that_exits_during_attestation_gets_nothing_minted() {
     let env = Env::start().await;
     let agent = env.agent("a").await;
     let node = agent.agent_id().unwrap().to_string();
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_sworn-agent"));
+    // The agent hashes the caller's executable before it asks for anything.
+    // A copy of the agent binary with 2 GiB of (sparse) padding makes that
+    // take seconds, so the caller is reliably killed while it runs.
+    let pad_dir = tempfile::tempdir().unwrap();
+    let big = pad_dir.path().join("sworn-agent-padded");
+    std::fs::copy(env!("CARGO_BIN_EXE_sworn-agent"), &big).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+    f.set_len(f.metadata().unwrap().len() + (2 << 30)).unwrap();
+    drop(f);
+    let binary = big.as_path();
     env.entry(
         "spiffe://example.org/exits",
         &[format!("unix:uid:{}", my_uid()), path_selector(binary)],
@@ -264,8 +273,7 @@ async fn a_caller_that_exits_during_attestation_gets_nothing_minted() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // The agent hashes the caller's executable (over 100 MB in a debug build): kill the caller
-    // while that runs.
+    // Kill the caller while the agent hashes its executable.
     let mut child = tokio::process::Command::new(binary)
         .args(["fetch", "x509", "--socket"])
         .arg(agent.socket_path().as_path())
