@@ -15,13 +15,16 @@ use tokio::sync::broadcast;
 use crate::clock::{Clock, unix_now};
 use crate::store::{AuditRecord, Store, StoreError};
 
-/// Allow or deny.
+/// Allow, deny, or no decision because of a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// The request was granted.
     Allow,
-    /// The request was refused.
+    /// The request was refused (a decision; the detail names the failed factor).
     Deny,
+    /// No decision: a datastore or Kubernetes API fault stopped it (the detail names the
+    /// failed dependency). Nothing was issued and nothing is revoked for it.
+    Unavailable,
 }
 
 impl Decision {
@@ -30,6 +33,7 @@ impl Decision {
         match self {
             Decision::Allow => "allow",
             Decision::Deny => "deny",
+            Decision::Unavailable => "unavailable",
         }
     }
 }

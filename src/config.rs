@@ -88,6 +88,8 @@ struct RawConfig {
     agent_svid_ttl: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     ca_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    k8s_call_timeout: Option<Duration>,
     key_type: Option<KeyType>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -189,6 +191,10 @@ pub struct Config {
     pub bundle_file: PathBuf,
     /// Kubernetes clusters. Default none (join-token agents only).
     pub clusters: Vec<ClusterConfig>,
+    /// Deadline of each Kubernetes API call the server makes (TokenReview, Pod and Node
+    /// reads). Default 5 s: long enough for a quorum read on a busy API server, short enough
+    /// that an agent's mint answers `Unavailable` well before its own 30 s timeout.
+    pub k8s_call_timeout: Duration,
 }
 
 impl Config {
@@ -248,6 +254,10 @@ impl Config {
         let agent_svid_ttl = positive(
             "agent_svid_ttl",
             raw.agent_svid_ttl.unwrap_or(Duration::from_secs(3600)),
+        )?;
+        let k8s_call_timeout = positive(
+            "k8s_call_timeout",
+            raw.k8s_call_timeout.unwrap_or(Duration::from_secs(5)),
         )?;
         let log_level = raw.log_level.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
@@ -322,6 +332,7 @@ impl Config {
             log_level,
             upstream_ca: raw.upstream_ca,
             clusters: raw.clusters,
+            k8s_call_timeout,
         })
     }
 
@@ -351,6 +362,7 @@ impl Config {
                 log_level: "info".to_owned(),
                 upstream_ca: None,
                 clusters: Vec::new(),
+                k8s_call_timeout: Duration::from_secs(5),
             },
         }
     }

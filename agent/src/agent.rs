@@ -237,6 +237,7 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
                 &config,
                 upstream.clone(),
                 sync_rx.clone(),
+                metrics.clone(),
                 &shutdown,
                 &tracker,
             )
@@ -336,6 +337,7 @@ async fn start_kubernetes(
     config: &Config,
     upstream: Arc<Upstream>,
     sync: watch::Receiver<Option<Arc<crate::sync::SyncState>>>,
+    metrics: Arc<Metrics>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<Arc<crate::k8s::K8sSvids>, AgentError> {
@@ -367,6 +369,7 @@ async fn start_kubernetes(
         sync,
         index,
         config.k8s_workload.clone(),
+        metrics,
     ));
     tracker.spawn(
         svids

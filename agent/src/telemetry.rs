@@ -35,8 +35,9 @@ pub struct Metrics {
     pub cache_size: Gauge,
     /// Workload SVID rotations.
     pub rotations: Counter,
-    /// Workload SVIDs the server refused.
-    pub mint_denials: Counter,
+    /// Workload mint outcomes from the server, by `mode` (`unix`, `k8s`) and `outcome`
+    /// (`issued`, `denied`, `unavailable`). Only `denied` drops a cached SVID.
+    pub mint_outcomes: Family<Labels, Counter>,
     /// Agent SVID renewals.
     pub agent_renewals: Counter,
 }
@@ -55,7 +56,7 @@ impl Metrics {
         let denials = Family::<Labels, Counter>::default();
         let cache_size = Gauge::default();
         let rotations = Counter::default();
-        let mint_denials = Counter::default();
+        let mint_outcomes = Family::<Labels, Counter>::default();
         let agent_renewals = Counter::default();
         registry.register(
             "workload_api_requests",
@@ -78,9 +79,9 @@ impl Metrics {
             rotations.clone(),
         );
         registry.register(
-            "mint_denials",
-            "Workload SVIDs the server refused",
-            mint_denials.clone(),
+            "mint_outcomes",
+            "Workload mint outcomes (issued, denied, unavailable)",
+            mint_outcomes.clone(),
         );
         registry.register(
             "agent_renewals",
@@ -93,7 +94,7 @@ impl Metrics {
             denials,
             cache_size,
             rotations,
-            mint_denials,
+            mint_outcomes,
             agent_renewals,
         }
     }
@@ -107,6 +108,13 @@ impl Metrics {
     pub fn deny(&self, method: &'static str, reason: &'static str) {
         self.denials
             .get_or_create(&vec![("method", method), ("reason", reason)])
+            .inc();
+    }
+
+    /// Counts one mint outcome.
+    pub fn mint_outcome(&self, mode: &'static str, outcome: &'static str) {
+        self.mint_outcomes
+            .get_or_create(&vec![("mode", mode), ("outcome", outcome)])
             .inc();
     }
 

@@ -8,11 +8,18 @@
 //!
 //! - [`selector::Selector`]: the facts an entry requires of a workload (`unix:uid:1000`,
 //!   `k8s:ns:default`), shared because the agent pre-matches and the server re-verifies.
+//! - [`Factor`] and [`outcome`]: the closed set of attestation factors every denial names,
+//!   and the three outcomes of a decision (issued, denied, unavailable).
+//! - [`dns::check_dns_names`]: the one rule for DNS SANs, used at entry creation and by the CA.
 
+pub mod dns;
+pub mod factor;
 mod id;
+pub mod outcome;
 pub mod selector;
 mod svid;
 
+pub use factor::Factor;
 pub use id::{IdError, MAX_SPIFFE_ID_BYTES, RESERVED_SEGMENT, SpiffeIdentity, parse_trust_domain};
 pub use spiffe::{SpiffeId, TrustDomain};
 pub use svid::{CertRole, Expected, ProfileError, VerifiedSvid, check_x509_svid};

@@ -1,54 +1,70 @@
 //! Kubernetes node attestation (N1–N5) and the server's re-verification of
-//! workload evidence (W4, W5), DESIGN.md §3.1 and §3.2.
+//! workload evidence (W4, W5), docs/architecture.md "Factors".
 //!
-//! Every step that fails denies, audits which factor failed with the values
-//! compared, and tells the agent only "attestation refused" / "no identity
-//! issued". An API server that cannot be reached denies with `Unavailable`.
+//! Each verifier returns a typed result: the facts it established, or a
+//! [`Failed`] holding a [`Refusal`] and the values compared (for the audit
+//! log). A refusal is either a denial naming the one factor that failed, or
+//! `Unavailable` when the API server could not answer (transport errors, 5xx,
+//! 429, RBAC refusals of the server itself, and calls past
+//! `k8s_call_timeout`). The caller audits and maps it; the agent only ever
+//! hears "attestation refused" / "no identity issued" / "unavailable".
 
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use sworn_identity::SpiffeIdentity;
+use sworn_identity::outcome::Refusal;
 use sworn_identity::selector::{is_dns_label, is_dns_subdomain, is_uuid};
+use sworn_identity::{Factor, SpiffeIdentity};
 use sworn_proto::agent as pb;
 use tonic::Status;
 
 use super::auth::Authenticated;
-use super::service::{AgentService, Minted};
-use crate::audit::Decision;
-use crate::ca::MintRequest;
-use crate::clock::unix_secs;
+use super::service::{AgentService, Verified, merge};
 use crate::k8s::pod::{self, ContainerKind};
 use crate::k8s::review::{ReviewError, review};
-use crate::k8s::{Cluster, K8sError};
-use crate::policy::matching::{entry_matches, entry_scoped_to};
+use crate::k8s::{Cluster, K8sError, within};
+use crate::policy::matching::{check_scope, entry_matches};
 use crate::policy::template::IdTemplate;
 use crate::store::{AgentMethod, AgentRecord, EntryTarget};
-use crate::telemetry::Metrics;
 
 /// Longest token accepted from an agent (a projected token is ~1 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-enum Refusal {
-    Unavailable(String),
-    Denied(Value),
+/// A refusal and the values it compared.
+#[derive(Debug)]
+pub struct Failed {
+    /// Denied or unavailable.
+    pub refusal: Refusal,
+    /// Audit detail (IDs, names and results; never a token).
+    pub extra: Value,
 }
 
-impl From<K8sError> for Refusal {
+impl From<K8sError> for Failed {
     fn from(e: K8sError) -> Self {
-        Refusal::Unavailable(e.to_string())
+        Failed {
+            refusal: Refusal::unavailable(Factor::Api, e.to_string()),
+            extra: json!({}),
+        }
     }
 }
 
-fn deny(factor: &str, reason: impl Into<String>, extra: Value) -> Refusal {
-    let mut v = json!({"factor": factor, "reason": reason.into()});
-    if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
-        o.extend(e);
+impl From<Refusal> for Failed {
+    fn from(refusal: Refusal) -> Self {
+        Failed {
+            refusal,
+            extra: json!({}),
+        }
     }
-    Refusal::Denied(v)
 }
 
-fn review_refusal(factor: &str, e: ReviewError) -> Refusal {
+fn deny(factor: Factor, reason: impl Into<String>, extra: Value) -> Failed {
+    Failed {
+        refusal: Refusal::denied(factor, reason),
+        extra,
+    }
+}
+
+fn review_refusal(factor: Factor, e: ReviewError) -> Failed {
     match e {
         ReviewError::Api(k) => k.into(),
         other => deny(factor, other.to_string(), json!({})),
@@ -64,16 +80,12 @@ pub async fn attest(
     let cluster_name = req.cluster.clone();
     match verify_node(svc, req).await {
         Ok((record, detail)) => svc.issue(record, csr, detail).await,
-        Err(Refusal::Unavailable(reason)) => {
-            let _ = svc
-                .refuse("k8s", json!({"method": "k8s", "cluster": cluster_name, "factor": "api", "reason": reason}))
-                .await;
-            Err(Status::unavailable("kubernetes API unavailable; retry"))
-        }
-        Err(Refusal::Denied(mut detail)) => {
-            detail["method"] = "k8s".into();
-            detail["cluster"] = cluster_name.into();
-            Err(svc.refuse("k8s", detail).await)
+        Err(Failed { refusal, mut extra }) => {
+            merge(
+                &mut extra,
+                &json!({"method": "k8s", "cluster": cluster_name}),
+            );
+            Err(svc.refuse_attest("k8s", refusal, extra).await)
         }
     }
 }
@@ -81,24 +93,28 @@ pub async fn attest(
 async fn verify_node(
     svc: &AgentService,
     req: pb::K8sAttestation,
-) -> Result<(AgentRecord, Value), Refusal> {
+) -> Result<(AgentRecord, Value), Failed> {
     let shared = svc.shared();
+    let deadline = shared.config.k8s_call_timeout;
     let cluster: &Cluster = shared
         .clusters
         .get(&req.cluster)
-        .ok_or_else(|| deny("cluster", "unknown cluster", json!({})))?;
+        .ok_or_else(|| deny(Factor::Cluster, "unknown cluster", json!({})))?;
     if req.token.is_empty() || req.token.len() > MAX_TOKEN_BYTES {
-        return Err(deny("N1", "token missing or too large", json!({})));
+        return Err(deny(Factor::N1, "token missing or too large", json!({})));
     }
     // N1: the token, for the dedicated agent audience.
-    let r = review(&cluster.client, &req.token, &cluster.config.agent_audience)
-        .await
-        .map_err(|e| review_refusal("N1", e))?;
+    let r = within(
+        deadline,
+        review(&cluster.client, &req.token, &cluster.config.agent_audience),
+    )
+    .await
+    .map_err(|e| review_refusal(Factor::N1, e))?;
     // N2: the service account is allowed.
     let sa = format!("{}:{}", r.namespace, r.service_account);
     if !cluster.config.agent_service_accounts.contains(&sa) {
         return Err(deny(
-            "N2",
+            Factor::N2,
             "service account not allowed",
             json!({"service_account": sa}),
         ));
@@ -106,7 +122,7 @@ async fn verify_node(
     // Single use of the credential.
     let jti = r.credential_id.clone().ok_or_else(|| {
         deny(
-            "N1",
+            Factor::N1,
             "token has no credential-id (not a bound token)",
             json!({}),
         )
@@ -116,26 +132,35 @@ async fn verify_node(
         (Some(n), Some(u)) => (n.clone(), u.clone()),
         _ => {
             return Err(deny(
-                "N3",
+                Factor::N3,
                 "token is not bound to a pod",
                 json!({"service_account": sa}),
             ));
         }
     };
-    let pod = pod::get_pod(&cluster.client, &r.namespace, &pod_name)
-        .await?
-        .ok_or_else(|| deny("N3", "bound pod does not exist", json!({"pod": pod_name})))?;
+    let pod = within(
+        deadline,
+        pod::get_pod(&cluster.client, &r.namespace, &pod_name),
+    )
+    .await?
+    .ok_or_else(|| {
+        deny(
+            Factor::N3,
+            "bound pod does not exist",
+            json!({"pod": pod_name}),
+        )
+    })?;
     let live_uid = pod.metadata.uid.clone().unwrap_or_default();
     if live_uid != pod_uid {
         return Err(deny(
-            "N3",
+            Factor::N3,
             "bound pod was replaced (UID differs)",
             json!({"pod": pod_name, "token_pod_uid": pod_uid, "live_pod_uid": live_uid}),
         ));
     }
     if pod.metadata.deletion_timestamp.is_some() {
         return Err(deny(
-            "N3",
+            Factor::N3,
             "bound pod is being deleted",
             json!({"pod": pod_name}),
         ));
@@ -148,7 +173,7 @@ async fn verify_node(
         .unwrap_or_default();
     if node_name.is_empty() {
         return Err(deny(
-            "N4",
+            Factor::N4,
             "bound pod is not scheduled",
             json!({"pod": pod_name}),
         ));
@@ -157,20 +182,26 @@ async fn verify_node(
         && n != &node_name
     {
         return Err(deny(
-            "N4",
+            Factor::N4,
             "token node differs from the pod's node",
             json!({"token_node": n, "pod_node": node_name}),
         ));
     }
-    let node = pod::get_node(&cluster.client, &node_name)
+    let node = within(deadline, pod::get_node(&cluster.client, &node_name))
         .await?
-        .ok_or_else(|| deny("N4", "node does not exist", json!({"node": node_name})))?;
+        .ok_or_else(|| {
+            deny(
+                Factor::N4,
+                "node does not exist",
+                json!({"node": node_name}),
+            )
+        })?;
     let node_uid = node.metadata.uid.clone().unwrap_or_default();
     if let Some(u) = &r.node_uid
         && u != &node_uid
     {
         return Err(deny(
-            "N4",
+            Factor::N4,
             "token node UID differs from the node's",
             json!({"token_node_uid": u, "node_uid": node_uid}),
         ));
@@ -179,18 +210,18 @@ async fn verify_node(
         &shared.config.trust_domain,
         &["k8s", &cluster.config.name, &node_uid, &pod_uid],
     )
-    .map_err(|e| deny("N4", format!("agent ID: {e}"), json!({})))?;
+    .map_err(|e| deny(Factor::N4, format!("agent ID: {e}"), json!({})))?;
     // N5: not banned.
     match shared.store.get_agent(id.as_str()).await {
         Ok(Some(a)) if a.banned => {
             return Err(deny(
-                "N5",
+                Factor::N5,
                 "agent is banned",
                 json!({"agent_id": id.as_str()}),
             ));
         }
         Ok(_) => {}
-        Err(e) => return Err(Refusal::Unavailable(e.to_string())),
+        Err(e) => return Err(Refusal::unavailable(Factor::Store, e.to_string()).into()),
     }
     // Replay: last, so a refused attempt does not burn the credential.
     let exp = shared.now() + 3600 * 48;
@@ -198,12 +229,12 @@ async fn verify_node(
         Ok(true) => {}
         Ok(false) => {
             return Err(deny(
-                "N1",
+                Factor::N1,
                 "token credential already used (replay)",
                 json!({"credential_id": jti, "pod": pod_name}),
             ));
         }
-        Err(e) => return Err(Refusal::Unavailable(e.to_string())),
+        Err(e) => return Err(Refusal::unavailable(Factor::Store, e.to_string()).into()),
     }
     let detail = json!({
         "method": "k8s", "cluster": cluster.config.name, "service_account": sa,
@@ -229,121 +260,68 @@ async fn verify_node(
     ))
 }
 
-/// Mints for Kubernetes evidence after re-verifying every factor.
-pub async fn mint(
-    svc: &AgentService,
-    agent: &Authenticated,
-    item: pb::MintItem,
-    ev: pb::K8sEvidence,
-) -> Result<Minted, String> {
-    let base = json!({
-        "via": "agent", "agent_id": agent.record.id, "agent_node": agent.record.node_name,
+/// The audit fields of Kubernetes evidence, before anything is verified.
+pub fn evidence_detail(agent: &Authenticated, ev: &pb::K8sEvidence) -> Value {
+    json!({
+        "agent_node": agent.record.node_name,
         "pod_uid": ev.pod_uid, "pod": ev.pod_name, "namespace": ev.namespace,
-        "container_id": ev.container_id, "entry_id": item.entry_id,
-    });
-    match verify_workload(svc, agent, &item, &ev).await {
-        Ok(Verified {
-            id,
-            ttl,
-            dns,
-            hint,
-            mut detail,
-        }) => {
-            let minted = svc.shared().ca.mint_x509_svid(MintRequest {
-                spiffe_id: id.clone(),
-                csr_der: item.csr,
-                ttl,
-                dns_names: dns,
-            });
-            match minted {
-                Ok(svid) => {
-                    merge(&mut detail, &base);
-                    detail["spiffe_id"] = id.as_str().into();
-                    detail["serial"] = svid.serial.clone().into();
-                    detail["expires_at"] = unix_secs(svid.not_after).into();
-                    if let Err(e) = svc
-                        .shared()
-                        .audit
-                        .record("mint", Decision::Allow, detail)
-                        .await
-                    {
-                        return Err(format!("unavailable: {e}"));
-                    }
-                    Metrics::count(&svc.shared().metrics.svids, "k8s", "allow");
-                    Ok(Minted { svid, hint })
-                }
-                Err(e) => {
-                    let mut d = json!({"factor": "csr", "reason": e.to_string()});
-                    merge(&mut d, &base);
-                    Err(svc.refuse_mint(d).await)
-                }
-            }
-        }
-        Err(Refusal::Unavailable(reason)) => {
-            let mut d = json!({"factor": "api", "reason": reason});
-            merge(&mut d, &base);
-            let _ = svc.refuse_mint(d).await;
-            Err("unavailable: kubernetes API".to_owned())
-        }
-        Err(Refusal::Denied(mut d)) => {
-            merge(&mut d, &base);
-            Err(svc.refuse_mint(d).await)
-        }
-    }
+        "container_id": ev.container_id,
+    })
 }
 
-fn merge(into: &mut Value, from: &Value) {
-    if let (Some(a), Some(b)) = (into.as_object_mut(), from.as_object()) {
-        for (k, v) in b {
-            a.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
-}
-
-struct Verified {
-    id: SpiffeIdentity,
-    ttl: std::time::Duration,
-    dns: Vec<String>,
-    hint: String,
-    detail: Value,
-}
-
-async fn verify_workload(
+/// Re-verifies every factor of Kubernetes evidence (W1 form, W3 token, W4, W2 as the
+/// server reads it, W5) and returns what to mint.
+pub async fn verify_workload(
     svc: &AgentService,
     agent: &Authenticated,
-    item: &pb::MintItem,
+    entry_id: &str,
     ev: &pb::K8sEvidence,
-) -> Result<Verified, Refusal> {
+) -> Result<Verified, Failed> {
     let shared = svc.shared();
+    let deadline = shared.config.k8s_call_timeout;
     if agent.record.method != AgentMethod::K8s {
         return Err(deny(
-            "agent",
-            "kubernetes evidence from a non-kubernetes agent",
+            Factor::AgentMethod,
+            "kubernetes evidence from an agent that did not attest through kubernetes",
+            json!({"agent_method": agent.record.method.as_str()}),
+        ));
+    }
+    let cluster = shared.clusters.get(&agent.record.cluster).ok_or_else(|| {
+        deny(
+            Factor::Cluster,
+            "agent's cluster is not configured",
+            json!({"cluster": agent.record.cluster}),
+        )
+    })?;
+    // Names from the agent are validated before any use.
+    if !is_uuid(&ev.pod_uid) || !is_dns_subdomain(&ev.pod_name) || !is_dns_label(&ev.namespace) {
+        return Err(deny(
+            Factor::Evidence,
+            "malformed pod identifiers",
             json!({}),
         ));
     }
-    let cluster = shared
-        .clusters
-        .get(&agent.record.cluster)
-        .ok_or_else(|| deny("agent", "agent's cluster is not configured", json!({})))?;
-    // Names from the agent are validated before any use.
-    if !is_uuid(&ev.pod_uid) || !is_dns_subdomain(&ev.pod_name) || !is_dns_label(&ev.namespace) {
-        return Err(deny("evidence", "malformed pod identifiers", json!({})));
-    }
     if ev.container_id.len() != 64 || !ev.container_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(deny("W1", "malformed container ID", json!({})));
+        return Err(deny(Factor::W1, "malformed container ID", json!({})));
     }
     if ev.token.is_empty() || ev.token.len() > MAX_TOKEN_BYTES {
-        return Err(deny("W3", "workload token missing or too large", json!({})));
+        return Err(deny(
+            Factor::W3,
+            "workload token missing or too large",
+            json!({}),
+        ));
     }
     // W4: the pod's own token, for the workload audience.
-    let r = review(
-        &cluster.client,
-        &ev.token,
-        &cluster.config.workload_audience,
+    let r = within(
+        deadline,
+        review(
+            &cluster.client,
+            &ev.token,
+            &cluster.config.workload_audience,
+        ),
     )
     .await
-    .map_err(|e| review_refusal("W4", e))?;
+    .map_err(|e| review_refusal(Factor::W4, e))?;
     let checks = [
         ("pod-uid", r.pod_uid.as_deref(), Some(ev.pod_uid.as_str())),
         (
@@ -370,54 +348,62 @@ async fn verify_workload(
     for (what, token_value, expected) in checks {
         if token_value != expected {
             return Err(deny(
-                "W4",
+                Factor::W4,
                 format!("token {what} differs"),
                 json!({"compared": what, "token": token_value, "expected": expected}),
             ));
         }
     }
     // Always read the pod: TokenReview may answer from a cache for ~10 s after deletion.
-    let pod = pod::get_pod(&cluster.client, &r.namespace, &ev.pod_name)
-        .await?
-        .ok_or_else(|| deny("W4", "pod does not exist", json!({})))?;
+    let pod = within(
+        deadline,
+        pod::get_pod(&cluster.client, &r.namespace, &ev.pod_name),
+    )
+    .await?
+    .ok_or_else(|| deny(Factor::W4, "pod does not exist", json!({})))?;
     let facts = pod::facts(&pod);
     if facts.pod_uid != ev.pod_uid {
         return Err(deny(
-            "W4",
+            Factor::W4,
             "pod was replaced (UID differs)",
             json!({"live_pod_uid": facts.pod_uid}),
         ));
     }
     if pod.metadata.deletion_timestamp.is_some() {
-        return Err(deny("W4", "pod is being deleted", json!({})));
+        return Err(deny(Factor::W4, "pod is being deleted", json!({})));
     }
     if facts.node_name != agent.record.node_name {
         return Err(deny(
-            "W4",
+            Factor::W4,
             "pod runs on another node",
             json!({"pod_node": facts.node_name}),
         ));
     }
     if facts.service_account != r.service_account {
         return Err(deny(
-            "W4",
+            Factor::W4,
             "token service account differs from the pod's",
             json!({"token_sa": r.service_account, "pod_sa": facts.service_account}),
         ));
     }
     // W2 as the server sees it: the calling container is running.
-    let container = pod::calling_container(&pod, &ev.container_id)
-        .ok_or_else(|| deny("W2", "container ID not in the pod's statuses", json!({})))?;
+    let container = pod::calling_container(&pod, &ev.container_id).ok_or_else(|| {
+        deny(
+            Factor::W2,
+            "container ID not in the pod's statuses",
+            json!({}),
+        )
+    })?;
     if container.kind == ContainerKind::Ephemeral {
         return Err(deny(
-            "W2",
+            Factor::W2,
             "ephemeral containers are refused",
             json!({"container": container.name}),
         ));
     }
     if !container.running {
         return Err(deny(
-            "W2",
+            Factor::W2,
             "container is not running",
             json!({"container": container.name}),
         ));
@@ -426,15 +412,15 @@ async fn verify_workload(
     let factors = json!({"W1": "agent", "W2": "ok", "W3": "ok", "W4": "ok"});
     // W5: policy.
     let td = &shared.config.trust_domain;
-    if item.entry_id.is_empty() {
+    if entry_id.is_empty() {
         if !cluster.config.default_identity {
-            return Err(deny("W5", "default identity is disabled", json!({})));
+            return Err(deny(Factor::W5, "default identity is disabled", json!({})));
         }
         let id = SpiffeIdentity::from_segments(
             td,
             &["ns", &facts.namespace, "sa", &facts.service_account],
         )
-        .map_err(|e| deny("W5", format!("default identity: {e}"), json!({})))?;
+        .map_err(|e| deny(Factor::W5, format!("default identity: {e}"), json!({})))?;
         let detail =
             json!({"factors": factors, "identity": "default", "container": container.name});
         return Ok(Verified {
@@ -445,14 +431,21 @@ async fn verify_workload(
             detail,
         });
     }
-    let entry = match shared.store.get_entry(&item.entry_id).await {
+    let entry = match shared.store.get_entry(entry_id).await {
         Ok(Some(e)) => e,
-        Ok(None) => return Err(deny("W5", "no such entry", json!({}))),
-        Err(e) => return Err(Refusal::Unavailable(e.to_string())),
+        Ok(None) => return Err(deny(Factor::Entry, "no such entry", json!({}))),
+        Err(e) => return Err(Refusal::unavailable(Factor::Store, e.to_string()).into()),
     };
-    if !entry_scoped_to(&entry, &agent.record.id) || !entry_matches(&entry, &selectors) {
+    check_scope(&entry, &agent.record.id).map_err(|reason| {
+        deny(
+            Factor::EntryScope,
+            reason,
+            json!({"entry_node": entry.node}),
+        )
+    })?;
+    if !entry_matches(&entry, &selectors) {
         return Err(deny(
-            "W5",
+            Factor::W5,
             "entry selectors do not match the pod",
             json!({"container": container.name}),
         ));
@@ -461,10 +454,10 @@ async fn verify_workload(
         EntryTarget::Id(id) => id.clone(),
         EntryTarget::Template(t) => IdTemplate::parse(t, td.as_str())
             .and_then(|t| t.render(&facts))
-            .map_err(|e| deny("W5", format!("template: {e}"), json!({})))?,
+            .map_err(|e| deny(Factor::W5, format!("template: {e}"), json!({})))?,
     };
-    let id =
-        SpiffeIdentity::parse(&rendered).map_err(|e| deny("W5", format!("ID: {e}"), json!({})))?;
+    let id = SpiffeIdentity::parse(&rendered)
+        .map_err(|e| deny(Factor::Entry, format!("ID: {e}"), json!({})))?;
     let detail = json!({"factors": factors, "identity": "entry", "container": container.name});
     Ok(Verified {
         id,

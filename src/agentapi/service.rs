@@ -10,18 +10,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use sworn_identity::SpiffeIdentity;
+use serde_json::{Value, json};
+use sworn_identity::outcome::{Outcome, Refusal};
+use sworn_identity::{Factor, SpiffeIdentity};
 use sworn_proto::agent as pb;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status};
 
 use super::auth::{Authenticated, authenticate, serial_of};
+use super::k8s::Failed;
 use super::ratelimit::RateLimiter;
 use crate::admin::service::{entry_to_pb, join_token_hash};
 use crate::audit::Decision;
 use crate::ca::{IssuedSvid, MintRequest};
 use crate::clock::unix_secs;
-use crate::policy::matching::{UnixFacts, entry_matches, entry_scoped_to};
+use crate::policy::matching::{UnixFacts, check_scope, entry_matches, entry_scoped_to};
 use crate::server::Shared;
 use crate::store::{AgentMethod, AgentRecord, EntryTarget, StoreError, TokenUse};
 use crate::telemetry::Metrics;
@@ -33,6 +36,59 @@ pub struct Minted {
     pub svid: IssuedSvid,
     /// The entry's hint (empty for the default identity).
     pub hint: String,
+}
+
+/// What a workload verifier established: the identity to mint and the entry's parameters.
+#[derive(Debug)]
+pub struct Verified {
+    /// The identity.
+    pub id: SpiffeIdentity,
+    /// Requested TTL.
+    pub ttl: Duration,
+    /// DNS SANs.
+    pub dns: Vec<String>,
+    /// Workload API hint.
+    pub hint: String,
+    /// Audit detail of the verification (each factor's result).
+    pub detail: Value,
+}
+
+/// Adds the keys of `from` that `into` does not have.
+pub fn merge(into: &mut Value, from: &Value) {
+    if let (Some(a), Some(b)) = (into.as_object_mut(), from.as_object()) {
+        for (k, v) in b {
+            a.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}
+
+/// What the agent is told of an outcome: the generic text, never the audit detail.
+fn mint_result(entry_id: String, outcome: Outcome<Minted>) -> pb::MintResult {
+    match outcome {
+        Outcome::Issued(Minted { svid, hint }) => pb::MintResult {
+            result: Some(pb::mint_result::Result::Svid(pb::IssuedSvid {
+                spiffe_id: svid.spiffe_id.as_str().to_owned(),
+                entry_id,
+                chain: svid.chain_der,
+                expires_at: unix_secs(svid.not_after),
+                hint,
+            })),
+            factor: String::new(),
+        },
+        Outcome::Denied(d) => pb::MintResult {
+            result: Some(pb::mint_result::Result::Denied(
+                "no identity issued".to_owned(),
+            )),
+            factor: d.factor.as_str().to_owned(),
+        },
+        Outcome::Unavailable(u) => pb::MintResult {
+            result: Some(pb::mint_result::Result::Unavailable(match u.source {
+                Factor::Api => "kubernetes API unavailable; retry".to_owned(),
+                _ => "datastore unavailable; retry".to_owned(),
+            })),
+            factor: u.source.as_str().to_owned(),
+        },
+    }
 }
 
 /// Most items in one mint request.
@@ -66,6 +122,15 @@ fn unavailable(e: StoreError) -> Status {
     Status::unavailable("datastore unavailable")
 }
 
+/// An audit write failed: the decision stands unrecorded, so it is not acted on.
+fn audit_fault(e: StoreError) -> Outcome<Minted> {
+    tracing::error!(error = %e, "cannot write audit event; answering unavailable");
+    Outcome::Unavailable(sworn_identity::outcome::Unavailable::new(
+        Factor::Store,
+        format!("audit write: {e}"),
+    ))
+}
+
 fn peer_addr<T>(req: &Request<T>) -> Option<SocketAddr> {
     req.extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()
@@ -75,17 +140,32 @@ fn peer_addr<T>(req: &Request<T>) -> Option<SocketAddr> {
 type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SyncResponse, Status>> + Send>>;
 
 impl AgentService {
-    async fn deny_attest(&self, method: &str, detail: serde_json::Value) -> Status {
-        Metrics::count(&self.shared.metrics.attestations, method, "deny");
-        if let Err(e) = self
+    /// Audits and counts a refused attestation, and says what the agent hears: a denial is
+    /// `PermissionDenied`, a fault `Unavailable` (retry).
+    async fn deny_attest(&self, method: &str, refusal: Refusal, mut detail: Value) -> Status {
+        detail["factor"] = refusal.factor().as_str().into();
+        let (decision, reason) = match &refusal {
+            Refusal::Denied(d) => (Decision::Deny, &d.reason),
+            Refusal::Unavailable(u) => (Decision::Unavailable, &u.reason),
+        };
+        detail["reason"] = reason.clone().into();
+        Metrics::count(&self.shared.metrics.attestations, method, decision.as_str());
+        let recorded = self
             .shared
             .audit
-            .record("agent.attest", Decision::Deny, detail)
-            .await
-        {
-            return unavailable(e);
+            .record("agent.attest", decision, detail)
+            .await;
+        match (refusal, recorded) {
+            (Refusal::Unavailable(u), _) => {
+                tracing::warn!(factor = %u.source, reason = %u.reason, "attestation unavailable");
+                match u.source {
+                    Factor::Api => Status::unavailable("kubernetes API unavailable; retry"),
+                    _ => Status::unavailable("datastore unavailable"),
+                }
+            }
+            (Refusal::Denied(_), Err(e)) => unavailable(e),
+            (Refusal::Denied(_), Ok(_)) => Status::permission_denied("attestation refused"),
         }
-        Status::permission_denied("attestation refused")
     }
 
     /// Mints an agent SVID and records the agent.
@@ -163,11 +243,13 @@ impl AgentService {
             TokenUse::AlreadyUsed => Some("join token already used (replay)"),
         };
         if let Some(reason) = reason {
+            // N1 is the node's credential; for a join-token agent, the join token.
             return Err(self
                 .deny_attest(
                     "join_token",
-                    serde_json::json!({
-                        "method": "join_token", "factor": "join_token", "reason": reason,
+                    Refusal::denied(Factor::N1, reason),
+                    json!({
+                        "method": "join_token",
                         "token_hash_prefix": &hash[..12], "peer": peer,
                     }),
                 )
@@ -199,13 +281,25 @@ impl AgentService {
         .await
     }
 
-    /// Mints one unix-evidence item.
-    async fn mint_unix(
+    /// Verifies one unix-evidence item: the agent attested by join token, the entry exists,
+    /// is scoped to this agent, and its selectors hold for the reported facts.
+    async fn verify_unix(
         &self,
         agent: &Authenticated,
-        item: pb::MintItem,
+        entry_id: &str,
         ev: pb::UnixEvidence,
-    ) -> Result<Minted, String> {
+    ) -> Result<Verified, Failed> {
+        // A Kubernetes agent's callers are pods, attested by W1–W4; unix facts from it are
+        // only its word, so it could copy them from any entry's selectors.
+        if agent.record.method != AgentMethod::JoinToken {
+            return Err(Failed {
+                refusal: Refusal::denied(
+                    Factor::AgentMethod,
+                    "unix evidence from an agent that did not attest by join token",
+                ),
+                extra: json!({"agent_method": agent.record.method.as_str()}),
+            });
+        }
         let facts = UnixFacts {
             uid: ev.uid,
             gid: ev.gid,
@@ -213,78 +307,145 @@ impl AgentService {
             path: ev.path,
             sha256: ev.sha256,
         };
-        let detail = |reason: &str| {
-            serde_json::json!({
-                "via": "agent", "agent_id": agent.record.id, "entry_id": item.entry_id,
-                "evidence": {"uid": facts.uid, "gid": facts.gid, "path": facts.path, "sha256": facts.sha256},
-                "reason": reason,
-            })
-        };
-        let entry = match self.shared.store.get_entry(&item.entry_id).await {
+        let entry = match self.shared.store.get_entry(entry_id).await {
             Ok(Some(e)) => e,
-            Ok(None) => return Err(self.deny_mint(detail("no such entry")).await),
-            Err(e) => return Err(format!("unavailable: {e}")),
+            Ok(None) => return Err(Refusal::denied(Factor::Entry, "no such entry").into()),
+            Err(e) => return Err(Refusal::unavailable(Factor::Store, e.to_string()).into()),
         };
-        if !entry_scoped_to(&entry, &agent.record.id) {
-            return Err(self
-                .deny_mint(detail("entry is scoped to another agent"))
-                .await);
-        }
+        check_scope(&entry, &agent.record.id).map_err(|reason| Failed {
+            refusal: Refusal::denied(Factor::EntryScope, reason),
+            extra: json!({"entry_node": entry.node}),
+        })?;
         let selectors: BTreeSet<_> = facts.selectors();
         if !entry_matches(&entry, &selectors) {
-            return Err(self
-                .deny_mint(detail("evidence does not match the entry's selectors"))
-                .await);
+            return Err(Refusal::denied(
+                Factor::Policy,
+                "evidence does not match the entry's selectors",
+            )
+            .into());
         }
         let EntryTarget::Id(id) = &entry.target else {
-            return Err(self
-                .deny_mint(detail("templates need kubernetes evidence"))
-                .await);
+            return Err(
+                Refusal::denied(Factor::Policy, "templates need kubernetes evidence").into(),
+            );
         };
-        let spiffe_id = match SpiffeIdentity::parse(id) {
-            Ok(i) => i,
-            Err(e) => {
-                return Err(self
-                    .deny_mint(detail(&format!("stored ID invalid: {e}")))
-                    .await);
-            }
-        };
-        let minted = self.shared.ca.mint_x509_svid(MintRequest {
-            spiffe_id,
-            csr_der: item.csr,
+        let id = SpiffeIdentity::parse(id)
+            .map_err(|e| Refusal::denied(Factor::Entry, format!("stored ID invalid: {e}")))?;
+        Ok(Verified {
+            id,
             ttl: entry.ttl.unwrap_or(self.shared.config.default_svid_ttl),
-            dns_names: entry.dns_names.clone(),
-        });
-        match minted {
-            Ok(svid) => {
-                let mut d = detail("");
-                d["spiffe_id"] = id.clone().into();
-                d["serial"] = svid.serial.clone().into();
-                d["expires_at"] = unix_secs(svid.not_after).into();
-                if let Err(e) = self.shared.audit.record("mint", Decision::Allow, d).await {
-                    return Err(format!("unavailable: {e}"));
-                }
-                Metrics::count(&self.shared.metrics.svids, "workload", "allow");
-                Ok(Minted {
-                    svid,
-                    hint: entry.hint.clone(),
-                })
-            }
-            Err(e) => Err(self.deny_mint(detail(&format!("mint: {e}"))).await),
-        }
+            dns: entry.dns_names,
+            hint: entry.hint,
+            detail: json!({"identity": "entry"}),
+        })
     }
 
-    async fn deny_mint(&self, detail: serde_json::Value) -> String {
-        Metrics::count(&self.shared.metrics.svids, "workload", "deny");
-        if let Err(e) = self
-            .shared
-            .audit
-            .record("mint", Decision::Deny, detail)
-            .await
-        {
-            tracing::error!(error = %e, "cannot write audit event");
-        }
-        "no identity issued".to_owned()
+    /// Decides one mint item: verify the evidence, mint, and audit. Exactly one outcome.
+    async fn mint_item(&self, agent: &Authenticated, mut item: pb::MintItem) -> Outcome<Minted> {
+        let mut detail = json!({
+            "via": "agent", "agent_id": agent.record.id, "entry_id": item.entry_id,
+        });
+        let (mode, verified) = match item.evidence.take() {
+            Some(pb::mint_item::Evidence::Unix(ev)) => {
+                detail["evidence"] =
+                    json!({"uid": ev.uid, "gid": ev.gid, "path": ev.path, "sha256": ev.sha256});
+                (
+                    "workload",
+                    self.verify_unix(agent, &item.entry_id, ev).await,
+                )
+            }
+            Some(pb::mint_item::Evidence::K8s(ev)) => {
+                merge(&mut detail, &super::k8s::evidence_detail(agent, &ev));
+                let v = super::k8s::verify_workload(self, agent, &item.entry_id, &ev).await;
+                ("k8s", v)
+            }
+            None => (
+                "workload",
+                Err(Refusal::denied(Factor::Evidence, "no evidence").into()),
+            ),
+        };
+        let minted = match verified {
+            Ok(v) => {
+                merge(&mut detail, &v.detail);
+                detail["spiffe_id"] = v.id.as_str().into();
+                self.shared
+                    .ca
+                    .mint_x509_svid(MintRequest {
+                        spiffe_id: v.id,
+                        csr_der: item.csr,
+                        ttl: v.ttl,
+                        dns_names: v.dns,
+                    })
+                    .map(|svid| Minted { svid, hint: v.hint })
+                    .map_err(|e| Refusal::denied(Factor::Csr, format!("mint: {e}")).into())
+            }
+            Err(failed) => Err(failed),
+        };
+        self.conclude_mint(mode, detail, minted).await
+    }
+
+    /// Audits a mint decision and counts it. An allow or a deny that cannot be audited becomes
+    /// `Unavailable`: nothing is issued, and nothing is revoked, without its audit record.
+    async fn conclude_mint(
+        &self,
+        mode: &str,
+        mut detail: Value,
+        minted: Result<Minted, Failed>,
+    ) -> Outcome<Minted> {
+        let outcome = match minted {
+            Ok(m) => {
+                detail["serial"] = m.svid.serial.clone().into();
+                detail["expires_at"] = unix_secs(m.svid.not_after).into();
+                match self
+                    .shared
+                    .audit
+                    .record("mint", Decision::Allow, detail)
+                    .await
+                {
+                    Ok(_) => Outcome::Issued(m),
+                    Err(e) => audit_fault(e),
+                }
+            }
+            Err(Failed { refusal, extra }) => {
+                merge(&mut detail, &extra);
+                detail["factor"] = refusal.factor().as_str().into();
+                match refusal {
+                    Refusal::Denied(d) => {
+                        detail["reason"] = d.reason.clone().into();
+                        match self
+                            .shared
+                            .audit
+                            .record("mint", Decision::Deny, detail)
+                            .await
+                        {
+                            Ok(_) => Outcome::Denied(d),
+                            Err(e) => audit_fault(e),
+                        }
+                    }
+                    Refusal::Unavailable(u) => {
+                        detail["reason"] = u.reason.clone().into();
+                        tracing::warn!(factor = %u.source, reason = %u.reason, "mint unavailable");
+                        // Best effort: the store may be what failed.
+                        if let Err(e) = self
+                            .shared
+                            .audit
+                            .record("mint", Decision::Unavailable, detail)
+                            .await
+                        {
+                            tracing::error!(error = %e, "cannot write audit event");
+                        }
+                        Outcome::Unavailable(u)
+                    }
+                }
+            }
+        };
+        let label = match &outcome {
+            Outcome::Issued(_) => "allow",
+            Outcome::Denied(_) => "deny",
+            Outcome::Unavailable(_) => "unavailable",
+        };
+        Metrics::count(&self.shared.metrics.svids, mode, label);
+        outcome
     }
 
     async fn sync_state(&self, agent_id: &str, revision: u64) -> Result<pb::SyncResponse, Status> {
@@ -365,31 +526,10 @@ impl pb::agent_api_server::AgentApi for AgentService {
             return Err(Status::resource_exhausted("mint rate limit; retry later"));
         }
         let mut results = Vec::with_capacity(items.len());
-        for mut item in items {
+        for item in items {
             let entry_id = item.entry_id.clone();
-            let outcome = match item.evidence.take() {
-                Some(pb::mint_item::Evidence::Unix(ev)) => self.mint_unix(&agent, item, ev).await,
-                Some(pb::mint_item::Evidence::K8s(ev)) => {
-                    super::k8s::mint(self, &agent, item, ev).await
-                }
-                None => Err(self
-                    .deny_mint(
-                        serde_json::json!({"agent_id": agent.record.id, "reason": "no evidence"}),
-                    )
-                    .await),
-            };
-            results.push(pb::MintResult {
-                result: Some(match outcome {
-                    Ok(Minted { svid, hint }) => pb::mint_result::Result::Svid(pb::IssuedSvid {
-                        spiffe_id: svid.spiffe_id.as_str().to_owned(),
-                        entry_id,
-                        chain: svid.chain_der,
-                        expires_at: unix_secs(svid.not_after),
-                        hint,
-                    }),
-                    Err(reason) => pb::mint_result::Result::Denied(reason),
-                }),
-            });
+            let outcome = self.mint_item(&agent, item).await;
+            results.push(mint_result(entry_id, outcome));
         }
         Ok(Response::new(pb::MintX509SvidsResponse { results }))
     }
@@ -446,12 +586,7 @@ impl AgentService {
     }
 
     /// Audits and counts a refused attestation (for the Kubernetes node attestor).
-    pub async fn refuse(&self, method: &str, detail: serde_json::Value) -> Status {
-        self.deny_attest(method, detail).await
-    }
-
-    /// Audits and counts a refused mint.
-    pub async fn refuse_mint(&self, detail: serde_json::Value) -> String {
-        self.deny_mint(detail).await
+    pub async fn refuse_attest(&self, method: &str, refusal: Refusal, detail: Value) -> Status {
+        self.deny_attest(method, refusal, detail).await
     }
 }

@@ -131,13 +131,11 @@ pub enum MintError {
     /// An internal mint asked for an ID outside `/sworn/`.
     #[error("spiffe id {0} is not one of sworn's own identities")]
     NotReserved(String),
-    /// A requested DNS name is not a valid lower-case host name.
-    #[error("dns name {name:?} is invalid: {reason}")]
+    /// The requested DNS names break the shared rule (`sworn_identity::dns`).
+    #[error("{reason}")]
     InvalidDnsName {
-        /// The name as requested.
-        name: String,
-        /// What is wrong with it.
-        reason: &'static str,
+        /// What is wrong, naming the name.
+        reason: String,
     },
     /// The requested TTL is zero.
     #[error("ttl must be positive")]

@@ -9,14 +9,12 @@
 //! Invariant: nothing leaves [`CertificateAuthority::mint_x509_svid`] unless the re-parsed
 //! certificate passed [`sworn_identity::check_x509_svid`] against the current bundle.
 
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
     SanType,
 };
-use rustls_pki_types::DnsName;
 use sworn_identity::{Expected, SpiffeIdentity, check_x509_svid};
 
 use super::authority::CertificateAuthority;
@@ -26,7 +24,7 @@ use super::error::MintError;
 use super::generation::{BACKDATE, random_serial, whole_seconds};
 
 /// Most DNS SANs one SVID may carry.
-pub const MAX_DNS_NAMES: usize = 32;
+pub use sworn_identity::dns::MAX_DNS_NAMES;
 
 /// What to mint. The identity and names come from policy; the CSR only proves the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,36 +202,11 @@ fn build_err(e: rcgen::Error) -> MintError {
     MintError::Build(e.to_string())
 }
 
-/// Validates DNS SANs (RFC 1123 host names via `rustls-pki-types`, plus: lower case, no
-/// trailing dot, no IP literals, no wildcards) and drops duplicates, keeping order.
+/// The shared DNS rule (`sworn_identity::dns`), the same one `entry create` applies.
 fn check_dns_names(names: Vec<String>) -> Result<Vec<String>, MintError> {
-    if names.len() > MAX_DNS_NAMES {
-        return Err(MintError::InvalidDnsName {
-            name: format!("({} names)", names.len()),
-            reason: "too many dns names",
-        });
-    }
-    let mut out: Vec<String> = Vec::with_capacity(names.len());
-    for name in names {
-        let reason = if name.ends_with('.') {
-            Some("trailing dot")
-        } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            Some("must be lower case")
-        } else if name.parse::<IpAddr>().is_ok() {
-            Some("ip addresses are not dns names")
-        } else if DnsName::try_from(name.as_str()).is_err() {
-            Some("not a valid host name")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            return Err(MintError::InvalidDnsName { name, reason });
-        }
-        if !out.contains(&name) {
-            out.push(name);
-        }
-    }
-    Ok(out)
+    sworn_identity::dns::check_dns_names(&names).map_err(|e| MintError::InvalidDnsName {
+        reason: e.to_string(),
+    })
 }
 
 /// Mints and checks a throwaway `spiffe://<td>/sworn/self-test` SVID.

@@ -3,8 +3,9 @@
 //!
 //! Every name that comes from a token's extras is validated (DNS-1123 /
 //! UUID) before it is used in a request path. Any failure to reach the API
-//! server is [`K8sError::Unavailable`]: callers deny and answer
-//! `Unavailable`, so nothing is issued on partial evidence.
+//! server, and any call past its deadline ([`within`]), is
+//! [`K8sError::Unavailable`]: callers issue nothing and answer `Unavailable`,
+//! which an agent treats as a fault (it keeps valid SVIDs), never a denial.
 
 pub mod bundle_configmap;
 pub mod pod;
@@ -111,5 +112,24 @@ pub fn classify(e: kube::Error) -> K8sError {
         kube::Error::Api(s) if s.code >= 500 || s.code == 429 => K8sError::Unavailable(s.message),
         kube::Error::Api(s) => K8sError::Refused(format!("{} ({})", s.message, s.code)),
         other => K8sError::Unavailable(other.to_string()),
+    }
+}
+
+/// Runs one Kubernetes call under `deadline` (config `k8s_call_timeout`): a call that does
+/// not answer in time is [`K8sError::Unavailable`], like any other outage.
+pub async fn within<T, E>(
+    deadline: std::time::Duration,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E>
+where
+    E: From<K8sError>,
+{
+    match tokio::time::timeout(deadline, call).await {
+        Ok(r) => r,
+        Err(_) => Err(K8sError::Unavailable(format!(
+            "no answer within {}",
+            humantime::format_duration(deadline)
+        ))
+        .into()),
     }
 }

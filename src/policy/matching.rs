@@ -51,9 +51,29 @@ pub fn entry_matches(entry: &Entry, facts: &BTreeSet<Selector>) -> bool {
     !entry.selectors.is_empty() && entry.selectors.iter().all(|s| facts.contains(s))
 }
 
-/// Whether `entry` may be used by `agent_id`: scoped to it, or to any agent.
+/// Whether `entry` is a unix entry stored without `--node`. Such an entry is refused at
+/// creation; one stored before that rule is scoped to no agent: left out of Sync, every mint
+/// for it denied (factor `entry_scope`), and marked invalid in `entry list`.
+pub fn unscoped_unix(entry: &Entry) -> bool {
+    entry.node.is_none() && entry.selectors.iter().any(|s| s.kind() == "unix")
+}
+
+/// Whether `entry` may be used by `agent_id`, or why not. An entry with `--node` belongs to
+/// that agent only; a Kubernetes entry without it to every agent (the server re-verifies the
+/// pod and its node on every mint); a unix entry without it to none, since a unix caller's
+/// facts are only the agent's word.
+pub fn check_scope(entry: &Entry, agent_id: &str) -> Result<(), &'static str> {
+    match entry.node.as_deref() {
+        Some(n) if n == agent_id => Ok(()),
+        Some(_) => Err("entry is scoped to another agent"),
+        None if unscoped_unix(entry) => Err("unix entry without --node is scoped to no agent"),
+        None => Ok(()),
+    }
+}
+
+/// Whether `entry` may be used by `agent_id` ([`check_scope`] passes).
 pub fn entry_scoped_to(entry: &Entry, agent_id: &str) -> bool {
-    entry.node.as_deref().is_none_or(|n| n == agent_id)
+    check_scope(entry, agent_id).is_ok()
 }
 
 #[cfg(test)]
@@ -97,8 +117,23 @@ mod tests {
             &entry(&["unix:path:/usr/bin/other"], None),
             &f
         ));
-        assert!(entry_scoped_to(&entry(&["unix:uid:1"], None), "a"));
         assert!(entry_scoped_to(&entry(&["unix:uid:1"], Some("a")), "a"));
         assert!(!entry_scoped_to(&entry(&["unix:uid:1"], Some("b")), "a"));
+    }
+
+    #[test]
+    fn a_unix_entry_without_node_is_scoped_to_no_agent() {
+        let unscoped = entry(&["unix:uid:1"], None);
+        assert!(unscoped_unix(&unscoped));
+        assert!(!entry_scoped_to(&unscoped, "a"));
+        assert!(check_scope(&unscoped, "a").is_err());
+        // Kubernetes entries without a node stay usable by every agent of the cluster.
+        let k8s = entry(&["k8s:ns:default"], None);
+        assert!(!unscoped_unix(&k8s));
+        assert!(entry_scoped_to(&k8s, "a"));
+        assert!(!entry_scoped_to(
+            &entry(&["k8s:ns:default"], Some("b")),
+            "a"
+        ));
     }
 }

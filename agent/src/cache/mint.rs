@@ -1,108 +1,158 @@
-//! The `MintX509SVIDs` call: one CSR per item, evidence attached (DESIGN.md §3.3, §3.4).
+//! The `MintX509SVIDs` call, shared by the unix and the Kubernetes caches: one CSR per item,
+//! evidence attached, at most [`MAX_MINT_ITEMS`] items per request (docs/architecture.md,
+//! "Outcomes").
+//!
+//! Every item gets exactly one [`Outcome`]. A call that fails as a whole (the server is
+//! unreachable, overloaded, refuses the agent itself, or times out) is `Unavailable` for each
+//! of its items, never `Denied`: only the server's decision on an item may drop an SVID.
 
 use std::time::Duration;
 
-use sworn_proto::agent::{
-    IssuedSvid, MintItem, MintX509SvidsRequest, UnixEvidence, mint_item, mint_result,
-};
+use sworn_identity::Factor;
+use sworn_identity::outcome::{Denial, Outcome, Unavailable};
+use sworn_proto::agent::{IssuedSvid, MintItem, MintX509SvidsRequest, mint_item, mint_result};
 use zeroize::Zeroizing;
 
-use super::{SvidCache, WorkloadSvid};
+use super::WorkloadSvid;
 use crate::key;
+use crate::telemetry::Metrics;
+use crate::upstream::Upstream;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why a mint produced nothing.
+/// Most items in one request (the server refuses more).
+pub const MAX_MINT_ITEMS: usize = 256;
+
+/// The outcome of one item.
+pub type MintOutcome = Outcome<WorkloadSvid>;
+
+/// Why a whole mint produced nothing for a caller with no SVID to fall back on.
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {
-    /// The server is unreachable, overloaded or refuses the agent itself; retried later.
+    /// The server is unreachable, overloaded, refuses the agent itself, or could not decide;
+    /// retried later.
     #[error("the server is unavailable: {0}")]
     Unavailable(String),
-    /// The server's answer does not fit the request.
-    #[error("unusable mint response: {0}")]
-    BadResponse(String),
-    /// Key generation failed.
-    #[error(transparent)]
-    Key(#[from] key::KeyError),
 }
 
-/// The outcome for one item.
-pub(super) struct Minted {
-    pub entry_id: String,
-    pub evidence: UnixEvidence,
-    /// The SVID, or the server's (generic) refusal text.
-    pub result: Result<WorkloadSvid, String>,
+/// Which cache asks, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// Join-token agent, unix callers.
+    Unix,
+    /// Kubernetes agent, pods.
+    K8s,
 }
 
-impl SvidCache {
-    /// Mints one SVID per `(entry_id, evidence)`.
-    pub(super) async fn mint(
-        &self,
-        items: Vec<(String, UnixEvidence)>,
-    ) -> Result<Vec<Minted>, MintError> {
-        let link = self
-            .upstream
-            .client()
-            .ok_or_else(|| MintError::Unavailable("the agent is not attested".into()))?;
-        let (mut client, generation) = (link.client, link.generation);
-        let mut keys = Vec::with_capacity(items.len());
-        let mut request = MintX509SvidsRequest::default();
-        for (entry_id, evidence) in &items {
-            let fresh = key::generate()?;
-            request.items.push(MintItem {
-                entry_id: entry_id.clone(),
-                csr: fresh.csr,
-                evidence: Some(mint_item::Evidence::Unix(evidence.clone())),
-            });
-            keys.push(fresh.key);
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Unix => "unix",
+            Mode::K8s => "k8s",
         }
-        let response =
-            match tokio::time::timeout(CALL_TIMEOUT, client.mint_x509_svids(request)).await {
-                Ok(Ok(r)) => r.into_inner(),
-                Ok(Err(status)) => {
-                    if matches!(
-                        status.code(),
-                        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-                    ) {
-                        self.upstream.report_refused(generation);
-                    }
-                    return Err(MintError::Unavailable(format!(
-                        "{}: {}",
-                        status.code(),
-                        status.message()
-                    )));
-                }
-                Err(_) => return Err(MintError::Unavailable("the mint call timed out".into())),
-            };
-        if response.results.len() != items.len() {
-            return Err(MintError::BadResponse(format!(
-                "{} results for {} items",
-                response.results.len(),
-                items.len()
-            )));
-        }
-        Ok(items
-            .into_iter()
-            .zip(keys)
-            .zip(response.results)
-            .map(|(((entry_id, evidence), key), r)| {
-                let result = match r.result {
-                    Some(mint_result::Result::Svid(issued)) => accept(issued, &entry_id, key),
-                    Some(mint_result::Result::Denied(reason)) => Err(reason),
-                    None => Err("empty result".into()),
-                };
-                Minted {
-                    entry_id,
-                    evidence,
-                    result,
-                }
-            })
-            .collect())
     }
 }
 
+/// Mints one SVID per `(entry_id, evidence)` item, in requests of at most
+/// [`MAX_MINT_ITEMS`]. The result has one outcome per item, in order.
+pub async fn mint_items(
+    upstream: &Upstream,
+    metrics: &Metrics,
+    mode: Mode,
+    items: Vec<(String, mint_item::Evidence)>,
+) -> Vec<(String, MintOutcome)> {
+    let mut out = Vec::with_capacity(items.len());
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let chunk: Vec<_> = items.by_ref().take(MAX_MINT_ITEMS).collect();
+        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+        let outcomes = match mint_chunk(upstream, chunk).await {
+            Ok(outcomes) => outcomes,
+            Err(reason) => ids
+                .iter()
+                .map(|_| Outcome::Unavailable(Unavailable::new(Factor::Store, reason.clone())))
+                .collect(),
+        };
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            metrics.mint_outcome(mode.label(), outcome.label());
+            out.push((id, outcome));
+        }
+    }
+    out
+}
+
+/// One request. `Err` when the call as a whole failed (every item is then unavailable).
+async fn mint_chunk(
+    upstream: &Upstream,
+    items: Vec<(String, mint_item::Evidence)>,
+) -> Result<Vec<MintOutcome>, String> {
+    let link = upstream
+        .client()
+        .ok_or_else(|| "the agent is not attested".to_owned())?;
+    let (mut client, generation) = (link.client, link.generation);
+    let mut keys = Vec::with_capacity(items.len());
+    let mut request = MintX509SvidsRequest::default();
+    for (entry_id, evidence) in &items {
+        let fresh = key::generate().map_err(|e| e.to_string())?;
+        request.items.push(MintItem {
+            entry_id: entry_id.clone(),
+            csr: fresh.csr,
+            evidence: Some(evidence.clone()),
+        });
+        keys.push(fresh.key);
+    }
+    let response = match tokio::time::timeout(CALL_TIMEOUT, client.mint_x509_svids(request)).await {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(status)) => {
+            if matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ) {
+                upstream.report_refused(generation);
+            }
+            return Err(format!("{}: {}", status.code(), status.message()));
+        }
+        Err(_) => return Err("the mint call timed out".into()),
+    };
+    if response.results.len() != items.len() {
+        return Err(format!(
+            "{} results for {} items",
+            response.results.len(),
+            items.len()
+        ));
+    }
+    Ok(items
+        .into_iter()
+        .zip(keys)
+        .zip(response.results)
+        .map(|(((entry_id, _), key), r)| {
+            let factor = r.factor.parse::<Factor>();
+            match r.result {
+                Some(mint_result::Result::Svid(issued)) => match accept(issued, &entry_id, key) {
+                    Ok(svid) => Outcome::Issued(svid),
+                    // A server answer that does not fit is a fault on its side, not a
+                    // decision about the workload: keep what is cached.
+                    Err(reason) => Outcome::Unavailable(Unavailable::new(Factor::Csr, reason)),
+                },
+                // Servers are upgraded first and always name the factor; a missing one is
+                // reported as policy.
+                Some(mint_result::Result::Denied(reason)) => {
+                    Outcome::Denied(Denial::new(factor.unwrap_or(Factor::Policy), reason))
+                }
+                Some(mint_result::Result::Unavailable(reason)) => {
+                    Outcome::Unavailable(Unavailable::new(factor.unwrap_or(Factor::Store), reason))
+                }
+                None => Outcome::Unavailable(Unavailable::new(
+                    Factor::Store,
+                    "the server sent no outcome",
+                )),
+            }
+        })
+        .collect())
+}
+
 /// Checks an issued SVID against what was asked: the right entry, a leaf naming the SPIFFE
-/// ID, a parsable validity. A bad one is treated as a refusal.
+/// ID, a parsable validity.
 fn accept(
     issued: IssuedSvid,
     entry_id: &str,
@@ -126,4 +176,36 @@ fn accept(
         not_before,
         not_after,
     })
+}
+
+/// The retry schedule after `Unavailable` for an SVID of `lifetime`: from 1 s, doubling,
+/// capped at min(5 s, lifetime/10), so a renewal lands within 5 s of the server's recovery
+/// and a short-lived SVID still gets several tries before it expires.
+pub fn retry_backoff(lifetime: Duration) -> crate::backoff::Backoff {
+    let cap = (lifetime / 10).min(Duration::from_secs(5));
+    let base = Duration::from_secs(1).min(cap);
+    crate::backoff::Backoff::new(base, cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_backoff_is_capped_by_a_tenth_of_the_lifetime_and_five_seconds() {
+        let mut b = retry_backoff(Duration::from_secs(40));
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert!(delays[0] <= Duration::from_secs(1), "{delays:?}");
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_secs(4)),
+            "{delays:?}"
+        );
+        let mut b = retry_backoff(Duration::from_secs(3600));
+        assert!(
+            (0..20).all(|_| b.next_delay() <= Duration::from_secs(5)),
+            "capped at 5 s"
+        );
+        let mut b = retry_backoff(Duration::from_secs(5));
+        assert!((0..5).all(|_| b.next_delay() <= Duration::from_millis(500)));
+    }
 }

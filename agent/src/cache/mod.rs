@@ -7,25 +7,31 @@
 //! - every change (new SVID, rotation, removal, expiry) bumps the generation `watch`, which
 //!   every open Workload API stream follows and answers with the complete state;
 //! - an entry gone from the Sync state loses its SVID at once ([`SvidCache::retain`]);
-//! - while the server is unreachable, valid SVIDs keep being served; a caller that needs a
-//!   mint gets `Unavailable`.
+//! - only the server's `Denied` for an item drops its SVID. `Unavailable` (the server, its
+//!   datastore or the call failed) keeps a valid SVID until its `notAfter`, never past it,
+//!   and retries that item on its own backoff ([`mint::retry_backoff`]); a caller that needs
+//!   a mint and has nothing valid gets `Unavailable`, never `PermissionDenied`.
 
-mod mint;
+pub(crate) mod mint;
 mod rotation;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use sworn_proto::agent::UnixEvidence;
+use sworn_identity::outcome::Outcome;
+use sworn_proto::agent::{UnixEvidence, mint_item};
 use tokio::sync::{Notify, watch};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
 pub use mint::MintError;
+
+use crate::backoff::Backoff;
+use mint::{MintOutcome, Mode};
 
 /// How long a server refusal for (entry, evidence) is remembered before asking again, so open
 /// streams re-evaluating on every change do not hammer the server with doomed mints.
@@ -64,6 +70,8 @@ struct Slot {
     svid: Arc<WorkloadSvid>,
     evidence: UnixEvidence,
     rotate_at: SystemTime,
+    /// Retry schedule while the server answers `Unavailable`; reset by a new SVID.
+    retry: Backoff,
 }
 
 #[derive(Debug, Default)]
@@ -131,14 +139,15 @@ impl SvidCache {
     }
 
     /// The SVIDs for `entry_ids` (in that order), minting the missing ones with `evidence`.
-    /// Entries the server refuses are left out. `Err` only when nothing can be served and a
-    /// mint was needed but the server could not be reached.
+    /// Entries the server denies are left out. `Err` only when nothing valid can be served and
+    /// a needed mint was unavailable (the caller answers `Unavailable`).
     pub async fn ensure(
         &self,
         entry_ids: &[String],
         evidence: &UnixEvidence,
     ) -> Result<Vec<Arc<WorkloadSvid>>, MintError> {
         let (_, missing) = self.lookup(entry_ids);
+        let mut fault = None;
         if !missing.is_empty() {
             let _guard = self.mint_lock.lock().await;
             let (_, missing) = self.lookup(entry_ids);
@@ -158,53 +167,87 @@ impl SvidCache {
                     .iter()
                     .map(|id| (id.clone(), evidence.clone()))
                     .collect();
-                match self.mint(items).await {
-                    Ok(results) => self.store(results, false),
-                    Err(e) => {
-                        let (hits, _) = self.lookup(entry_ids);
-                        if hits.is_empty() {
-                            return Err(e);
-                        }
-                        debug!(error = %e, "mint failed; serving the cached svids");
-                    }
-                }
+                fault = self.store(self.mint(items).await, false);
             }
         }
-        Ok(self.lookup(entry_ids).0)
+        let (hits, _) = self.lookup(entry_ids);
+        match fault {
+            Some(reason) if hits.is_empty() => Err(MintError::Unavailable(reason)),
+            Some(reason) => {
+                debug!(%reason, "a mint was unavailable; serving the valid cached svids");
+                Ok(hits)
+            }
+            None => Ok(hits),
+        }
     }
 
-    /// Applies mint results: issued SVIDs replace their slots, refusals drop them.
-    fn store(&self, results: Vec<mint::Minted>, rotation: bool) {
+    /// Mints `(entry, evidence)` items through the server, in chunks of at most 256.
+    async fn mint(
+        &self,
+        items: Vec<(String, UnixEvidence)>,
+    ) -> Vec<(String, UnixEvidence, MintOutcome)> {
+        let evidence: Vec<UnixEvidence> = items.iter().map(|(_, e)| e.clone()).collect();
+        let request = items
+            .into_iter()
+            .map(|(id, e)| (id, mint_item::Evidence::Unix(e)))
+            .collect();
+        mint::mint_items(&self.upstream, &self.metrics, Mode::Unix, request)
+            .await
+            .into_iter()
+            .zip(evidence)
+            .map(|((id, outcome), e)| (id, e, outcome))
+            .collect()
+    }
+
+    /// Applies mint outcomes. `Issued` replaces the slot; `Denied` drops it and is remembered;
+    /// `Unavailable` keeps it and schedules that item's retry. Returns the reason of the last
+    /// `Unavailable`, if any.
+    fn store(
+        &self,
+        results: Vec<(String, UnixEvidence, MintOutcome)>,
+        rotation: bool,
+    ) -> Option<String> {
         let mut slots = self.lock();
         let mut changed = false;
-        for minted in results {
-            match minted.result {
-                Ok(svid) => {
-                    info!(entry_id = %minted.entry_id, spiffe_id = %svid.spiffe_id, rotation, "workload svid issued");
+        let mut fault = None;
+        let now = SystemTime::now();
+        for (entry_id, evidence, outcome) in results {
+            match outcome {
+                Outcome::Issued(svid) => {
+                    info!(%entry_id, spiffe_id = %svid.spiffe_id, rotation, "workload svid issued");
                     if rotation {
                         self.metrics.rotations.inc();
                     }
                     // Count the lifetime from receipt: the server backdates `notBefore`, which
                     // would put half-life of a short-lived SVID in the past.
-                    let issued = svid.not_before.max(std::time::SystemTime::now());
+                    let issued = svid.not_before.max(now);
                     let rotate_at = crate::cert::renew_at(issued, svid.not_after);
+                    let retry = mint::retry_backoff(
+                        svid.not_after.duration_since(issued).unwrap_or_default(),
+                    );
                     slots.by_entry.insert(
-                        minted.entry_id,
+                        entry_id,
                         Slot {
                             svid: Arc::new(svid),
-                            evidence: minted.evidence,
+                            evidence,
                             rotate_at,
+                            retry,
                         },
                     );
                     changed = true;
                 }
-                Err(reason) => {
-                    info!(entry_id = %minted.entry_id, %reason, "the server refused a workload svid");
-                    self.metrics.mint_denials.inc();
-                    changed |= slots.by_entry.remove(&minted.entry_id).is_some();
-                    slots
-                        .denied
-                        .insert((minted.entry_id, minted.evidence), Instant::now());
+                Outcome::Denied(denial) => {
+                    info!(target: "sworn::audit", %entry_id, factor = %denial.factor, "the server denied a workload svid");
+                    changed |= slots.by_entry.remove(&entry_id).is_some();
+                    slots.denied.insert((entry_id, evidence), Instant::now());
+                }
+                Outcome::Unavailable(fault_) => {
+                    if let Some(slot) = slots.by_entry.get_mut(&entry_id) {
+                        let delay = slot.retry.next_delay();
+                        slot.rotate_at = now + delay;
+                        warn!(%entry_id, reason = %fault_.reason, retry_in = ?delay, "svid mint unavailable; keeping the current svid");
+                    }
+                    fault = Some(fault_.reason);
                 }
             }
         }
@@ -212,6 +255,7 @@ impl SvidCache {
             self.bump(&slots);
             self.inserted.notify_one();
         }
+        fault
     }
 
     /// Drops every SVID whose entry is not in `live` (entry deleted or re-scoped).

@@ -1,14 +1,17 @@
 //! Rotation: re-mint each SVID at half-life with jitter, using the evidence it was first
-//! minted with, and drop SVIDs that expire (DESIGN.md §6).
+//! minted with, and drop SVIDs that expire (docs/architecture.md, "Agent").
+//!
+//! Due SVIDs go to the server in chunks of at most 256 items. Each item keeps its own retry
+//! schedule: an `Unavailable` item is retried on its own backoff with jitter, so a backlog
+//! larger than one request drains chunk by chunk instead of being rescheduled in lockstep.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::SvidCache;
-use crate::backoff::Backoff;
 use crate::cert;
 
 /// Longest sleep without looking at the cache (a safety net; changes wake the task anyway).
@@ -17,7 +20,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 impl SvidCache {
     /// Runs until `shutdown`.
     pub async fn run_rotation(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         loop {
             let wake = self.next_wake().min(SystemTime::now() + MAX_SLEEP);
             tokio::select! {
@@ -30,23 +32,9 @@ impl SvidCache {
             if due.is_empty() {
                 continue;
             }
-            let ids: Vec<String> = due.iter().map(|(id, _)| id.clone()).collect();
-            match self.mint(due).await {
-                Ok(results) => {
-                    backoff.reset();
-                    self.store(results, true);
-                }
-                Err(error) => {
-                    let retry = SystemTime::now() + backoff.next_delay();
-                    warn!(%error, ?retry, entries = ids.len(), "svid rotation failed; serving the current svids");
-                    let mut slots = self.lock();
-                    for id in &ids {
-                        if let Some(slot) = slots.by_entry.get_mut(id) {
-                            slot.rotate_at = retry;
-                        }
-                    }
-                }
-            }
+            let _guard = self.mint_lock.lock().await;
+            let results = self.mint(due).await;
+            self.store(results, true);
         }
     }
 
@@ -71,6 +59,9 @@ impl SvidCache {
             .collect()
     }
 
+    /// Drops SVIDs past `notAfter`: an SVID is never served expired, even while the server
+    /// is unavailable. Open streams re-evaluate, and answer `Unavailable` if nothing is left
+    /// and the server still cannot mint.
     fn drop_expired(&self) {
         let now = SystemTime::now();
         let mut slots = self.lock();

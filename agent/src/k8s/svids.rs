@@ -9,21 +9,29 @@
 //!   streams are redacted (or end with `PermissionDenied`).
 //! - Rotation at half-life with jitter re-reads the pod's token, so a rotated
 //!   projected token is what the next mint presents.
+//! - Only the server's `Denied` drops an SVID. `Unavailable` (the API server,
+//!   the datastore or the call failed) keeps it until `notAfter`, never past it,
+//!   and retries on the slot's own backoff; a stream left with nothing valid
+//!   while the server is unavailable ends with `Unavailable`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Pod;
-use sworn_proto::agent::{MintItem, MintX509SvidsRequest, mint_item, mint_result};
+use sworn_identity::outcome::Outcome;
+use sworn_proto::agent::mint_item;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::pods::{PodChange, PodIndex, running_containers};
 use super::workload::{K8sFacts, K8sWorkloadConfig, facts_for};
+use crate::backoff::Backoff;
 use crate::cache::WorkloadSvid;
+use crate::cache::mint::{self, Mode};
 use crate::sync::SyncState;
+use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
 type Key = (String, String, String); // (pod uid, container name, entry id)
@@ -33,6 +41,8 @@ struct Slot {
     svid: Arc<WorkloadSvid>,
     container_id: String,
     rotate_at: SystemTime,
+    /// Retry schedule while the server answers `Unavailable`; reset by a new SVID.
+    retry: Backoff,
 }
 
 /// Kubernetes workload SVIDs.
@@ -45,6 +55,7 @@ pub struct K8sSvids {
     index: PodIndex,
     config: K8sWorkloadConfig,
     mint_lock: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
 }
 
 /// Entries the facts satisfy, plus the default identity (`""`). The server
@@ -80,6 +91,7 @@ impl K8sSvids {
         sync: watch::Receiver<Option<Arc<SyncState>>>,
         index: PodIndex,
         config: K8sWorkloadConfig,
+        metrics: Arc<Metrics>,
     ) -> Self {
         K8sSvids {
             slots: Mutex::new(HashMap::new()),
@@ -89,6 +101,7 @@ impl K8sSvids {
             index,
             config,
             mint_lock: tokio::sync::Mutex::new(()),
+            metrics,
         }
     }
 
@@ -138,95 +151,62 @@ impl K8sSvids {
     }
 
     /// The SVIDs `facts` are entitled to, minting what is missing. An error
-    /// means the server could not be asked (callers answer `Unavailable`).
+    /// means nothing valid can be served and a needed mint was unavailable
+    /// (callers answer `Unavailable`, never `PermissionDenied`).
     pub async fn ensure(&self, facts: &K8sFacts) -> Result<Vec<Arc<WorkloadSvid>>, String> {
         let Some(state) = self.sync.borrow().clone() else {
             return Err("not synced".into());
         };
         let ids = entitled(facts, &state);
         let (_, missing) = self.cached(facts, &ids);
+        let mut fault = None;
         if !missing.is_empty() {
             let _guard = self.mint_lock.lock().await;
             let (_, missing) = self.cached(facts, &ids);
-            if !missing.is_empty()
-                && let Err(error) = self.mint(facts, &missing).await
-            {
-                // Keep serving what is cached; with nothing cached the caller gets Unavailable.
-                let (hits, _) = self.cached(facts, &ids);
-                if hits.is_empty() {
-                    return Err(error);
-                }
-                debug!(%error, "mint failed; serving the cached svids");
+            if !missing.is_empty() {
+                fault = self.mint(facts, &missing).await;
             }
         }
         // Only pods still in the watch keep their SVIDs.
         if self.index.by_uid(&facts.evidence.pod_uid).is_none() {
             return Ok(Vec::new());
         }
-        Ok(self.cached(facts, &ids).0)
+        let (hits, _) = self.cached(facts, &ids);
+        match fault {
+            Some(reason) if hits.is_empty() => Err(reason),
+            Some(reason) => {
+                debug!(%reason, "a mint was unavailable; serving the valid cached svids");
+                Ok(hits)
+            }
+            None => Ok(hits),
+        }
     }
 
-    async fn mint(&self, facts: &K8sFacts, entry_ids: &[String]) -> Result<(), String> {
-        let crate::upstream::Link {
-            mut client,
-            generation,
-        } = self.upstream.client().ok_or("the agent is not attested")?;
-        let mut keys = Vec::new();
-        let mut request = MintX509SvidsRequest::default();
-        for id in entry_ids {
-            let fresh = crate::key::generate().map_err(|e| e.to_string())?;
-            request.items.push(MintItem {
-                entry_id: id.clone(),
-                csr: fresh.csr,
-                evidence: Some(mint_item::Evidence::K8s(facts.evidence.clone())),
-            });
-            keys.push(fresh.key);
-        }
-        let response =
-            tokio::time::timeout(Duration::from_secs(30), client.mint_x509_svids(request))
-                .await
-                .map_err(|_| "the mint call timed out".to_owned())?
-                .map_err(|s| {
-                    if matches!(
-                        s.code(),
-                        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-                    ) {
-                        self.upstream.report_refused(generation);
-                    }
-                    format!("{}: {}", s.code(), s.message())
-                })?
-                .into_inner();
-        if response.results.len() != entry_ids.len() {
-            return Err("mint response does not match the request".into());
-        }
+    /// Mints `entry_ids` for `facts` and applies each outcome: `Issued` replaces
+    /// the slot, `Denied` drops it, `Unavailable` keeps it and schedules its
+    /// retry. Returns the reason of the last `Unavailable`, if any.
+    async fn mint(&self, facts: &K8sFacts, entry_ids: &[String]) -> Option<String> {
+        let items = entry_ids
+            .iter()
+            .map(|id| (id.clone(), mint_item::Evidence::K8s(facts.evidence.clone())))
+            .collect();
+        let outcomes = mint::mint_items(&self.upstream, &self.metrics, Mode::K8s, items).await;
+        let now = SystemTime::now();
         let mut slots = self.lock();
         let mut changed = false;
-        for ((id, key), r) in entry_ids.iter().zip(keys).zip(response.results) {
-            match r.result {
-                Some(mint_result::Result::Svid(issued)) => {
-                    let leaf = issued.chain.first().cloned().unwrap_or_default();
-                    if crate::tls::single_uri_san(&leaf).as_deref()
-                        != Some(issued.spiffe_id.as_str())
-                    {
-                        warn!(entry_id = %id, "server answered with a leaf that does not carry the ID");
-                        continue;
-                    }
-                    let Some((not_before, not_after)) = crate::cert::validity(&leaf) else {
-                        continue;
-                    };
-                    let svid = WorkloadSvid {
-                        spiffe_id: issued.spiffe_id,
-                        entry_id: id.clone(),
-                        chain: issued.chain,
-                        key,
-                        hint: issued.hint,
-                        not_before,
-                        not_after,
-                    };
-                    let key = (
-                        facts.evidence.pod_uid.clone(),
-                        facts.evidence.container_name.clone(),
-                        id.clone(),
+        let mut fault = None;
+        for (id, outcome) in outcomes {
+            let key = (
+                facts.evidence.pod_uid.clone(),
+                facts.evidence.container_name.clone(),
+                id.clone(),
+            );
+            match outcome {
+                Outcome::Issued(svid) => {
+                    let retry = mint::retry_backoff(
+                        svid.not_after
+                            .duration_since(svid.not_before)
+                            .unwrap_or_default(),
                     );
                     slots.insert(
                         key,
@@ -234,27 +214,45 @@ impl K8sSvids {
                             rotate_at: rotate_at(&svid),
                             svid: Arc::new(svid),
                             container_id: facts.evidence.container_id.clone(),
+                            retry,
                         },
                     );
                     changed = true;
                 }
-                Some(mint_result::Result::Denied(reason)) => {
-                    debug!(entry_id = %id, pod_uid = %facts.evidence.pod_uid, %reason, "server refused");
-                    let key = (
-                        facts.evidence.pod_uid.clone(),
-                        facts.evidence.container_name.clone(),
-                        id.clone(),
-                    );
+                Outcome::Denied(denial) => {
+                    info!(target: "sworn::audit", entry_id = %id, pod_uid = %facts.evidence.pod_uid, factor = %denial.factor, "the server denied a workload svid");
                     changed |= slots.remove(&key).is_some();
                 }
-                None => {}
+                Outcome::Unavailable(u) => {
+                    if let Some(slot) = slots.get_mut(&key) {
+                        let delay = slot.retry.next_delay();
+                        slot.rotate_at = now + delay;
+                        warn!(entry_id = %id, pod_uid = %facts.evidence.pod_uid, reason = %u.reason, retry_in = ?delay, "svid mint unavailable; keeping the current svid");
+                    }
+                    fault = Some(u.reason);
+                }
             }
         }
         drop(slots);
         if changed {
             self.bump();
         }
-        Ok(())
+        fault
+    }
+
+    /// Drops SVIDs past `notAfter` (never served expired), so open streams
+    /// re-evaluate.
+    fn drop_expired(&self) {
+        let now = SystemTime::now();
+        let mut slots = self.lock();
+        let before = slots.len();
+        slots.retain(|_, s| s.svid.not_after > now);
+        let expired = before - slots.len();
+        drop(slots);
+        if expired > 0 {
+            info!(expired, "dropped expired svids");
+            self.bump();
+        }
     }
 
     /// Drops every SVID of a pod.
@@ -308,8 +306,8 @@ impl K8sSvids {
                         .map(|(_, _, e)| e.clone())
                         .collect();
                     let _guard = self.mint_lock.lock().await;
-                    if let Err(error) = self.mint(&facts, &ids).await {
-                        warn!(%error, pod_uid = %uid, "rotation failed; retrying");
+                    if let Some(reason) = self.mint(&facts, &ids).await {
+                        debug!(%reason, pod_uid = %uid, "rotation unavailable; retrying on backoff");
                     }
                 }
                 Err(error) => {
@@ -341,7 +339,10 @@ impl K8sSvids {
                         }
                     }
                 },
-                _ = tick.tick() => self.rotate_due().await,
+                _ = tick.tick() => {
+                    self.drop_expired();
+                    self.rotate_due().await;
+                }
             }
         }
     }

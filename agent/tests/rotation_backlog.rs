@@ -1,0 +1,116 @@
+//! A rotation backlog larger than one mint request drains: the agent sends due SVIDs in
+//! chunks of at most 256 items, and each item keeps its own retry schedule, so a server that
+//! comes back after every SVID fell due renews all of them before they expire.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use support::{Env, client, my_uid, uid_selector};
+use sworn_proto::workload::{X509svidRequest, X509svidResponse};
+use tokio::time::{Instant, timeout};
+use tonic::Streaming;
+
+/// More than two full mint requests.
+const SVIDS: usize = 600;
+/// Long enough for 600 first mints and 600 renewals in a debug build on a busy machine.
+const TTL_SECONDS: i64 = 60;
+
+/// notAfter of every SVID in a message, by SPIFFE ID.
+fn expiries(msg: &X509svidResponse) -> HashMap<String, SystemTime> {
+    msg.svids
+        .iter()
+        .map(|s| {
+            let chain = sworn_agent::fetch::split_der(&s.x509_svid).unwrap();
+            let leaf = x509_parser::parse_x509_certificate(&chain[0]).unwrap().1;
+            let secs = leaf.validity().not_after.timestamp();
+            (
+                s.spiffe_id.clone(),
+                SystemTime::UNIX_EPOCH + Duration::from_secs(secs.try_into().unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// The next message, or a failure naming what the stream did instead.
+async fn next(stream: &mut Streaming<X509svidResponse>, until: Instant) -> X509svidResponse {
+    match tokio::time::timeout_at(until, stream.message()).await {
+        Ok(Ok(Some(msg))) => msg,
+        Ok(Ok(None)) => panic!("the stream ended"),
+        Ok(Err(status)) => panic!("the stream failed: {status:?}"),
+        Err(_) => panic!("no message before the deadline"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_hundred_svids_due_at_once_are_all_renewed_before_they_expire() {
+    let env = Env::start().await;
+    let agent = env.agent("a").await;
+    let node = agent.agent_id().unwrap().to_string();
+    for i in 0..SVIDS {
+        env.entry(
+            &format!("spiffe://example.org/backlog/{i}"),
+            &uid_selector(my_uid()),
+            &node,
+            TTL_SECONDS,
+        )
+        .await;
+    }
+    let mut c = client(agent.socket_path().as_path()).await;
+    let mut stream = c
+        .fetch_x509svid(sworn_agent::fetch::request(X509svidRequest {}))
+        .await
+        .expect("the first fetch mints 600 SVIDs in requests of at most 256")
+        .into_inner();
+    // The entries reach the agent over Sync; the stream answers again on every change.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        let msg = next(&mut stream, deadline).await;
+        if msg.svids.len() == SVIDS {
+            break expiries(&msg);
+        }
+    };
+    let expires = *first.values().min().unwrap();
+
+    // The server goes away before any SVID reaches half-life, and comes back only after every
+    // one of them is due and has failed to rotate at least once.
+    let (dir, config) = env.stop_server().await;
+    let back_at = expires - Duration::from_secs(TTL_SECONDS as u64 / 3);
+    tokio::time::sleep(
+        back_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default(),
+    )
+    .await;
+    let env = Env::restart_server(dir, config).await;
+
+    // Every SVID is renewed before the first of the old ones expires, on the open stream.
+    let until = Instant::now()
+        + expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+    loop {
+        let msg = next(&mut stream, until).await;
+        let now = SystemTime::now();
+        let current = expiries(&msg);
+        assert!(
+            current.values().all(|t| *t > now),
+            "the stream carried an expired SVID"
+        );
+        let renewed = current
+            .iter()
+            .filter(|(id, t)| first.get(*id).is_some_and(|old| *t > old))
+            .count();
+        if current.len() == SVIDS && renewed == SVIDS {
+            break;
+        }
+    }
+    drop(stream);
+    timeout(Duration::from_secs(10), agent.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(env);
+}
