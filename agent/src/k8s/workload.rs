@@ -74,6 +74,21 @@ pub enum K8sRefusal {
     Task,
 }
 
+impl K8sRefusal {
+    /// The factor that failed, as the audit names it.
+    pub fn factor(&self) -> sworn_identity::Factor {
+        use sworn_identity::Factor;
+        match self {
+            K8sRefusal::Kernel(_) | K8sRefusal::Task => Factor::W1,
+            K8sRefusal::PodNotVisible(_)
+            | K8sRefusal::UnknownContainer { .. }
+            | K8sRefusal::NotRunning(_)
+            | K8sRefusal::Ephemeral(_) => Factor::W2,
+            K8sRefusal::Token(_) => Factor::W3,
+        }
+    }
+}
+
 /// What the agent established about a Kubernetes caller.
 #[derive(Debug, Clone)]
 pub struct K8sFacts {

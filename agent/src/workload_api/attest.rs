@@ -31,6 +31,13 @@ pub enum Refusal {
     Task,
 }
 
+impl Refusal {
+    /// The factor that failed: a unix caller that cannot be inspected has no evidence.
+    pub fn factor(&self) -> sworn_identity::Factor {
+        sworn_identity::Factor::Evidence
+    }
+}
+
 /// A caller's identity facts.
 #[derive(Debug, Clone)]
 pub struct Attested {
@@ -62,6 +69,15 @@ impl Attested {
     /// The caller's pid.
     pub fn pid(&self) -> u32 {
         self.caller.pid()
+    }
+
+    /// The factor of the kernel's view of this caller: `W1` for a pod, `evidence` for a unix
+    /// caller.
+    pub fn kernel_factor(&self) -> sworn_identity::Factor {
+        match self.k8s {
+            Some(_) => sworn_identity::Factor::W1,
+            None => sworn_identity::Factor::Evidence,
+        }
     }
 
     /// The PID-reuse guard again: the process is alive and the one captured at accept.

@@ -117,7 +117,7 @@ impl Shared {
             ));
         }
         let caller = attest::caller_of(request).map_err(|e| {
-            info!(target: "sworn::audit", method, error = %e, "caller refused");
+            info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, "caller refused");
             deny("caller", state::no_identity())
         })?;
         let permit = self
@@ -139,11 +139,11 @@ impl Shared {
                 .await
                 .map(|facts| Attested::kubernetes(caller, facts))
                 .map_err(|e| {
-                    info!(target: "sworn::audit", method, error = %e, "kubernetes caller refused");
+                    info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, "kubernetes caller refused");
                     deny("caller", state::no_identity())
                 }),
             None => attest::attest(caller).await.map_err(|e| {
-                info!(target: "sworn::audit", method, error = %e, "caller refused");
+                info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, "caller refused");
                 deny("caller", state::no_identity())
             }),
         };

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use sworn_identity::Factor;
 use sworn_proto::workload::{X509BundlesResponse, X509svid, X509svidResponse};
 use tonic::Status;
 use tracing::info;
@@ -36,7 +37,7 @@ impl Shared {
         }
         let entry_ids = who.entitled(&state);
         if entry_ids.is_empty() {
-            info!(target: "sworn::audit", uid = who.uid(), pid = who.pid(), "no entry matches the caller");
+            info!(target: "sworn::audit", factor = %Factor::Policy, uid = who.uid(), pid = who.pid(), "no entry matches the caller");
             return Err(no_identity());
         }
         let svids = self
@@ -58,11 +59,16 @@ impl Shared {
         svids: &[std::sync::Arc<crate::cache::WorkloadSvid>],
     ) -> Result<X509svidResponse, Status> {
         if svids.is_empty() {
-            info!(target: "sworn::audit", uid = who.uid(), pid = who.pid(), "the server issued nothing for the caller");
+            // Each denial was logged with its factor when the server's answer arrived.
+            info!(
+                uid = who.uid(),
+                pid = who.pid(),
+                "the server issued nothing for the caller"
+            );
             return Err(no_identity());
         }
         who.recheck().map_err(|e| {
-            info!(target: "sworn::audit", error = %e, uid = who.uid(), pid = who.pid(), "caller changed during attestation");
+            info!(target: "sworn::audit", factor = %who.kernel_factor(), error = %e, uid = who.uid(), pid = who.pid(), "caller changed during attestation");
             no_identity()
         })?;
         let bundle = state.bundle.concat();
@@ -91,11 +97,16 @@ impl Shared {
             _ => !who.entitled(&state).is_empty(),
         };
         if !entitled {
-            info!(target: "sworn::audit", uid = who.uid(), pid = who.pid(), "no entry matches the caller");
+            let factor = if who.k8s.is_some() {
+                Factor::W2
+            } else {
+                Factor::Policy
+            };
+            info!(target: "sworn::audit", %factor, uid = who.uid(), pid = who.pid(), "no entry matches the caller");
             return Err(no_identity());
         }
         who.recheck().map_err(|e| {
-            info!(target: "sworn::audit", error = %e, uid = who.uid(), pid = who.pid(), "caller changed during attestation");
+            info!(target: "sworn::audit", factor = %who.kernel_factor(), error = %e, uid = who.uid(), pid = who.pid(), "caller changed during attestation");
             no_identity()
         })?;
         // Keyed by the trust domain's ID form, as SPIRE does; public clients parse both forms.
