@@ -38,7 +38,7 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 pub struct OutcomeLabels {
     /// What was attempted, e.g. `workload`, `admin`, `join_token`, `k8s`.
     pub kind: String,
-    /// `allow` or `deny`.
+    /// `allow`, `deny`, or `unavailable` (a fault stopped the decision).
     pub decision: String,
 }
 
