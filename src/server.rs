@@ -21,6 +21,7 @@ use crate::audit::Audit;
 use crate::ca::{CaConfig, CertificateAuthority, UpstreamConfig};
 use crate::clock::{Clock, SystemClock, unix_secs};
 use crate::config::Config;
+use crate::policy::entry::{EntryDefect, entry_defect};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, StoredRoot};
 use crate::telemetry::Metrics;
@@ -142,6 +143,7 @@ impl RunningServer {
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServer, ServerError> {
     prepare_data_dir(&config)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path()).await?);
+    report_unusable_entries(store.as_ref()).await;
     let stored_roots = store.list_roots().await?;
     let ca_config = CaConfig {
         trust_domain: config.trust_domain.clone(),
@@ -300,6 +302,30 @@ fn prepare_data_dir(config: &Config) -> Result<(), ServerError> {
     std::fs::create_dir_all(dir).map_err(err)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
     Ok(())
+}
+
+/// Logs, at `error`, every stored entry that can never be used (entries stored before
+/// `entry create` refused them), one line each, so an operator can fix them. The server
+/// still starts: policy already scopes them to no agent.
+async fn report_unusable_entries(store: &dyn Store) {
+    let entries = match store.list_entries().await {
+        Ok(e) => e,
+        Err(error) => {
+            // Listing fails again, and is reported, on the first Sync or admin call.
+            tracing::warn!(%error, "cannot list entries to check them at startup");
+            return;
+        }
+    };
+    for entry in &entries {
+        match entry_defect(entry) {
+            Some(defect @ EntryDefect::UnscopedUnix) => tracing::error!(
+                entry_id = %entry.id,
+                %defect,
+                "entry is scoped to no agent and is never issued; delete it and create it again with --node AGENT-ID"
+            ),
+            None => {}
+        }
+    }
 }
 
 /// Mirrors the CA's bundle into the datastore and the bundle file.

@@ -1,6 +1,7 @@
 //! The `sworn-server` binary as a user drives it: config errors, the admin
-//! CLI over the real socket, `x509 mint` checked by `openssl verify`, and
-//! restart durability.
+//! CLI over the real socket, `x509 mint` checked by `openssl verify`, restart
+//! durability, and the entry rules (unix entries scoped to an agent, DNS names
+//! the CA can mint) at creation and for entries stored before them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -9,6 +10,10 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sworn-server");
 
+/// An agent ID to scope unix entries to; `entry create` checks its form, not that the
+/// agent has attested.
+const NODE: &str = "spiffe://example.org/sworn/agent/join/test-node";
+
 struct Server {
     child: Child,
     dir: PathBuf,
@@ -16,11 +21,16 @@ struct Server {
 
 impl Server {
     fn config(dir: &Path) -> PathBuf {
+        Self::config_with(dir, "")
+    }
+
+    /// The test config, with `extra` TOML lines appended.
+    fn config_with(dir: &Path, extra: &str) -> PathBuf {
         let cfg = dir.join("server.toml");
         std::fs::write(
             &cfg,
             format!(
-                "trust_domain = \"example.org\"\ndata_dir = \"{}\"\nagent_api_address = \"127.0.0.1:0\"\nhealth_address = \"127.0.0.1:0\"\n",
+                "trust_domain = \"example.org\"\ndata_dir = \"{}\"\nagent_api_address = \"127.0.0.1:0\"\nhealth_address = \"127.0.0.1:0\"\n{extra}",
                 dir.join("data").display()
             ),
         )
@@ -29,7 +39,13 @@ impl Server {
     }
 
     fn start(dir: &Path) -> Server {
-        let cfg = Self::config(dir);
+        Self::start_with(dir, "")
+    }
+
+    /// Starts the server on [`Server::config_with`]`(dir, extra)`; its stderr goes to
+    /// `<dir>/server.log`.
+    fn start_with(dir: &Path, extra: &str) -> Server {
+        let cfg = Self::config_with(dir, extra);
         let child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(&cfg)
@@ -137,6 +153,8 @@ fn admin_cli_round_trip_and_openssl_verifies_minted_svid() {
         "unix:uid:1000",
         "--selector",
         "unix:gid:1000",
+        "--node",
+        NODE,
         "--ttl",
         "10m",
         "--dns",
@@ -157,6 +175,8 @@ fn admin_cli_round_trip_and_openssl_verifies_minted_svid() {
         shown["selectors"],
         serde_json::json!(["unix:uid:1000", "unix:gid:1000"])
     );
+    assert_eq!(shown["node"], NODE);
+    assert_eq!(shown["invalid"], serde_json::Value::Null);
 
     // Bad input: clear errors, non-zero exit, nothing stored.
     for (args, needle) in [
@@ -224,7 +244,8 @@ fn admin_cli_round_trip_and_openssl_verifies_minted_svid() {
             "unknown",
         ),
     ] {
-        let mut full = vec!["entry", "create"];
+        // Scoped, so each is refused for the reason under test.
+        let mut full = vec!["entry", "create", "--node", NODE];
         full.extend(args.iter().copied());
         let out = s.cli(&full);
         assert!(!out.status.success(), "{full:?} should fail");
@@ -239,7 +260,9 @@ fn admin_cli_round_trip_and_openssl_verifies_minted_svid() {
             "--spiffe-id",
             &long,
             "--selector",
-            "unix:uid:1"
+            "unix:uid:1",
+            "--node",
+            NODE,
         ])
         .status
         .success()
@@ -326,6 +349,8 @@ fn restart_keeps_ca_entries_and_audit_and_corrupt_key_refuses_start() {
         "spiffe://example.org/keep",
         "--selector",
         "unix:uid:7",
+        "--node",
+        NODE,
     ]);
     let bundle_before = s.ok(&["bundle", "show"]);
     let audit_before = s.ok(&["audit", "--output", "json"]);
@@ -395,4 +420,192 @@ fn cli_without_server_says_how_to_fix_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SWORN_ADMIN_SOCKET"));
+}
+
+/// Runs `entry create --spiffe-id spiffe://example.org/<name> <args>`.
+fn create(s: &Server, name: &str, args: &[&str]) -> Output {
+    let id = format!("spiffe://example.org/{name}");
+    let mut full = vec!["entry", "create", "--spiffe-id", &id];
+    full.extend_from_slice(args);
+    s.cli(&full)
+}
+
+/// Asserts `out` failed and its stderr contains `needle`.
+fn refused(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "should fail; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains(needle), "stderr does not name {needle}: {err}");
+}
+
+fn entry_ids(s: &Server) -> Vec<String> {
+    let listed: serde_json::Value =
+        serde_json::from_str(&s.ok(&["entry", "list", "--output", "json"])).unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn entry_create_scopes_unix_entries_to_an_agent_and_applies_the_ca_dns_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+
+    // A unix entry without --node would match every agent: refused, naming the flag.
+    for sel in ["unix:uid:1000", "unix:path:/usr/bin/app", "unix:gid:10"] {
+        refused(&create(&s, "unscoped", &["--selector", sel]), "--node");
+    }
+    assert!(entry_ids(&s).is_empty(), "a refused entry was stored");
+    let ok = create(
+        &s,
+        "scoped",
+        &["--selector", "unix:uid:1000", "--node", NODE],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // Kubernetes entries need no --node: the server re-verifies the pod's node itself.
+    let ok = create(&s, "k8s", &["--selector", "k8s:ns:shop"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(entry_ids(&s).len(), 2);
+
+    // DNS names the CA would refuse on every mint are refused here, naming the flag.
+    let scoped = ["--selector", "unix:uid:1000", "--node", NODE];
+    for bad in ["*.x", "Web.example.org", "web.", "10.0.0.1"] {
+        let mut args = scoped.to_vec();
+        args.extend(["--dns", bad]);
+        refused(&create(&s, "bad-dns", &args), "--dns");
+    }
+    // The CA's limit: 32 names in one SVID.
+    let names: Vec<String> = (0..33).map(|i| format!("h{i}.example.org")).collect();
+    let mut args = scoped.to_vec();
+    for n in &names {
+        args.extend(["--dns", n.as_str()]);
+    }
+    refused(&create(&s, "many-dns", &args), "--dns");
+    args.truncate(args.len() - 2);
+    let ok = create(&s, "32-dns", &args);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let mut args = scoped.to_vec();
+    args.extend([
+        "--dns",
+        "web.example.org",
+        "--dns",
+        "web.example.org",
+        "--output",
+        "json",
+    ]);
+    let out = create(&s, "web", &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["dns_names"], serde_json::json!(["web.example.org"]));
+    assert_eq!(entry_ids(&s).len(), 4);
+    s.stop();
+}
+
+#[test]
+fn stored_unix_entry_without_node_is_logged_at_startup_and_listed_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    s.ok(&[
+        "entry",
+        "create",
+        "--spiffe-id",
+        "spiffe://example.org/scoped",
+        "--selector",
+        "unix:uid:1000",
+        "--node",
+        NODE,
+    ]);
+    s.stop();
+
+    // An entry stored before `entry create` refused unscoped unix entries: written
+    // straight into the server's SQLite store, since the admin API no longer accepts it.
+    const LEGACY: &str = "stored-before-the-node-rule";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sworn_server::store::{Entry, EntryTarget, Store};
+        let store =
+            sworn_server::store::sqlite::SqliteStore::open(&dir.path().join("data/sworn.db"))
+                .await
+                .unwrap();
+        store
+            .create_entry(&Entry {
+                id: LEGACY.into(),
+                target: EntryTarget::Id("spiffe://example.org/legacy".into()),
+                selectors: vec!["unix:uid:1000".parse().unwrap()],
+                node: None,
+                ttl: None,
+                dns_names: vec![],
+                hint: String::new(),
+                created_at: 1,
+            })
+            .await
+            .unwrap();
+        store.close().await;
+    });
+
+    // The server still starts, and says at error level which entry needs fixing.
+    let s = Server::start_with(dir.path(), "log_format = \"json\"\n");
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    let flagged: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["level"] == "ERROR" && l["fields"]["entry_id"].is_string())
+        .map(|l| l["fields"]["entry_id"].clone())
+        .collect();
+    assert_eq!(
+        flagged,
+        [LEGACY],
+        "one error line, for the unscoped entry only: {log}"
+    );
+
+    // `entry list` and `entry show` mark it, and only it.
+    let listed: serde_json::Value =
+        serde_json::from_str(&s.ok(&["entry", "list", "--output", "json"])).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    for e in listed {
+        let want = if e["id"] == LEGACY {
+            serde_json::json!("unix entry without --node")
+        } else {
+            serde_json::Value::Null
+        };
+        assert_eq!(e["invalid"], want, "{e}");
+    }
+    let text = s.ok(&["entry", "list"]);
+    assert_eq!(
+        text.matches("Invalid     : unix entry without --node")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        s.ok(&["entry", "show", LEGACY])
+            .contains("Invalid     : unix entry without --node")
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&s.ok(&["entry", "show", LEGACY, "--output", "json"])).unwrap();
+    assert_eq!(shown["invalid"], "unix entry without --node");
+    s.stop();
 }

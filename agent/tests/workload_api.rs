@@ -92,7 +92,12 @@ async fn entitled_caller_gets_svid_and_bundle_then_redaction_then_permission_den
         )
         .await;
     let second = env
-        .entry("spiffe://example.org/db", &uid_selector(my_uid()), "", 600)
+        .entry(
+            "spiffe://example.org/db",
+            &uid_selector(my_uid()),
+            &node,
+            600,
+        )
         .await;
     // The entries reach the agent over its Sync stream.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::audit::Decision;
 use crate::ca::MintRequest;
 use crate::clock::unix_secs;
-use crate::policy::entry::{NewEntry, is_dns_name, validate};
+use crate::policy::entry::{NewEntry, validate};
 use crate::server::Shared;
 use crate::store::{AgentRecord, Entry, EntryTarget, StoreError};
 use crate::telemetry::Metrics;
@@ -57,6 +57,35 @@ pub fn entry_to_pb(e: &Entry) -> PbEntry {
         hint: e.hint.clone(),
         created_at: e.created_at,
     }
+}
+
+/// Reads an entry back from its wire form (what the CLI receives), so it can ask the same
+/// questions of it as of a stored entry. `None` when the server sent something no stored
+/// entry turns into (a selector this build does not know, both or neither target).
+pub fn entry_from_pb(e: &PbEntry) -> Option<Entry> {
+    let target = match (e.spiffe_id.is_empty(), e.spiffe_id_template.is_empty()) {
+        (false, true) => EntryTarget::Id(e.spiffe_id.clone()),
+        (true, false) => EntryTarget::Template(e.spiffe_id_template.clone()),
+        _ => return None,
+    };
+    Some(Entry {
+        id: e.id.clone(),
+        target,
+        selectors: e
+            .selectors
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()
+            .ok()?,
+        node: (!e.node.is_empty()).then(|| e.node.clone()),
+        ttl: u64::try_from(e.ttl_seconds)
+            .ok()
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
+        dns_names: e.dns_names.clone(),
+        hint: e.hint.clone(),
+        created_at: e.created_at,
+    })
 }
 
 fn agent_to_pb(a: &AgentRecord) -> pb::Agent {
@@ -218,11 +247,6 @@ impl pb::admin_api_server::AdminApi for AdminService {
                 "spiffe id {id} is not in trust domain {}",
                 self.shared.config.trust_domain
             )));
-        }
-        for d in &r.dns_names {
-            if !is_dns_name(d) {
-                return Err(Status::invalid_argument(format!("{d:?} is not a DNS name")));
-            }
         }
         let ttl = match r.ttl_seconds {
             0 => self.shared.config.default_svid_ttl,

@@ -110,13 +110,14 @@ pub enum EntryCommand {
         /// TYPE:KEY:VALUE; repeat for AND.
         #[arg(long = "selector", required = true, value_name = "TYPE:VALUE")]
         selectors: Vec<String>,
-        /// Scope the entry to one agent (its SPIFFE ID).
+        /// Scope the entry to one agent (its SPIFFE ID, see `agent list`); required with
+        /// unix selectors.
         #[arg(long, value_name = "AGENT-ID")]
         node: Option<String>,
         /// SVID TTL (e.g. 1h); default: the server's default_svid_ttl.
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<Duration>,
-        /// DNS SAN; repeatable.
+        /// DNS SAN (a lower-case host name, no wildcard); repeatable, at most 32.
         #[arg(long = "dns", value_name = "NAME")]
         dns_names: Vec<String>,
         /// Workload API hint.

@@ -11,6 +11,8 @@ use sworn_proto::admin as pb;
 use sworn_proto::agent::Entry;
 
 use super::Output;
+use crate::admin::service::entry_from_pb;
+use crate::policy::entry::{EntryDefect, entry_defect};
 
 /// Unix seconds as RFC 3339.
 pub fn time(secs: i64) -> String {
@@ -21,6 +23,11 @@ pub fn time(secs: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| secs.to_string())
+}
+
+/// [`entry_defect`] of an entry as the admin API sends it.
+fn defect(e: &Entry) -> Option<EntryDefect> {
+    entry_from_pb(e).as_ref().and_then(entry_defect)
 }
 
 fn entry_json(e: &Entry) -> serde_json::Value {
@@ -34,6 +41,7 @@ fn entry_json(e: &Entry) -> serde_json::Value {
         "dns_names": e.dns_names,
         "hint": e.hint,
         "created_at": time(e.created_at),
+        "invalid": defect(e).map(|d| d.to_string()),
     })
 }
 
@@ -61,14 +69,16 @@ pub fn entries(out: Output, list: &[Entry], single: bool) {
         for s in &e.selectors {
             println!("Selector    : {s}");
         }
-        println!(
-            "Node        : {}",
-            if e.node.is_empty() {
-                "any agent"
-            } else {
-                &e.node
-            }
-        );
+        let invalid = defect(e);
+        let node = match (e.node.as_str(), invalid) {
+            ("", Some(EntryDefect::UnscopedUnix)) => "no agent",
+            ("", None) => "any agent",
+            (n, _) => n,
+        };
+        println!("Node        : {node}");
+        if let Some(d) = invalid {
+            println!("Invalid     : {d}");
+        }
         if e.ttl_seconds > 0 {
             println!("TTL         : {}s", e.ttl_seconds);
         }

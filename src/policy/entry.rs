@@ -4,13 +4,23 @@
 //! `/sworn/` prefix, this trust domain only); selectors are parsed into
 //! [`Selector`]s; an entry mixes no selector types (an entry with both unix and
 //! k8s selectors could never match, which is a mistake worth reporting).
+//!
+//! Unix entries are always scoped to one agent (`--node`): unix facts (a uid, a
+//! path) mean nothing across machines, and an unscoped unix entry would let any
+//! agent mint it. [`entry_defect`], over the rule policy applies
+//! ([`unscoped_unix`]), is what everyone asks: `entry create` refuses what it
+//! reports, the server logs stored entries it reports at startup, and
+//! `entry list`/`entry show` mark them. DNS names follow the CA's own rule
+//! ([`sworn_identity::dns`]), so an accepted entry can always be minted.
 
 use std::time::Duration;
 
 use spiffe::TrustDomain;
 use sworn_identity::SpiffeIdentity;
-use sworn_identity::selector::{Selector, is_dns_subdomain};
+use sworn_identity::dns::{DnsNameError, check_dns_names};
+use sworn_identity::selector::Selector;
 
+use super::matching::unscoped_unix;
 use super::template::IdTemplate;
 use crate::store::{Entry, EntryTarget};
 
@@ -49,15 +59,18 @@ pub enum EntryError {
     /// `--node` is not an agent ID.
     #[error("--node {0:?} is not an agent ID (spiffe://<td>/sworn/agent/...)")]
     Node(String),
+    /// Unix selectors and no `--node`: see [`EntryDefect::UnscopedUnix`].
+    #[error("unix entries must be scoped to an agent: give --node AGENT-ID")]
+    UnscopedUnix,
     /// Bad TTL.
     #[error("--ttl must be between 1s and {max:?}")]
     Ttl {
         /// The cap.
         max: Duration,
     },
-    /// Bad DNS name.
-    #[error("--dns {0:?} is not a DNS name")]
-    Dns(String),
+    /// The DNS names break the CA's rule (a bad name, or too many).
+    #[error("--dns: {0}")]
+    Dns(#[from] DnsNameError),
     /// Hint too long or with control characters.
     #[error("--hint must be at most 256 printable characters")]
     Hint,
@@ -72,7 +85,7 @@ pub struct NewEntry {
     pub spiffe_id_template: String,
     /// `TYPE:KEY:VALUE` strings.
     pub selectors: Vec<String>,
-    /// Agent ID, or empty for any agent.
+    /// Agent ID, or empty for any agent (k8s entries only).
     pub node: String,
     /// Seconds; 0 means the server default.
     pub ttl_seconds: i64,
@@ -84,6 +97,23 @@ pub struct NewEntry {
 
 /// Longest TTL an entry may ask for; the CA's remaining life caps it further.
 pub const MAX_ENTRY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Why an entry, once stored, can never be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EntryDefect {
+    /// Unix selectors and no node ([`unscoped_unix`]): the entry is scoped to no agent, so
+    /// it is left out of every agent's Sync and every mint for it is denied (factor
+    /// `entry_scope`).
+    #[error("unix entry without --node")]
+    UnscopedUnix,
+}
+
+/// What makes `entry` unusable, if anything. `entry create` refuses every such entry;
+/// ones stored before the rule existed are reported by the server at startup and marked
+/// by `entry list` and `entry show`.
+pub fn entry_defect(entry: &Entry) -> Option<EntryDefect> {
+    unscoped_unix(entry).then_some(EntryDefect::UnscopedUnix)
+}
 
 /// Validates `req` into an entry with `id` and `created_at`.
 pub fn validate(
@@ -144,35 +174,31 @@ pub fn validate(
         }
         _ => return Err(EntryError::Ttl { max: MAX_ENTRY_TTL }),
     };
-    for d in &req.dns_names {
-        if !is_dns_name(d) {
-            return Err(EntryError::Dns(d.clone()));
-        }
-    }
+    let dns_names = check_dns_names(&req.dns_names)?;
     if req.hint.len() > 256 || req.hint.chars().any(char::is_control) {
         return Err(EntryError::Hint);
     }
-    Ok(Entry {
+    let entry = Entry {
         id,
         target,
         selectors,
         node,
         ttl,
-        dns_names: req.dns_names,
+        dns_names,
         hint: req.hint,
         created_at,
-    })
-}
-
-/// A DNS SAN: a lower-case RFC 1123 subdomain, optionally with a leading `*.` wildcard.
-pub fn is_dns_name(d: &str) -> bool {
-    let base = d.strip_prefix("*.").unwrap_or(d);
-    is_dns_subdomain(base) && base.contains(|c: char| c.is_ascii_alphabetic())
+    };
+    match entry_defect(&entry) {
+        Some(EntryDefect::UnscopedUnix) => Err(EntryError::UnscopedUnix),
+        None => Ok(entry),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NODE: &str = "spiffe://example.org/sworn/agent/join/n1";
 
     fn td() -> TrustDomain {
         TrustDomain::new("example.org").unwrap()
@@ -186,16 +212,32 @@ mod tests {
         }
     }
 
+    fn scoped(id: &str, sels: &[&str]) -> NewEntry {
+        NewEntry {
+            node: NODE.into(),
+            ..req(id, sels)
+        }
+    }
+
+    fn with_dns(names: &[&str]) -> NewEntry {
+        NewEntry {
+            dns_names: names.iter().map(|s| s.to_string()).collect(),
+            ..scoped("spiffe://example.org/web", &["unix:uid:1000"])
+        }
+    }
+
     #[test]
     fn accepts_a_plain_entry() {
         let e = validate(
-            req("spiffe://example.org/web", &["unix:uid:1000"]),
+            scoped("spiffe://example.org/web", &["unix:uid:1000"]),
             &td(),
             "id".into(),
             1,
         )
         .unwrap();
         assert_eq!(e.target, EntryTarget::Id("spiffe://example.org/web".into()));
+        assert_eq!(e.node.as_deref(), Some(NODE));
+        assert_eq!(entry_defect(&e), None);
     }
 
     #[test]
@@ -210,19 +252,19 @@ mod tests {
             "http://example.org/web",
         ] {
             assert!(
-                validate(req(id, &["unix:uid:1"]), &td(), "i".into(), 1).is_err(),
+                validate(scoped(id, &["unix:uid:1"]), &td(), "i".into(), 1).is_err(),
                 "{id}"
             );
         }
         let long = format!("spiffe://example.org/{}", "a".repeat(2100));
-        assert!(validate(req(&long, &["unix:uid:1"]), &td(), "i".into(), 1).is_err());
+        assert!(validate(scoped(&long, &["unix:uid:1"]), &td(), "i".into(), 1).is_err());
         assert!(matches!(
-            validate(req("spiffe://example.org/w", &[]), &td(), "i".into(), 1),
+            validate(scoped("spiffe://example.org/w", &[]), &td(), "i".into(), 1),
             Err(EntryError::NoSelectors)
         ));
         assert!(matches!(
             validate(
-                req("spiffe://example.org/w", &["unix:uid:1", "k8s:ns:a"]),
+                scoped("spiffe://example.org/w", &["unix:uid:1", "k8s:ns:a"]),
                 &td(),
                 "i".into(),
                 1
@@ -235,5 +277,78 @@ mod tests {
             validate(r, &td(), "i".into(), 1),
             Err(EntryError::Node(_))
         ));
+    }
+
+    #[test]
+    fn unix_entries_need_a_node_and_k8s_entries_do_not() {
+        for sel in [
+            "unix:uid:1000",
+            "unix:gid:100",
+            "unix:path:/usr/bin/app",
+            &format!("unix:sha256:{}", "a".repeat(64)),
+        ] {
+            let err = validate(req("spiffe://example.org/w", &[sel]), &td(), "i".into(), 1)
+                .expect_err(sel);
+            assert!(matches!(err, EntryError::UnscopedUnix), "{sel}: {err}");
+            assert!(err.to_string().contains("--node"), "{err}");
+        }
+        let k8s = validate(
+            req("spiffe://example.org/w", &["k8s:ns:shop"]),
+            &td(),
+            "i".into(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(k8s.node, None);
+        assert_eq!(entry_defect(&k8s), None);
+    }
+
+    #[test]
+    fn a_stored_unix_entry_without_node_is_defective() {
+        let mut e = validate(
+            scoped("spiffe://example.org/w", &["unix:uid:1"]),
+            &td(),
+            "i".into(),
+            1,
+        )
+        .unwrap();
+        // What an entry stored before the rule looks like.
+        e.node = None;
+        assert_eq!(entry_defect(&e), Some(EntryDefect::UnscopedUnix));
+        assert_eq!(
+            EntryDefect::UnscopedUnix.to_string(),
+            "unix entry without --node"
+        );
+    }
+
+    #[test]
+    fn dns_names_follow_the_ca_rule() {
+        for bad in [
+            "*.x",
+            "*.example.org",
+            "Web.example.org",
+            "web.",
+            "10.0.0.1",
+        ] {
+            let err = validate(with_dns(&[bad]), &td(), "i".into(), 1).expect_err(bad);
+            assert!(matches!(err, EntryError::Dns(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("--dns"), "{err}");
+        }
+        let over: Vec<String> = (0..=sworn_identity::dns::MAX_DNS_NAMES)
+            .map(|i| format!("h{i}.example.org"))
+            .collect();
+        let over: Vec<&str> = over.iter().map(String::as_str).collect();
+        assert!(matches!(
+            validate(with_dns(&over), &td(), "i".into(), 1),
+            Err(EntryError::Dns(DnsNameError::TooMany(_)))
+        ));
+        let e = validate(
+            with_dns(&["web.example.org", "web", "web.example.org"]),
+            &td(),
+            "i".into(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(e.dns_names, ["web.example.org", "web"]);
     }
 }

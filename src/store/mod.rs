@@ -57,7 +57,7 @@ pub struct Entry {
     pub target: EntryTarget,
     /// All must match (AND).
     pub selectors: Vec<Selector>,
-    /// Agent ID the entry is scoped to; `None` means any agent.
+    /// Agent ID the entry is scoped to; `None` means every agent for a Kubernetes entry, and no agent for a unix entry (see `policy::matching::check_scope`).
     pub node: Option<String>,
     /// SVID TTL; `None` means the server default.
     pub ttl: Option<Duration>,

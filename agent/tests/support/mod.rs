@@ -135,7 +135,8 @@ impl Env {
         agent
     }
 
-    /// Creates an entry; returns its ID.
+    /// Creates an entry scoped to `node` (an agent ID; unix entries must have one, "" leaves a
+    /// k8s entry unscoped); returns its ID.
     pub async fn entry(
         &self,
         spiffe_id: &str,
