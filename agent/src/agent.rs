@@ -95,9 +95,36 @@ pub struct RunningAgent {
     socket_path: SocketPath,
     health_address: SocketAddr,
     failure: Arc<Mutex<Option<AgentError>>>,
+    sync: watch::Receiver<Option<Arc<crate::sync::SyncState>>>,
 }
 
 impl RunningAgent {
+    /// Waits until the agent's synced state holds every entry in `entry_ids`, so a caller the
+    /// entries match is served at once. Bound it with a timeout; fails if the agent stops.
+    pub async fn entries_synced(&self, entry_ids: &[&str]) -> Result<(), AgentError> {
+        let mut rx = self.sync.clone();
+        loop {
+            {
+                let state = rx.borrow_and_update();
+                if let Some(state) = state.as_ref()
+                    && entry_ids
+                        .iter()
+                        .all(|id| state.entries.iter().any(|e| e.id == *id))
+                {
+                    return Ok(());
+                }
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    return Err(AgentError::Stopped("shut down".into()));
+                }
+                changed = rx.changed() => if changed.is_err() {
+                    return Err(AgentError::Stopped("shut down".into()));
+                },
+            }
+        }
+    }
+
     /// Waits until the agent is attested and synced; returns its SPIFFE ID. Fails if the agent
     /// stopped first.
     pub async fn ready(&self) -> Result<SpiffeId, AgentError> {
@@ -246,6 +273,7 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
         }
         NodeAttestation::JoinToken(_) => None,
     };
+    let synced = sync_rx.clone();
     let shared = Shared::new(
         sync_rx,
         cache.clone(),
@@ -328,6 +356,7 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
         socket_path: config.socket_path,
         health_address,
         failure,
+        sync: synced,
     })
 }
 

@@ -123,7 +123,9 @@ impl UnixEnv {
 }
 
 /// Starts server and agent with state in `dir` (absolute) and registers the
-/// invoking user's uid, with the server's default SVID TTL.
+/// invoking user's uid, with the server's default SVID TTL. Returns, and writes
+/// the state file `env` reads, only once the agent holds the entry, so a fetch
+/// right after succeeds.
 pub async fn start(dir: &Path) -> Result<UnixEnv> {
     start_with(dir, None).await
 }
@@ -190,22 +192,32 @@ pub async fn start_with(dir: &Path, svid_ttl: Option<Duration>) -> Result<UnixEn
         .await?
         .into_inner()
         .entries;
-    let existing = entries.iter().any(|e| {
+    let existing = entries.iter().find(|e| {
         e.spiffe_id == spiffe_id
             && e.selectors == [selector.clone()]
             && e.node == agent_id.to_string()
     });
-    if !existing {
-        admin
-            .create_entry(apb::CreateEntryRequest {
-                spiffe_id: spiffe_id.clone(),
-                selectors: vec![selector],
-                node: agent_id.to_string(),
-                ttl_seconds: svid_ttl.map_or(0, |t| i64::try_from(t.as_secs()).unwrap_or(i64::MAX)),
-                ..Default::default()
-            })
-            .await?;
-    }
+    let entry_id = match existing {
+        Some(e) => e.id.clone(),
+        None => {
+            admin
+                .create_entry(apb::CreateEntryRequest {
+                    spiffe_id: spiffe_id.clone(),
+                    selectors: vec![selector],
+                    node: agent_id.to_string(),
+                    ttl_seconds: svid_ttl
+                        .map_or(0, |t| i64::try_from(t.as_secs()).unwrap_or(i64::MAX)),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .id
+        }
+    };
+    // Ready means a fetch now succeeds: the agent's synced state holds the entry.
+    tokio::time::timeout(Duration::from_secs(30), agent.entries_synced(&[&entry_id]))
+        .await
+        .context("the agent did not receive the entry within 30 s")??;
     let state = UnixState {
         socket,
         admin_socket: server.admin_socket.clone(),
