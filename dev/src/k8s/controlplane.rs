@@ -8,6 +8,12 @@
 //! `/readyz`; a port lost to a race with another process is retried on new
 //! ports. Dropping the value stops the API server, then etcd, then removes the
 //! directory.
+//!
+//! For outage tests the API server alone can be SIGKILLed
+//! ([`ControlPlane::kill_apiserver`]) and started again with exactly the same
+//! command line — ports, certificates, keys, etcd — so clients reconnect to the
+//! same cluster ([`ControlPlane::restart_apiserver`]). etcd keeps running
+//! throughout, and the log file is appended to, so it spans both runs.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -65,6 +71,13 @@ pub enum ControlPlaneError {
         /// The end of its log.
         log: String,
     },
+    /// [`ControlPlane::restart_apiserver`] was called while the API server
+    /// still runs: a second one could not bind the port.
+    #[error("kube-apiserver is still running (pid {pid}); kill it first")]
+    ApiServerRunning {
+        /// The running API server's pid.
+        pid: u32,
+    },
     /// The kubeconfig this harness wrote could not be loaded.
     #[error("loading the kubeconfig: {0}")]
     Kubeconfig(#[from] kube::config::KubeconfigError),
@@ -106,6 +119,9 @@ pub struct ControlPlane {
     // then the directory.
     apiserver: Supervised,
     etcd: Supervised,
+    // The API server's exact command line, for restarts.
+    apiserver_args: Vec<String>,
+    apiserver_log: PathBuf,
     client: kube::Client,
     kubeconfig: PathBuf,
     api_url: String,
@@ -201,30 +217,32 @@ impl ControlPlane {
 
         let api_url = format!("https://127.0.0.1:{secure}");
         let p = |name: &str| d.join(name).display().to_string();
+        let apiserver_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--secure-port={secure}"),
+            format!("--cert-dir={}", p("certs")),
+            format!("--tls-cert-file={}", p("apiserver.crt")),
+            format!("--tls-private-key-file={}", p("apiserver.key")),
+            format!("--client-ca-file={}", p("ca.crt")),
+            format!("--service-account-key-file={}", p("sa.pub")),
+            format!("--service-account-signing-key-file={}", p("sa.key")),
+            format!("--service-account-issuer={}", options.issuer),
+            "--authorization-mode=RBAC".to_owned(),
+            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+            "--allow-privileged=true".to_owned(),
+            "--profiling=false".to_owned(),
+            "--shutdown-delay-duration=0s".to_owned(),
+            // The "kubernetes" Service endpoint cannot point at loopback.
+            "--endpoint-reconciler-type=none".to_owned(),
+        ];
+        let apiserver_log = d.join("kube-apiserver.log");
         let mut apiserver = Supervised::spawn(
             "kube-apiserver",
             &binaries.kube_apiserver,
-            [
-                format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1".to_owned(),
-                "--advertise-address=127.0.0.1".to_owned(),
-                format!("--secure-port={secure}"),
-                format!("--cert-dir={}", p("certs")),
-                format!("--tls-cert-file={}", p("apiserver.crt")),
-                format!("--tls-private-key-file={}", p("apiserver.key")),
-                format!("--client-ca-file={}", p("ca.crt")),
-                format!("--service-account-key-file={}", p("sa.pub")),
-                format!("--service-account-signing-key-file={}", p("sa.key")),
-                format!("--service-account-issuer={}", options.issuer),
-                "--authorization-mode=RBAC".to_owned(),
-                "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
-                "--allow-privileged=true".to_owned(),
-                "--profiling=false".to_owned(),
-                "--shutdown-delay-duration=0s".to_owned(),
-                // The "kubernetes" Service endpoint cannot point at loopback.
-                "--endpoint-reconciler-type=none".to_owned(),
-            ],
-            &d.join("kube-apiserver.log"),
+            &apiserver_args,
+            &apiserver_log,
         )
         .map_err(io("starting kube-apiserver"))?;
 
@@ -246,6 +264,8 @@ impl ControlPlane {
         Ok(Self {
             apiserver,
             etcd,
+            apiserver_args,
+            apiserver_log,
             client,
             kubeconfig,
             api_url,
@@ -320,6 +340,61 @@ impl ControlPlane {
             &self.pki.sa_key_id,
             &claims.to_json(),
         )
+    }
+
+    /// Kills kube-apiserver with SIGKILL — no graceful shutdown, as in a crash
+    /// — and reaps it. etcd keeps running, so nothing stored is lost. Clients
+    /// see refused connections until [`ControlPlane::restart_apiserver`].
+    /// Idempotent. Returns the instant the process was reaped, i.e. when the
+    /// API was certainly gone.
+    pub fn kill_apiserver(&mut self) -> Instant {
+        self.apiserver.kill();
+        tracing::info!(api_url = %self.api_url, "kube-apiserver killed");
+        Instant::now()
+    }
+
+    /// Starts kube-apiserver again with exactly the command line of the first
+    /// start (same flags, port, certificates, service-account keys and etcd),
+    /// then waits up to `timeout` for `/readyz` to answer `ok`. Returns the
+    /// instant that answer arrived; readiness began at most one poll interval
+    /// (100 ms) earlier.
+    ///
+    /// The new process is spawned from the calling thread, which its
+    /// parent-death signal is tied to: call this from a thread that lives as
+    /// long as the control plane (an async worker thread, as the first start
+    /// did, not a short-lived `spawn_blocking` thread).
+    pub async fn restart_apiserver(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Instant, ControlPlaneError> {
+        if self.apiserver.is_running() {
+            return Err(ControlPlaneError::ApiServerRunning {
+                pid: self.apiserver.pid(),
+            });
+        }
+        // Replacing the value drops the old one, which was already reaped.
+        self.apiserver = Supervised::spawn(
+            "kube-apiserver",
+            &self.binaries.kube_apiserver,
+            &self.apiserver_args,
+            &self.apiserver_log,
+        )
+        .map_err(|source| ControlPlaneError::Io {
+            what: "restarting kube-apiserver".to_owned(),
+            source,
+        })?;
+        let ready = self.wait_apiserver_ready(timeout).await?;
+        tracing::info!(api_url = %self.api_url, "kube-apiserver restarted and ready");
+        Ok(ready)
+    }
+
+    /// Waits up to `timeout` for kube-apiserver's `/readyz` to answer `ok`
+    /// and returns the instant it did. Fails at once if the process exited.
+    pub async fn wait_apiserver_ready(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Instant, ControlPlaneError> {
+        wait_ready(&mut self.apiserver, &self.client, timeout).await
     }
 
     /// Stops both processes and removes the directory, without blocking the
@@ -404,11 +479,15 @@ async fn wait_tcp(
     }
 }
 
+/// How often `/readyz` is polled; bounds how late a readiness instant is.
+const READY_POLL: Duration = Duration::from_millis(100);
+
+/// Polls `/readyz` until it answers `ok`; returns the instant it did.
 async fn wait_ready(
     apiserver: &mut Supervised,
     client: &kube::Client,
     timeout: Duration,
-) -> Result<(), ControlPlaneError> {
+) -> Result<Instant, ControlPlaneError> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = apiserver.try_exited() {
@@ -419,9 +498,15 @@ async fn wait_ready(
             });
         }
         if let Ok(req) = http::Request::get("/readyz").body(Vec::new()) {
-            match client.request_text(req).await {
-                Ok(body) if body.trim() == "ok" => return Ok(()),
-                Ok(_) | Err(_) => {}
+            // Bounded per request too: a half-started server may accept and stall.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let answer =
+                tokio::time::timeout(left.min(Duration::from_secs(5)), client.request_text(req))
+                    .await;
+            if let Ok(Ok(body)) = answer
+                && body.trim() == "ok"
+            {
+                return Ok(Instant::now());
             }
         }
         if Instant::now() > deadline {
@@ -431,6 +516,52 @@ async fn wait_ready(
                 log: log_tail(apiserver.log(), 4000),
             });
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::Api;
+    use kube::api::PostParams;
+
+    use super::*;
+
+    /// The restarted API server is the same cluster: same URL, same serving
+    /// and client CAs (the client built before the kill still works), same
+    /// etcd data.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_api_server_restarts_as_the_same_cluster() {
+        let mut cp = ControlPlane::start().await.unwrap();
+        let maps = Api::<ConfigMap>::namespaced(cp.client(), "default");
+        let map: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "survives"}})).unwrap();
+        maps.create(&PostParams::default(), &map).await.unwrap();
+        let [etcd_pid, old_pid] = cp.pids();
+
+        let err = cp.restart_apiserver(Duration::from_secs(5)).await;
+        assert!(matches!(
+            err,
+            Err(ControlPlaneError::ApiServerRunning { .. })
+        ));
+
+        let killed = cp.kill_apiserver();
+        assert!(
+            maps.get("survives").await.is_err(),
+            "the API answered after SIGKILL"
+        );
+        let ready = cp
+            .restart_apiserver(Duration::from_secs(120))
+            .await
+            .unwrap();
+        assert!(ready > killed);
+        let [etcd_after, new_pid] = cp.pids();
+        assert_eq!(etcd_after, etcd_pid, "etcd kept running");
+        assert_ne!(new_pid, old_pid);
+        maps.get("survives").await.unwrap();
+        cp.stop().await;
     }
 }

@@ -85,6 +85,27 @@ impl Supervised {
         &self.log
     }
 
+    /// Kills the whole process group at once with SIGKILL (no chance to shut
+    /// down cleanly, as in a crash or an OOM kill) and reaps the child.
+    /// Idempotent; afterwards [`Supervised::stop`] does nothing.
+    pub(crate) fn kill(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        if let Some(pgid) = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0)) {
+            let _ = kill_process_group(pgid, Signal::KILL);
+        }
+        let status = self.child.wait();
+        tracing::debug!(process = self.name, ?status, "killed");
+    }
+
+    /// Whether the child was neither stopped nor killed by its owner and has
+    /// not exited by itself.
+    pub(crate) fn is_running(&mut self) -> bool {
+        !self.stopped && self.try_exited().is_none()
+    }
+
     /// Stops the whole process group: SIGTERM, then SIGKILL after a grace
     /// period, then reaps the child. Idempotent.
     pub(crate) fn stop(&mut self) {

@@ -9,11 +9,13 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use sworn_agent::{Agent, Bootstrap, NodeAttestation, RunningAgent, ServerAddress, SocketPath};
 use sworn_dev::k8s::{CgroupStyle, ControlPlane, Kubelet, PodHandle, PodParams, TokenVolume};
 use tokio_util::sync::CancellationToken;
 
-use crate::TestServer;
+use crate::{AgentCreds, TestServer};
 
 /// A real control plane, a server, and one real agent per node (`node-a`,
 /// `node-b`) attested through the real flow, with the go-spiffe probe as the
@@ -47,6 +49,37 @@ impl Env {
     pub fn socket(&self, node: &str) -> String {
         let p = &self.agents.iter().find(|(n, _, _)| n == node).unwrap().2;
         format!("unix://{}", p.display())
+    }
+
+    /// The data dir of `node`'s agent.
+    pub fn agent_data_dir(&self, node: &str) -> PathBuf {
+        self.dir.path().join(node)
+    }
+
+    /// The agent ID of `node`'s agent.
+    pub fn agent_id(&self, node: &str) -> String {
+        let agent = &self.agents.iter().find(|(n, _, _)| n == node).unwrap().1;
+        agent.agent_id().unwrap().to_string()
+    }
+
+    /// `node`'s agent credentials exactly as the real agent keeps them in its
+    /// data dir after attesting through the real flow: `agent_svid.pem` (chain)
+    /// and `agent_key.pem` (PKCS#8), see `agent/src/node/mod.rs`. A test
+    /// presenting them is that agent, as far as the server can tell.
+    pub fn agent_creds(&self, node: &str) -> AgentCreds {
+        let dir = self.agent_data_dir(node);
+        let chain: Vec<Vec<u8>> = CertificateDer::pem_file_iter(dir.join("agent_svid.pem"))
+            .unwrap()
+            .map(|c| c.unwrap().to_vec())
+            .collect();
+        let key = PrivatePkcs8KeyDer::from_pem_file(dir.join("agent_key.pem")).unwrap();
+        let id = crate::uri_san(&chain[0]);
+        assert_eq!(id, self.agent_id(node), "the stored SVID is the agent's");
+        AgentCreds {
+            id,
+            chain,
+            key: key.secret_pkcs8_der().to_vec(),
+        }
     }
 
     /// The probe, pointed at `node`'s agent.

@@ -209,6 +209,40 @@ pub fn uri_san(der: &[u8]) -> String {
         .unwrap()
 }
 
+/// The id of the newest audit event (0 if there is none): a checkpoint taken
+/// before an action, so that only the events the action caused are read
+/// afterwards with [`audit_after`].
+pub async fn audit_checkpoint(server: &TestServer) -> i64 {
+    audit_after(server, 0)
+        .await
+        .iter()
+        .map(|e| e.id)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Every audit event with an id greater than `checkpoint`, oldest first.
+pub async fn audit_after(
+    server: &TestServer,
+    checkpoint: i64,
+) -> Vec<sworn_proto::admin::AuditEvent> {
+    let mut admin = server.admin().await;
+    let mut s = admin
+        .list_audit(sworn_proto::admin::ListAuditRequest {
+            follow: false,
+            after_id: checkpoint,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(ev) = s.message().await.unwrap() {
+        events.push(ev);
+    }
+    events
+}
+
 /// Polls `f` every 250 ms until it returns true or `deadline` passes.
 pub async fn eventually<F, Fut>(deadline: Duration, mut f: F) -> bool
 where

@@ -207,6 +207,7 @@ async fn server_and_agent_work_under_exactly_the_deployed_rbac() {
             match resp.results.into_iter().next().unwrap().result.unwrap() {
                 pb::mint_result::Result::Svid(s) => Ok(s.spiffe_id),
                 pb::mint_result::Result::Denied(d) => Err(d),
+                pb::mint_result::Result::Unavailable(u) => Err(format!("unavailable: {u}")),
             }
         }
     };

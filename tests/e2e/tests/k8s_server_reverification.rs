@@ -91,6 +91,7 @@ async fn mint(env: &Env, entry_id: &str, ev: pb::K8sEvidence) -> Result<String, 
             Ok(s.spiffe_id)
         }
         pb::mint_result::Result::Denied(d) => Err(d),
+        pb::mint_result::Result::Unavailable(u) => Err(format!("unavailable: {u}")),
     }
 }
 
@@ -342,5 +343,6 @@ async fn mint2(env: &Env2, ev: pb::K8sEvidence) -> Result<String, String> {
     match resp.results.into_iter().next().unwrap().result.unwrap() {
         pb::mint_result::Result::Svid(s) => Ok(s.spiffe_id),
         pb::mint_result::Result::Denied(d) => Err(d),
+        pb::mint_result::Result::Unavailable(u) => Err(format!("unavailable: {u}")),
     }
 }
