@@ -13,6 +13,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use sworn_agent::{Agent, Bootstrap, NodeAttestation, RunningAgent, ServerAddress, SocketPath};
 use sworn_dev::k8s::{CgroupStyle, ControlPlane, Kubelet, PodHandle, PodParams, TokenVolume};
+use sworn_proto::agent as pb;
 use tokio_util::sync::CancellationToken;
 
 use crate::{AgentCreds, TestServer};
@@ -212,4 +213,18 @@ pub async fn setup_with(server_extra: &str) -> Env {
         agent_pods,
         _stop: stop,
     }
+}
+
+/// Correct Kubernetes evidence for `pod`'s `app` container: what the agent of
+/// the pod's node would send.
+pub fn k8s_evidence(env: &Env, pod: &PodHandle) -> pb::mint_item::Evidence {
+    let token = std::fs::read_to_string(env.kubelet.token_path(pod).unwrap()).unwrap();
+    pb::mint_item::Evidence::K8s(pb::K8sEvidence {
+        pod_uid: pod.uid.clone(),
+        container_id: pod.container("app").unwrap().container_id.clone(),
+        pod_name: pod.name.clone(),
+        namespace: pod.namespace.clone(),
+        container_name: "app".into(),
+        token,
+    })
 }

@@ -260,3 +260,48 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Sends one mint item on an agent connection and returns its result.
+pub async fn mint_one(
+    c: &mut AgentApiClient<Channel>,
+    entry_id: &str,
+    evidence: pb::mint_item::Evidence,
+) -> pb::MintResult {
+    let (_, csr) = key_and_csr();
+    let resp = c
+        .mint_x509_svids(pb::MintX509SvidsRequest {
+            items: vec![pb::MintItem {
+                entry_id: entry_id.into(),
+                csr,
+                evidence: Some(evidence),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.results.len(), 1);
+    resp.results.into_iter().next().unwrap()
+}
+
+/// The SPIFFE ID issued, after checking the certificate names it.
+pub fn issued(r: &pb::MintResult) -> Option<String> {
+    match &r.result {
+        Some(pb::mint_result::Result::Svid(s)) => {
+            assert_eq!(uri_san(&s.chain[0]), s.spiffe_id);
+            Some(s.spiffe_id.clone())
+        }
+        _ => None,
+    }
+}
+
+/// A one-line account of a result (without the certificate bytes).
+pub fn summary(r: &pb::MintResult) -> String {
+    match &r.result {
+        Some(pb::mint_result::Result::Svid(s)) => format!("issued {}", s.spiffe_id),
+        Some(pb::mint_result::Result::Denied(d)) => format!("denied {d:?} (factor {:?})", r.factor),
+        Some(pb::mint_result::Result::Unavailable(u)) => {
+            format!("unavailable {u:?} (factor {:?})", r.factor)
+        }
+        None => "no result".to_owned(),
+    }
+}

@@ -8,13 +8,11 @@
 //! before the call. Each test has a positive control on the same connection.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use sworn_dev::k8s::{PodHandle, PodParams};
-use sworn_e2e::k8s_env::{Env, setup};
-use sworn_e2e::{audit_after, audit_checkpoint, connect, key_and_csr, uri_san};
+use sworn_dev::k8s::PodParams;
+use sworn_e2e::k8s_env::{Env, k8s_evidence, setup};
+use sworn_e2e::{audit_after, audit_checkpoint, connect, issued, mint_one as mint, summary};
 use sworn_proto::admin as apb;
 use sworn_proto::agent as pb;
-use sworn_proto::agent::agent_api_client::AgentApiClient;
-use tonic::transport::Channel;
 
 /// The selectors of the unix entry, and the evidence that satisfies them.
 const UID: u32 = 1000;
@@ -22,64 +20,6 @@ const GID: u32 = 1000;
 const PATH: &str = "/opt/app/bin/server";
 /// SHA-256 of the bytes `test`; any digest serves, as no file is read.
 const SHA256: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-
-async fn mint(
-    c: &mut AgentApiClient<Channel>,
-    entry_id: &str,
-    evidence: pb::mint_item::Evidence,
-) -> pb::MintResult {
-    let (_, csr) = key_and_csr();
-    let resp = c
-        .mint_x509_svids(pb::MintX509SvidsRequest {
-            items: vec![pb::MintItem {
-                entry_id: entry_id.into(),
-                csr,
-                evidence: Some(evidence),
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(resp.results.len(), 1);
-    resp.results.into_iter().next().unwrap()
-}
-
-/// The SPIFFE ID issued, after checking the certificate names it.
-fn issued(r: &pb::MintResult) -> Option<String> {
-    match &r.result {
-        Some(pb::mint_result::Result::Svid(s)) => {
-            assert_eq!(uri_san(&s.chain[0]), s.spiffe_id);
-            Some(s.spiffe_id.clone())
-        }
-        _ => None,
-    }
-}
-
-/// A one-line account of a result (without the certificate bytes).
-fn summary(r: &pb::MintResult) -> String {
-    match &r.result {
-        Some(pb::mint_result::Result::Svid(s)) => format!("issued {}", s.spiffe_id),
-        Some(pb::mint_result::Result::Denied(d)) => format!("denied {d:?} (factor {:?})", r.factor),
-        Some(pb::mint_result::Result::Unavailable(u)) => {
-            format!("unavailable {u:?} (factor {:?})", r.factor)
-        }
-        None => "no result".to_owned(),
-    }
-}
-
-/// Correct Kubernetes evidence for `pod`'s `app` container: what the agent of
-/// the pod's node would send.
-fn k8s_evidence(env: &Env, pod: &PodHandle) -> pb::mint_item::Evidence {
-    let token = std::fs::read_to_string(env.kubelet.token_path(pod).unwrap()).unwrap();
-    pb::mint_item::Evidence::K8s(pb::K8sEvidence {
-        pod_uid: pod.uid.clone(),
-        container_id: pod.container("app").unwrap().container_id.clone(),
-        pod_name: pod.name.clone(),
-        namespace: pod.namespace.clone(),
-        container_name: "app".into(),
-        token,
-    })
-}
 
 async fn create_entry(env: &Env, req: apb::CreateEntryRequest) -> String {
     let mut admin = env.server.admin().await;
