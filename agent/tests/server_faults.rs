@@ -117,3 +117,60 @@ async fn a_locked_datastore_is_unavailable_and_the_cached_svid_survives_until_re
     drop(stream);
     agent.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_svid_expires_while_the_server_is_away_ends_unavailable_not_denied() {
+    const SHORT_TTL: i64 = 8;
+    let env = Env::start().await;
+    let agent = env.agent("a").await;
+    let node = agent.agent_id().unwrap().to_string();
+    let entry = env
+        .entry(
+            "spiffe://example.org/short",
+            &uid_selector(my_uid()),
+            &node,
+            SHORT_TTL,
+        )
+        .await;
+    tokio::time::timeout(Duration::from_secs(30), agent.entries_synced(&[&entry]))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut c = client(agent.socket_path().as_path()).await;
+    let mut stream = c
+        .fetch_x509svid(sworn_agent::fetch::request(X509svidRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next(&mut stream, Instant::now() + Duration::from_secs(10)).await;
+    let expires = not_after(&first);
+
+    // The server goes away for longer than the SVID lives.
+    let (_dir, _config) = env.stop_server().await;
+    let until = Instant::now()
+        + expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+        + Duration::from_secs(10);
+    let ended = loop {
+        match tokio::time::timeout_at(until, stream.message()).await {
+            Ok(Ok(Some(msg))) => {
+                // Anything sent while the server is away is still valid when it arrives.
+                assert!(
+                    not_after(&msg) > SystemTime::now(),
+                    "an expired SVID was sent"
+                );
+            }
+            Ok(Ok(None)) => panic!("the stream ended without a status"),
+            Ok(Err(status)) => break status,
+            Err(_) => panic!("the stream still stands after its only SVID expired"),
+        }
+    };
+    assert!(
+        SystemTime::now() >= expires,
+        "ended before the SVID expired"
+    );
+    assert_eq!(ended.code(), tonic::Code::Unavailable, "{ended:?}");
+    assert_eq!(outcomes(&agent, "denied").await, 0);
+    agent.shutdown().await.unwrap();
+}

@@ -47,8 +47,8 @@ pub enum Factor {
     Csr,
     /// Unix policy: the entry's selectors hold for the caller's facts.
     Policy,
-    /// The Kubernetes API answered (a denial only for a refusal such as RBAC; outages are
-    /// `Unavailable`, never a denial).
+    /// The Kubernetes API answered. Named by `Unavailable` outcomes (transport errors, 5xx,
+    /// 429, the server's own RBAC refusals, deadlines), never by a denial.
     Api,
     /// The datastore answered (outages are `Unavailable`, never a denial).
     Store,
