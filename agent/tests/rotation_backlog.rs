@@ -8,10 +8,9 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use support::{Env, client, my_uid, uid_selector};
+use support::{Env, client, leaf_not_after, my_uid, next_before as next, uid_selector};
 use sworn_proto::workload::{X509svidRequest, X509svidResponse};
 use tokio::time::{Instant, timeout};
-use tonic::Streaming;
 
 /// More than two full mint requests.
 const SVIDS: usize = 600;
@@ -22,26 +21,8 @@ const TTL_SECONDS: i64 = 60;
 fn expiries(msg: &X509svidResponse) -> HashMap<String, SystemTime> {
     msg.svids
         .iter()
-        .map(|s| {
-            let chain = sworn_agent::fetch::split_der(&s.x509_svid).unwrap();
-            let leaf = x509_parser::parse_x509_certificate(&chain[0]).unwrap().1;
-            let secs = leaf.validity().not_after.timestamp();
-            (
-                s.spiffe_id.clone(),
-                SystemTime::UNIX_EPOCH + Duration::from_secs(secs.try_into().unwrap()),
-            )
-        })
+        .map(|s| (s.spiffe_id.clone(), leaf_not_after(&s.x509_svid)))
         .collect()
-}
-
-/// The next message, or a failure naming what the stream did instead.
-async fn next(stream: &mut Streaming<X509svidResponse>, until: Instant) -> X509svidResponse {
-    match tokio::time::timeout_at(until, stream.message()).await {
-        Ok(Ok(Some(msg))) => msg,
-        Ok(Ok(None)) => panic!("the stream ended"),
-        Ok(Err(status)) => panic!("the stream failed: {status:?}"),
-        Err(_) => panic!("no message before the deadline"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

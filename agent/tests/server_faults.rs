@@ -10,29 +10,16 @@ use std::time::{Duration, SystemTime};
 
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use support::{Env, client, my_uid, uid_selector};
+use support::{Env, client, leaf_not_after, my_uid, next_before as next, uid_selector};
 use sworn_proto::workload::{X509svidRequest, X509svidResponse};
 use tokio::time::Instant;
-use tonic::Streaming;
 
 /// Renewal at half-life (~30 s), one 10 s busy wait on the store, then retries capped at 5 s:
 /// all well inside the SVID's life.
 const TTL_SECONDS: i64 = 60;
 
 fn not_after(msg: &X509svidResponse) -> SystemTime {
-    let chain = sworn_agent::fetch::split_der(&msg.svids[0].x509_svid).unwrap();
-    let leaf = x509_parser::parse_x509_certificate(&chain[0]).unwrap().1;
-    let secs = leaf.validity().not_after.timestamp();
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs.try_into().unwrap())
-}
-
-async fn next(stream: &mut Streaming<X509svidResponse>, until: Instant) -> X509svidResponse {
-    match tokio::time::timeout_at(until, stream.message()).await {
-        Ok(Ok(Some(msg))) => msg,
-        Ok(Ok(None)) => panic!("the stream ended"),
-        Ok(Err(status)) => panic!("the stream failed: {status:?}"),
-        Err(_) => panic!("no message before the deadline"),
-    }
+    leaf_not_after(&msg.svids[0].x509_svid)
 }
 
 /// The agent's count of mint outcomes `outcome` for unix callers.

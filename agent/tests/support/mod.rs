@@ -195,3 +195,22 @@ pub async fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool
     }
     f()
 }
+
+/// The next message of a Workload API stream before `until`; panics naming what the stream did
+/// instead (ended, failed, or stayed silent).
+pub async fn next_before<T>(stream: &mut tonic::Streaming<T>, until: tokio::time::Instant) -> T {
+    match tokio::time::timeout_at(until, stream.message()).await {
+        Ok(Ok(Some(msg))) => msg,
+        Ok(Ok(None)) => panic!("the stream ended"),
+        Ok(Err(status)) => panic!("the stream failed: {status:?}"),
+        Err(_) => panic!("no message before the deadline"),
+    }
+}
+
+/// `notAfter` of the leaf of an X509-SVID (DER chain, leaf first).
+pub fn leaf_not_after(x509_svid: &[u8]) -> std::time::SystemTime {
+    let chain = sworn_agent::fetch::split_der(x509_svid).unwrap();
+    let leaf = x509_parser::parse_x509_certificate(&chain[0]).unwrap().1;
+    let secs = leaf.validity().not_after.timestamp();
+    std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(secs.try_into().unwrap())
+}
