@@ -72,38 +72,7 @@ impl ServerError {
     }
 }
 
-/// State every service shares.
-#[derive(Debug)]
-pub struct Shared {
-    /// Validated configuration.
-    pub config: Config,
-    /// The datastore.
-    pub store: Arc<dyn Store>,
-    /// The CA.
-    pub ca: Arc<CertificateAuthority>,
-    /// The audit log.
-    pub audit: Audit,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Time.
-    pub clock: Arc<dyn Clock>,
-    /// Kubernetes clusters whose agents may attest.
-    pub clusters: crate::k8s::Clusters,
-    /// Bumped on every change agents must hear about (entries, bans).
-    pub changes: watch::Sender<u64>,
-}
-
-impl Shared {
-    /// Tells every agent stream to resend its state.
-    pub fn notify_change(&self) {
-        self.changes.send_modify(|r| *r += 1);
-    }
-
-    /// Now, in unix seconds.
-    pub fn now(&self) -> i64 {
-        crate::clock::unix_now(self.clock.as_ref())
-    }
-}
+pub use crate::shared::Shared;
 
 /// A started server.
 #[derive(Debug)]

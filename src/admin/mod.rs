@@ -11,7 +11,7 @@ use sworn_proto::admin::admin_api_server::AdminApiServer;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Serves the admin API on `listener` until `shutdown`.
 pub async fn serve(

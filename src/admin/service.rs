@@ -5,18 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use sha2::Digest;
 use sworn_identity::SpiffeIdentity;
 use sworn_proto::admin as pb;
-use sworn_proto::agent::Entry as PbEntry;
 use tonic::{Request, Response, Status};
 
 use crate::audit::Decision;
 use crate::ca::MintRequest;
 use crate::clock::unix_secs;
-use crate::policy::entry::{NewEntry, validate};
-use crate::server::Shared;
-use crate::store::{AgentRecord, Entry, EntryTarget, StoreError};
+use crate::join_token;
+use crate::policy::entry::{NewEntry, entry_defect, target_fields, ttl_seconds, validate};
+use crate::shared::Shared;
+use crate::store::{AgentRecord, Entry, StoreError};
 use crate::telemetry::Metrics;
 
 /// The admin gRPC service.
@@ -38,54 +37,21 @@ fn internal(e: StoreError) -> Status {
     Status::internal("datastore error; see the server log")
 }
 
-/// Converts a stored entry to its wire form.
-pub fn entry_to_pb(e: &Entry) -> PbEntry {
-    let (spiffe_id, spiffe_id_template) = match &e.target {
-        EntryTarget::Id(s) => (s.clone(), String::new()),
-        EntryTarget::Template(t) => (String::new(), t.clone()),
-    };
-    PbEntry {
+/// A stored entry as the admin API shows it, with the reason it is unusable, if any.
+fn entry_to_pb(e: &Entry) -> pb::Entry {
+    let (spiffe_id, spiffe_id_template) = target_fields(&e.target);
+    pb::Entry {
         id: e.id.clone(),
         spiffe_id,
         spiffe_id_template,
         selectors: e.selectors.iter().map(ToString::to_string).collect(),
         node: e.node.clone().unwrap_or_default(),
-        ttl_seconds: e
-            .ttl
-            .map_or(0, |t| i64::try_from(t.as_secs()).unwrap_or(i64::MAX)),
+        ttl_seconds: ttl_seconds(e.ttl),
         dns_names: e.dns_names.clone(),
         hint: e.hint.clone(),
         created_at: e.created_at,
+        invalid: entry_defect(e).map(|d| d.to_string()).unwrap_or_default(),
     }
-}
-
-/// Reads an entry back from its wire form (what the CLI receives), so it can ask the same
-/// questions of it as of a stored entry. `None` when the server sent something no stored
-/// entry turns into (a selector this build does not know, both or neither target).
-pub fn entry_from_pb(e: &PbEntry) -> Option<Entry> {
-    let target = match (e.spiffe_id.is_empty(), e.spiffe_id_template.is_empty()) {
-        (false, true) => EntryTarget::Id(e.spiffe_id.clone()),
-        (true, false) => EntryTarget::Template(e.spiffe_id_template.clone()),
-        _ => return None,
-    };
-    Some(Entry {
-        id: e.id.clone(),
-        target,
-        selectors: e
-            .selectors
-            .iter()
-            .map(|s| s.parse())
-            .collect::<Result<_, _>>()
-            .ok()?,
-        node: (!e.node.is_empty()).then(|| e.node.clone()),
-        ttl: u64::try_from(e.ttl_seconds)
-            .ok()
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs),
-        dns_names: e.dns_names.clone(),
-        hint: e.hint.clone(),
-        created_at: e.created_at,
-    })
 }
 
 fn agent_to_pb(a: &AgentRecord) -> pb::Agent {
@@ -120,7 +86,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
     async fn create_entry(
         &self,
         req: Request<pb::CreateEntryRequest>,
-    ) -> Result<Response<PbEntry>, Status> {
+    ) -> Result<Response<pb::Entry>, Status> {
         let r = req.into_inner();
         let new = NewEntry {
             spiffe_id: r.spiffe_id,
@@ -171,7 +137,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
         }))
     }
 
-    async fn get_entry(&self, req: Request<pb::EntryId>) -> Result<Response<PbEntry>, Status> {
+    async fn get_entry(&self, req: Request<pb::EntryId>) -> Result<Response<pb::Entry>, Status> {
         let id = req.into_inner().id;
         match self.shared.store.get_entry(&id).await.map_err(internal)? {
             Some(e) => Ok(Response::new(entry_to_pb(&e))),
@@ -312,7 +278,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
         rand::Rng::fill(&mut rand::rng(), &mut raw);
         let token = hex::encode(raw);
         let now = self.shared.now();
-        let hash = join_token_hash(&token);
+        let hash = join_token::hash(&token);
         self.shared
             .store
             .insert_join_token(&hash, now + ttl, now)
@@ -419,9 +385,4 @@ impl AdminService {
         self.shared.notify_change();
         Ok(Response::new(agent_to_pb(&agent)))
     }
-}
-
-/// Join tokens are stored only as this hash (SHA-256, hex).
-pub fn join_token_hash(token: &str) -> String {
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }

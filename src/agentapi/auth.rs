@@ -12,7 +12,7 @@ use sworn_identity::SpiffeIdentity;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::store::AgentRecord;
 
 /// An agent that passed authentication for this call.

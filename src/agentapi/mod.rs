@@ -8,6 +8,7 @@ pub mod k8s;
 pub mod ratelimit;
 pub mod service;
 pub mod tls;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// A handshake that has not finished by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -20,12 +20,13 @@ use tonic::{Request, Response, Status};
 use super::auth::{Authenticated, authenticate, serial_of};
 use super::k8s::Failed;
 use super::ratelimit::RateLimiter;
-use crate::admin::service::{entry_to_pb, join_token_hash};
+use super::wire::entry_to_pb;
 use crate::audit::Decision;
 use crate::ca::{IssuedSvid, MintRequest};
 use crate::clock::unix_secs;
+use crate::join_token;
 use crate::policy::matching::{UnixFacts, check_scope, entry_matches, entry_scoped_to};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::store::{AgentMethod, AgentRecord, EntryTarget, StoreError, TokenUse};
 use crate::telemetry::Metrics;
 
@@ -228,7 +229,7 @@ impl AgentService {
         csr: Vec<u8>,
         peer: Option<SocketAddr>,
     ) -> Result<pb::AttestResponse, Status> {
-        let hash = join_token_hash(&token);
+        let hash = join_token::hash(&token);
         let peer = peer.map(|p| p.to_string()).unwrap_or_default();
         let outcome = self
             .shared
@@ -463,7 +464,6 @@ impl AgentService {
                 .map(entry_to_pb)
                 .collect(),
             revision,
-            revoked_pod_uids: Vec::new(),
         })
     }
 }

@@ -18,7 +18,7 @@ use sworn_identity::SpiffeIdentity;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ca::{MintRequest, SvidKeyPair};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Why TLS material could not be built.
 #[derive(Debug, thiserror::Error)]

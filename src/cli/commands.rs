@@ -7,11 +7,11 @@ use anyhow::{Context, Result, bail};
 use sworn_proto::admin as pb;
 use tonic::Code;
 
-use super::output::{self, write_atomic};
-use super::{
+use super::args::{
     AdminArgs, AgentCommand, BundleCommand, BundleFormat, Command, EntryCommand, Output,
     TokenCommand, X509Command,
 };
+use super::output::{self, write_atomic};
 
 /// Exit code when the admin socket cannot be reached (`EX_UNAVAILABLE`).
 pub const EXIT_UNAVAILABLE: i32 = 69;

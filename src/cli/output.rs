@@ -8,11 +8,9 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use serde_json::json;
 use sworn_proto::admin as pb;
-use sworn_proto::agent::Entry;
+use sworn_proto::admin::Entry;
 
-use super::Output;
-use crate::admin::service::entry_from_pb;
-use crate::policy::entry::{EntryDefect, entry_defect};
+use super::args::Output;
 
 /// Unix seconds as RFC 3339.
 pub fn time(secs: i64) -> String {
@@ -25,9 +23,9 @@ pub fn time(secs: i64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
-/// [`entry_defect`] of an entry as the admin API sends it.
-fn defect(e: &Entry) -> Option<EntryDefect> {
-    entry_from_pb(e).as_ref().and_then(entry_defect)
+/// Why the server will never issue for the entry, as the server reports it.
+fn invalid(e: &Entry) -> Option<&str> {
+    (!e.invalid.is_empty()).then_some(e.invalid.as_str())
 }
 
 fn entry_json(e: &Entry) -> serde_json::Value {
@@ -41,7 +39,7 @@ fn entry_json(e: &Entry) -> serde_json::Value {
         "dns_names": e.dns_names,
         "hint": e.hint,
         "created_at": time(e.created_at),
-        "invalid": defect(e).map(|d| d.to_string()),
+        "invalid": invalid(e),
     })
 }
 
@@ -69,9 +67,9 @@ pub fn entries(out: Output, list: &[Entry], single: bool) {
         for s in &e.selectors {
             println!("Selector    : {s}");
         }
-        let invalid = defect(e);
+        let invalid = invalid(e);
         let node = match (e.node.as_str(), invalid) {
-            ("", Some(EntryDefect::UnscopedUnix)) => "no agent",
+            ("", Some(_)) => "no agent",
             ("", None) => "any agent",
             (n, _) => n,
         };

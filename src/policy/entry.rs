@@ -24,6 +24,20 @@ use super::matching::unscoped_unix;
 use super::template::IdTemplate;
 use crate::store::{Entry, EntryTarget};
 
+/// An entry's target as both protocols carry it: (`spiffe_id`, `spiffe_id_template`),
+/// exactly one non-empty.
+pub fn target_fields(target: &EntryTarget) -> (String, String) {
+    match target {
+        EntryTarget::Id(s) => (s.clone(), String::new()),
+        EntryTarget::Template(t) => (String::new(), t.clone()),
+    }
+}
+
+/// An entry's TTL as both protocols carry it: seconds, 0 for the server's default.
+pub fn ttl_seconds(ttl: Option<Duration>) -> i64 {
+    ttl.map_or(0, |t| i64::try_from(t.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Why an entry was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum EntryError {
