@@ -16,15 +16,15 @@ use sworn_identity::outcome::Refusal;
 use sworn_identity::selector::{is_dns_label, is_dns_subdomain, is_uuid};
 use sworn_identity::{Factor, SpiffeIdentity};
 use sworn_proto::agent as pb;
-use tonic::Status;
 
 use super::auth::Authenticated;
-use super::service::{AgentService, Verified, merge};
+use super::decision::Verified;
 use crate::k8s::pod::{self, ContainerKind};
 use crate::k8s::review::{ReviewError, review};
 use crate::k8s::{Cluster, K8sError, within};
 use crate::policy::matching::{check_scope, entry_matches};
 use crate::policy::template::IdTemplate;
+use crate::shared::Shared;
 use crate::store::{AgentMethod, AgentRecord, EntryTarget};
 
 /// Longest token accepted from an agent (a projected token is ~1 KiB).
@@ -71,30 +71,12 @@ fn review_refusal(factor: Factor, e: ReviewError) -> Failed {
     }
 }
 
-/// Attests an agent by its projected service-account token.
-pub async fn attest(
-    svc: &AgentService,
-    req: pb::K8sAttestation,
-    csr: Vec<u8>,
-) -> Result<pb::AttestResponse, Status> {
-    let cluster_name = req.cluster.clone();
-    match verify_node(svc, req).await {
-        Ok((record, detail)) => svc.issue(record, csr, detail).await,
-        Err(Failed { refusal, mut extra }) => {
-            merge(
-                &mut extra,
-                &json!({"method": "k8s", "cluster": cluster_name}),
-            );
-            Err(svc.refuse_attest("k8s", refusal, extra).await)
-        }
-    }
-}
-
-async fn verify_node(
-    svc: &AgentService,
+/// Verifies a Kubernetes agent's attestation (N1–N5): the agent record to store and the
+/// audit detail, or the refusal.
+pub async fn verify_node(
+    shared: &Shared,
     req: pb::K8sAttestation,
 ) -> Result<(AgentRecord, Value), Failed> {
-    let shared = svc.shared();
     let deadline = shared.config.k8s_call_timeout;
     let cluster: &Cluster = shared
         .clusters
@@ -272,12 +254,11 @@ pub fn evidence_detail(agent: &Authenticated, ev: &pb::K8sEvidence) -> Value {
 /// Re-verifies every factor of Kubernetes evidence (W1 form, W3 token, W4, W2 as the
 /// server reads it, W5) and returns what to mint.
 pub async fn verify_workload(
-    svc: &AgentService,
+    shared: &Shared,
     agent: &Authenticated,
     entry_id: &str,
     ev: &pb::K8sEvidence,
 ) -> Result<Verified, Failed> {
-    let shared = svc.shared();
     let deadline = shared.config.k8s_call_timeout;
     if agent.record.method != AgentMethod::K8s {
         return Err(deny(

@@ -4,6 +4,7 @@
 //! agent's SVID and is checked against the agent record ([`auth`]).
 
 pub mod auth;
+pub mod decision;
 pub mod k8s;
 pub mod ratelimit;
 pub mod service;

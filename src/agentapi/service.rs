@@ -18,50 +18,18 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status};
 
 use super::auth::{Authenticated, authenticate, serial_of};
+use super::decision::{Minted, Verified, merge};
 use super::k8s::Failed;
 use super::ratelimit::RateLimiter;
 use super::wire::entry_to_pb;
 use crate::audit::Decision;
-use crate::ca::{IssuedSvid, MintRequest};
+use crate::ca::MintRequest;
 use crate::clock::unix_secs;
 use crate::join_token;
 use crate::policy::matching::{UnixFacts, check_scope, entry_matches, entry_scoped_to};
 use crate::shared::Shared;
 use crate::store::{AgentMethod, AgentRecord, EntryTarget, StoreError, TokenUse};
 use crate::telemetry::Metrics;
-
-/// A minted workload SVID with the entry's Workload API hint.
-#[derive(Debug)]
-pub struct Minted {
-    /// The certificate chain and its facts.
-    pub svid: IssuedSvid,
-    /// The entry's hint (empty for the default identity).
-    pub hint: String,
-}
-
-/// What a workload verifier established: the identity to mint and the entry's parameters.
-#[derive(Debug)]
-pub struct Verified {
-    /// The identity.
-    pub id: SpiffeIdentity,
-    /// Requested TTL.
-    pub ttl: Duration,
-    /// DNS SANs.
-    pub dns: Vec<String>,
-    /// Workload API hint.
-    pub hint: String,
-    /// Audit detail of the verification (each factor's result).
-    pub detail: Value,
-}
-
-/// Adds the keys of `from` that `into` does not have.
-pub fn merge(into: &mut Value, from: &Value) {
-    if let (Some(a), Some(b)) = (into.as_object_mut(), from.as_object()) {
-        for (k, v) in b {
-            a.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
-}
 
 /// What the agent is told of an outcome: the generic text, never the audit detail.
 fn mint_result(entry_id: String, outcome: Outcome<Minted>) -> pb::MintResult {
@@ -357,7 +325,7 @@ impl AgentService {
             }
             Some(pb::mint_item::Evidence::K8s(ev)) => {
                 merge(&mut detail, &super::k8s::evidence_detail(agent, &ev));
-                let v = super::k8s::verify_workload(self, agent, &item.entry_id, &ev).await;
+                let v = super::k8s::verify_workload(&self.shared, agent, &item.entry_id, &ev).await;
                 ("k8s", v)
             }
             None => (
@@ -488,7 +456,7 @@ impl pb::agent_api_server::AgentApi for AgentService {
                 .await
                 .map(Response::new),
             Some(pb::attest_request::Method::K8s(k)) => {
-                super::k8s::attest(self, k, r.csr).await.map(Response::new)
+                self.attest_k8s(k, r.csr).await.map(Response::new)
             }
             None => Err(Status::invalid_argument("attestation method is required")),
         }
@@ -570,23 +538,22 @@ impl pb::agent_api_server::AgentApi for AgentService {
 }
 
 impl AgentService {
-    /// Shared state, for the Kubernetes verifiers.
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    /// Issues an agent SVID (for the Kubernetes node attestor).
-    pub async fn issue(
+    /// Attests a Kubernetes agent by its projected service-account token (N1–N5).
+    async fn attest_k8s(
         &self,
-        record: AgentRecord,
+        req: pb::K8sAttestation,
         csr: Vec<u8>,
-        detail: serde_json::Value,
     ) -> Result<pb::AttestResponse, Status> {
-        self.issue_agent(record, csr, detail).await
-    }
-
-    /// Audits and counts a refused attestation (for the Kubernetes node attestor).
-    pub async fn refuse_attest(&self, method: &str, refusal: Refusal, detail: Value) -> Status {
-        self.deny_attest(method, refusal, detail).await
+        let cluster_name = req.cluster.clone();
+        match super::k8s::verify_node(&self.shared, req).await {
+            Ok((record, detail)) => self.issue_agent(record, csr, detail).await,
+            Err(Failed { refusal, mut extra }) => {
+                merge(
+                    &mut extra,
+                    &json!({"method": "k8s", "cluster": cluster_name}),
+                );
+                Err(self.deny_attest("k8s", refusal, extra).await)
+            }
+        }
     }
 }
