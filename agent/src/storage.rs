@@ -1,11 +1,10 @@
-//! Files the agent writes: atomic replacement and PEM encoding (DESIGN.md §3.3, §4).
+//! Files the agent writes: atomic replacement and PEM encoding.
 //!
-//! Invariant: a reader never sees a half-written file. Each write goes to a fresh temporary
-//! file in the same directory, created with its final mode (0600 for keys) so the secret is
-//! never readable by others even briefly, is fsynced, and is renamed over the target.
+//! Invariant: a reader never sees a half-written file, and a key is never readable by
+//! others, not even briefly: every write goes through the shared atomic writer
+//! (`sworn_identity::fs`: an `O_EXCL` temporary file beside the target with its final
+//! mode, fsynced, renamed over the target, the directory fsynced).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -42,37 +41,14 @@ fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> Stora
     }
 }
 
-/// Writes `bytes` to `path` atomically with permission bits `mode`.
+/// Writes `bytes` to `path` atomically with permission bits `mode`
+/// ([`sworn_identity::fs::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StorageError> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io(&tmp, "create"))?;
-        file.write_all(bytes).map_err(io(&tmp, "write"))?;
-        file.sync_all().map_err(io(&tmp, "fsync"))?;
-        std::fs::rename(&tmp, path).map_err(io(path, "rename into place"))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            // Best effort: persist the rename itself.
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    sworn_identity::fs::write_atomic(path, bytes, mode).map_err(|e| StorageError::Io {
+        path: e.path,
+        action: e.action,
+        source: e.source,
+    })
 }
 
 /// Creates `dir` (and parents) with mode 0700 if it does not exist.

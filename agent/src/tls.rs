@@ -1,9 +1,9 @@
-//! TLS to the server's agent API (DESIGN.md §3.1, §5).
+//! TLS to the server's agent API (docs/architecture.md, Components).
 //!
-//! The server presents an X509-SVID for `spiffe://<td>/sworn/server`. [`ServerVerifier`]
-//! checks the chain against the current trust bundle with webpki (no host name check: SVIDs
-//! carry no DNS name for the server) and then pins the certificate's single URI SAN to that
-//! ID. The roots are swappable, because the bundle rotates (learned on the Sync stream).
+//! The server presents an X509-SVID for `spiffe://<td>/sworn/server`. [`ServerVerifier`] is
+//! the shared SPIFFE verifier (`sworn_identity::tls`: webpki path validation to the current
+//! bundle plus the X509-SVID profile, no host name check) pinned to that ID. The roots are
+//! swappable, because the bundle rotates (learned on the Sync stream).
 //! [`InsecureVerifier`] exists only for `danger_insecure_bootstrap` and is used for the first
 //! `Attest` call alone; it still checks the handshake signature, so the peer holds the key of
 //! the certificate it sent.
@@ -11,18 +11,20 @@
 use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use sworn_identity::TrustDomain;
+use sworn_identity::tls::{
+    HandshakeSignatures, NoUsableRoot, SvidVerifier, TrustRoots, TrustSource,
+};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// No usable root in the bundle.
     #[error("trust bundle has no usable root: {0}")]
-    Bundle(String),
+    Bundle(#[from] NoUsableRoot),
     /// rustls refused the configuration (bad key or certificate).
     #[error("tls configuration: {0}")]
     Config(#[from] rustls::Error),
@@ -30,74 +32,71 @@ pub enum TlsError {
 
 /// The process-wide crypto provider: ring (workspace policy).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    sworn_identity::tls::provider()
 }
 
-/// Verifies the server's chain against the bundle and pins its SPIFFE ID.
-#[derive(Debug)]
-pub struct ServerVerifier {
-    roots: RwLock<Option<Arc<RootCertStore>>>,
-    expected_id: String,
-    algs: WebPkiSupportedAlgorithms,
-}
+/// The roots the agent trusts: its own trust domain's bundle, replaced on every rotation.
+/// The pinned server ID settles the trust domain, so the roots are offered for any.
+#[derive(Debug, Default)]
+struct ServerRoots(RwLock<Option<TrustRoots>>);
 
-impl ServerVerifier {
-    /// A verifier pinned to `expected_id` (`spiffe://<td>/sworn/server`) that trusts nothing
-    /// until [`ServerVerifier::set_roots`] is called.
-    pub fn new(expected_id: String) -> Self {
-        Self {
-            roots: RwLock::new(None),
-            expected_id,
-            algs: provider().signature_verification_algorithms,
-        }
-    }
-
-    /// Replaces the trusted roots (bundle rotation).
-    pub fn set_roots(&self, roots: &[Vec<u8>]) -> Result<(), TlsError> {
-        let store = Some(Arc::new(root_store(roots)?));
-        match self.roots.write() {
-            Ok(mut guard) => *guard = store,
-            Err(poisoned) => *poisoned.into_inner() = store,
-        }
-        Ok(())
-    }
-
-    /// Whether roots have been set.
-    pub fn has_roots(&self) -> bool {
-        self.roots().is_some()
-    }
-
-    fn roots(&self) -> Option<Arc<RootCertStore>> {
-        match self.roots.read() {
+impl ServerRoots {
+    fn current(&self) -> Option<TrustRoots> {
+        match self.0.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 }
 
-fn root_store(roots: &[Vec<u8>]) -> Result<RootCertStore, TlsError> {
-    let mut store = RootCertStore::empty();
-    let (added, _ignored) =
-        store.add_parsable_certificates(roots.iter().map(|d| CertificateDer::from(d.clone())));
-    if added == 0 {
-        return Err(TlsError::Bundle(format!(
-            "{} certificate(s), none parsable",
-            roots.len()
-        )));
+impl TrustSource for ServerRoots {
+    fn roots(&self, _trust_domain: &TrustDomain) -> Option<TrustRoots> {
+        self.current()
     }
-    Ok(store)
 }
 
-/// The single URI SAN of a DER certificate, if it has exactly one.
+/// Verifies the server's chain against the bundle and pins its SPIFFE ID.
+#[derive(Debug)]
+pub struct ServerVerifier {
+    roots: Arc<ServerRoots>,
+    inner: SvidVerifier,
+}
+
+impl ServerVerifier {
+    /// A verifier pinned to `expected_id` (`spiffe://<td>/sworn/server`) that trusts nothing
+    /// until [`ServerVerifier::set_roots`] is called.
+    pub fn new(expected_id: String) -> Self {
+        let roots = Arc::new(ServerRoots::default());
+        let inner = SvidVerifier::new(
+            roots.clone(),
+            Arc::new(move |id| id.as_str() == expected_id),
+        );
+        Self { roots, inner }
+    }
+
+    /// Replaces the trusted roots (bundle rotation). Roots this verifier cannot read are
+    /// skipped; a bundle with none it can read is refused and the old roots stay.
+    pub fn set_roots(&self, roots: &[Vec<u8>]) -> Result<(), TlsError> {
+        let roots = Some(TrustRoots::new(roots.iter().cloned())?);
+        match self.roots.0.write() {
+            Ok(mut guard) => *guard = roots,
+            Err(poisoned) => *poisoned.into_inner() = roots,
+        }
+        Ok(())
+    }
+
+    /// Whether roots have been set.
+    pub fn has_roots(&self) -> bool {
+        self.roots.current().is_some()
+    }
+}
+
+/// The single URI SAN of a DER certificate, if it is a SPIFFE ID
+/// ([`sworn_identity::leaf_spiffe_id`]).
 pub fn single_uri_san(der: &[u8]) -> Option<String> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let san = cert.subject_alternative_name().ok()??;
-    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
-        GeneralName::URI(u) => Some(*u),
-        _ => None,
-    });
-    let first = uris.next()?;
-    uris.next().is_none().then(|| first.to_owned())
+    sworn_identity::leaf_spiffe_id(der)
+        .ok()
+        .map(|id| id.as_str().to_owned())
 }
 
 impl ServerCertVerifier for ServerVerifier {
@@ -105,27 +104,12 @@ impl ServerCertVerifier for ServerVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let roots = self.roots().ok_or(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::UnknownIssuer,
-        ))?;
-        let parsed = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &parsed,
-            &roots,
-            intermediates,
-            now,
-            self.algs.all,
-        )?;
-        match single_uri_san(end_entity) {
-            Some(id) if id == self.expected_id => Ok(ServerCertVerified::assertion()),
-            _ => Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName,
-            )),
-        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(
@@ -134,7 +118,7 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+        ServerCertVerifier::verify_tls12_signature(&self.inner, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -143,32 +127,24 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+        ServerCertVerifier::verify_tls13_signature(&self.inner, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        ServerCertVerifier::supported_verify_schemes(&self.inner)
     }
 }
 
 /// Accepts any server certificate (`danger_insecure_bootstrap`, first `Attest` only).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct InsecureVerifier {
-    algs: WebPkiSupportedAlgorithms,
+    signatures: HandshakeSignatures,
 }
 
 impl InsecureVerifier {
     /// The verifier. Callers log a loud warning before using it.
     pub fn new() -> Self {
-        Self {
-            algs: provider().signature_verification_algorithms,
-        }
-    }
-}
-
-impl Default for InsecureVerifier {
-    fn default() -> Self {
-        Self::new()
+        Self::default()
     }
 }
 
@@ -190,7 +166,7 @@ impl ServerCertVerifier for InsecureVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+        self.signatures.verify_tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -199,11 +175,11 @@ impl ServerCertVerifier for InsecureVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+        self.signatures.verify_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        self.signatures.schemes()
     }
 }
 

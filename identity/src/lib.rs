@@ -11,15 +11,25 @@
 //! - [`Factor`] and [`outcome`]: the closed set of attestation factors every denial names,
 //!   and the three outcomes of a decision (issued, denied, unavailable).
 //! - [`dns::check_dns_names`]: the one rule for DNS SANs, used at entry creation and by the CA.
+//! - [`leaf_spiffe_id`]: the one reader of a certificate's SPIFFE ID (its single URI SAN).
+//! - [`tls`] (feature `tls`): the one rustls verifier for SPIFFE peers, on top of
+//!   [`check_x509_svid`].
+//! - [`fs::write_atomic`]: the one way a file (a key, a bundle) is replaced on disk.
 
 pub mod dns;
 pub mod factor;
+pub mod fs;
 mod id;
 pub mod outcome;
 pub mod selector;
 mod svid;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use factor::Factor;
 pub use id::{IdError, MAX_SPIFFE_ID_BYTES, RESERVED_SEGMENT, SpiffeIdentity, parse_trust_domain};
 pub use spiffe::{SpiffeId, TrustDomain};
-pub use svid::{CertRole, Expected, ProfileError, VerifiedSvid, check_x509_svid};
+pub use svid::{
+    CertRole, Expected, ProfileError, VerifiedSvid, check_svid_leaf, check_x509_svid,
+    leaf_spiffe_id,
+};

@@ -4,102 +4,17 @@
 //! from the `good_svid` baseline in exactly the way its name says.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, SystemTime};
+mod support;
+
+use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CustomExtension, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType,
 };
+use support::{HOUR, ID, at, ca_params, intermediate, leaf_with, now, root};
 use sworn_identity::{
     CertRole, Expected, ProfileError, SpiffeIdentity, check_x509_svid, parse_trust_domain,
 };
-use time::OffsetDateTime;
-
-const ID: &str = "spiffe://example.org/ns/default/sa/web";
-const HOUR: Duration = Duration::from_secs(3600);
-
-fn now() -> SystemTime {
-    // Whole seconds, as certificates carry them.
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
-}
-
-fn at(t: SystemTime) -> OffsetDateTime {
-    OffsetDateTime::from(t)
-}
-
-struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    der: Vec<u8>,
-}
-
-impl Ca {
-    fn issuer(&self) -> Issuer<'_, &KeyPair> {
-        Issuer::from_params(&self.params, &self.key)
-    }
-}
-
-fn ca_params(cn: &str, nb: SystemTime, na: SystemTime) -> CertificateParams {
-    let mut p = CertificateParams::default();
-    p.distinguished_name = DistinguishedName::new();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    p.not_before = at(nb);
-    p.not_after = at(na);
-    p
-}
-
-fn root(cn: &str, nb: SystemTime, na: SystemTime) -> Ca {
-    let params = ca_params(cn, nb, na);
-    let key = KeyPair::generate().unwrap();
-    let der = params.self_signed(&key).unwrap().der().to_vec();
-    Ca { params, key, der }
-}
-
-fn intermediate(parent: &Ca, params: CertificateParams) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let der = params
-        .signed_by(&key, &parent.issuer())
-        .unwrap()
-        .der()
-        .to_vec();
-    Ca { params, key, der }
-}
-
-fn leaf_params(now: SystemTime) -> CertificateParams {
-    let mut p = CertificateParams::default();
-    p.distinguished_name = DistinguishedName::new();
-    p.subject_alt_names = vec![SanType::URI(ID.try_into().unwrap())];
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-        KeyUsagePurpose::KeyAgreement,
-    ];
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    p.not_before = at(now - Duration::from_secs(10));
-    p.not_after = at(now + HOUR);
-    p
-}
-
-fn sign(params: &CertificateParams, ca: &Ca) -> Vec<u8> {
-    let key = KeyPair::generate().unwrap();
-    params.signed_by(&key, &ca.issuer()).unwrap().der().to_vec()
-}
-
-fn leaf_with(ca: &Ca, now: SystemTime, tweak: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
-    let mut p = leaf_params(now);
-    tweak(&mut p);
-    sign(&p, ca)
-}
 
 struct Case {
     name: &'static str,
@@ -444,5 +359,142 @@ fn a_good_svid_reports_what_it_proves() {
         Err(ProfileError::Expired {
             role: CertRole::Leaf
         })
+    );
+}
+
+fn check(leaf: &[u8], chain: &[&Vec<u8>], roots: &[&Vec<u8>]) -> Result<(), ProfileError> {
+    let td = parse_trust_domain("example.org").unwrap();
+    check_x509_svid(leaf, chain, Expected::MemberOf(&td), roots, now()).map(|_| ())
+}
+
+#[test]
+fn roots_sharing_a_subject_during_rotation_each_verify_the_leaves_they_signed() {
+    // A CA rotation that keeps the CA's name: the old and the new root are both published.
+    let now = now();
+    let old = root("rotating root", now - 2 * HOUR, now + 24 * HOUR);
+    let new = root("rotating root", now - HOUR, now + 48 * HOUR);
+    let subject = |der: &[u8]| {
+        let (_, c) = x509_parser::parse_x509_certificate(der).unwrap();
+        c.subject().as_raw().to_vec()
+    };
+    assert_eq!(
+        subject(&old.der),
+        subject(&new.der),
+        "the fixture needs one subject"
+    );
+    let under_old = leaf_with(&old, now, |_| {});
+    let under_new = leaf_with(&new, now, |_| {});
+    let new_inter = intermediate(
+        &new,
+        ca_params("rotating inter", now - HOUR, now + 12 * HOUR),
+    );
+    let under_new_inter = leaf_with(&new_inter, now, |_| {});
+    for bundle in [[&old.der, &new.der], [&new.der, &old.der]] {
+        assert_eq!(
+            check(&under_old, &[], &bundle),
+            Ok(()),
+            "leaf under the old root"
+        );
+        assert_eq!(
+            check(&under_new, &[], &bundle),
+            Ok(()),
+            "leaf under the new root"
+        );
+        assert_eq!(
+            check(&under_new_inter, &[&new_inter.der], &bundle),
+            Ok(()),
+            "leaf under an intermediate of the new root"
+        );
+    }
+    // The name never stands for the key: each root alone verifies only what it signed.
+    assert_eq!(
+        check(&under_new, &[], &[&old.der]),
+        Err(ProfileError::BadSignature {
+            role: CertRole::Leaf
+        })
+    );
+    assert_eq!(
+        check(&under_new_inter, &[&new_inter.der], &[&old.der]),
+        Err(ProfileError::BadSignature {
+            role: CertRole::Intermediate(0)
+        })
+    );
+    // An expired root of the same name in front of the new one does not hide the new one,
+    // and what only the expired one signed is refused for the root's date.
+    let expired = root("rotating root", now - 3 * HOUR, now - HOUR);
+    let under_expired = leaf_with(&expired, now, |p| p.not_before = at(now - 2 * HOUR));
+    let bundle = [&expired.der, &new.der];
+    assert_eq!(check(&under_new, &[], &bundle), Ok(()));
+    assert_eq!(
+        check(&under_expired, &[], &bundle),
+        Err(ProfileError::Expired {
+            role: CertRole::Root(0)
+        })
+    );
+}
+
+#[test]
+fn an_expired_root_is_refused_for_its_date() {
+    let now = now();
+    let expired = root("old root", now - 3 * HOUR, now - HOUR);
+    let leaf = leaf_with(&expired, now, |p| p.not_before = at(now - 2 * HOUR));
+    assert_eq!(
+        check(&leaf, &[], &[&expired.der]),
+        Err(ProfileError::Expired {
+            role: CertRole::Root(0)
+        })
+    );
+}
+
+#[test]
+fn the_spiffe_id_of_a_leaf_is_its_single_uri_san() {
+    let now = now();
+    let ca = root("test root", now - HOUR, now + 24 * HOUR);
+    let id = |tweak: fn(&mut rcgen::CertificateParams)| {
+        sworn_identity::leaf_spiffe_id(&leaf_with(&ca, now, tweak))
+    };
+    assert_eq!(id(|_| {}).unwrap().as_str(), ID);
+    assert_eq!(
+        id(|p| p.subject_alt_names = vec![SanType::URI(
+            "spiffe://example.org/sworn/server".try_into().unwrap()
+        )])
+        .unwrap()
+        .as_str(),
+        "spiffe://example.org/sworn/server",
+        "reserved ids are read (the agent pins the server's)"
+    );
+    assert_eq!(
+        id(|p| p
+            .subject_alt_names
+            .push(SanType::URI("spiffe://example.org/b".try_into().unwrap()))),
+        Err(ProfileError::MultipleUriSans { count: 2 })
+    );
+    assert_eq!(
+        id(|p| p.subject_alt_names = vec![SanType::DnsName("a.example".try_into().unwrap())]),
+        Err(ProfileError::NoUriSan)
+    );
+    assert!(matches!(
+        id(|p| p.subject_alt_names =
+            vec![SanType::URI("https://example.org/a".try_into().unwrap())]),
+        Err(ProfileError::InvalidId(_))
+    ));
+    assert!(matches!(
+        sworn_identity::leaf_spiffe_id(b"not der"),
+        Err(ProfileError::Malformed {
+            role: CertRole::Leaf,
+            ..
+        })
+    ));
+    // The leaf checks alone, for a process vetting its own SVID: a CA leaf is refused.
+    let ca_leaf = leaf_with(&ca, now, |p| {
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)
+    });
+    assert_eq!(
+        sworn_identity::leaf_spiffe_id(&ca_leaf).unwrap().as_str(),
+        ID
+    );
+    assert_eq!(
+        sworn_identity::check_svid_leaf(&ca_leaf),
+        Err(ProfileError::LeafIsCa)
     );
 }

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use sworn_identity::SpiffeIdentity;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
 
@@ -42,26 +41,13 @@ pub fn serial_of(der: &[u8]) -> Option<String> {
 /// Parses the agent ID and serial from a leaf certificate.
 pub fn peer_cert(der: &[u8], td: &spiffe::TrustDomain) -> Result<PeerCert, Status> {
     let bad = || Status::unauthenticated("client certificate is not a sworn agent SVID");
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| bad())?;
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|_| bad())?
-        .ok_or_else(bad)?;
-    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
-        x509_parser::extensions::GeneralName::URI(u) => Some(*u),
-        _ => None,
-    });
-    let uri = uris.next().ok_or_else(bad)?;
-    if uris.next().is_some() {
-        return Err(bad());
-    }
-    let id = SpiffeIdentity::parse_including_reserved(uri).map_err(|_| bad())?;
+    let id = sworn_identity::leaf_spiffe_id(der).map_err(|_| bad())?;
     if id.trust_domain() != td || !id.path().starts_with("/sworn/agent/") {
         return Err(bad());
     }
     Ok(PeerCert {
         id: id.as_str().to_owned(),
-        serial: hex::encode(cert.raw_serial()),
+        serial: serial_of(der).ok_or_else(bad)?,
     })
 }
 

@@ -1,7 +1,5 @@
 //! Printing admin results as text or JSON, and writing files atomically.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -172,24 +170,9 @@ pub fn jwks(ders: &[Vec<u8>]) -> Result<String> {
     Ok(serde_json::to_string_pretty(&json!({ "keys": keys }))?)
 }
 
-/// Writes `path` atomically: a temp file in the same directory, created with
-/// `mode`, fsynced, then renamed over the target.
+/// Writes `path` atomically with mode `mode` ([`sworn_identity::fs::write_atomic`]: an
+/// unpredictable `O_EXCL` temp file in the same directory, created with `mode`, fsynced,
+/// renamed over the target, the directory fsynced).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
+    Ok(sworn_identity::fs::write_atomic(path, data, mode)?)
 }

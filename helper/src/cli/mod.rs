@@ -1,4 +1,4 @@
-//! The `sworn-helper` command line (DESIGN.md §8) and what each subcommand runs. Parsed once
+//! The `sworn-helper` command line and what each subcommand runs. Parsed once
 //! into types at the edge; `main.rs` only installs tracing, calls [`run`] and maps errors to
 //! exit codes.
 
@@ -8,9 +8,4 @@ mod run;
 pub use args::{
     Cli, ClientArgs, Command, FilesArgs, LogFormat, ProxyArgs, ProxyMode, ServerArgs, SourceArgs,
 };
-pub use run::{RunError, run};
-
-/// Exit code for bad flags or values (EX_USAGE).
-pub const EXIT_USAGE: i32 = 64;
-/// Exit code when the Workload API gave no usable SVID in time (EX_UNAVAILABLE).
-pub const EXIT_UNAVAILABLE: i32 = 69;
+pub use run::{EXIT_UNAVAILABLE, EXIT_USAGE, RunError, run};

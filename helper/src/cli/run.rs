@@ -8,12 +8,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span};
 
 use super::args::{Cli, ClientArgs, Command, FilesArgs, ProxyMode, ServerArgs, SourceArgs};
-use super::{EXIT_UNAVAILABLE, EXIT_USAGE};
 use crate::files::{self, FilesConfig, Notify, PidTarget};
 use crate::metrics::{self, Metrics};
 use crate::proxy;
 use crate::tls::{self, MaterialWatch, TlsOptions};
 use crate::{Authorizer, AuthorizerError, WorkloadError};
+
+/// Exit code for bad flags or values (EX_USAGE).
+pub const EXIT_USAGE: i32 = 64;
+/// Exit code when the Workload API gave no usable SVID in time (EX_UNAVAILABLE).
+pub const EXIT_UNAVAILABLE: i32 = 69;
 
 /// Why a subcommand stopped.
 #[derive(Debug, thiserror::Error)]

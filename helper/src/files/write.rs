@@ -12,9 +12,10 @@
 //! bundle.pem -> current/bundle.pem
 //! ```
 //!
-//! Each version is written completely (files created 0644, the key created 0600 from the
-//! start, every file and the version directory fsynced) before `current` is swapped by
-//! renaming a new symlink over it; then the output directory is fsynced. Guarantees:
+//! Each version is written completely (every file through the shared atomic writer,
+//! `sworn_identity::fs`: 0644, the key 0600 from the start, each fsynced, then the version
+//! directory fsynced) before `current` is swapped by renaming a new symlink, created under
+//! an unpredictable name, over it; then the output directory is fsynced. Guarantees:
 //! - every path a reader opens is either the complete old file or the complete new file;
 //! - a reader that resolves `current` once (e.g. `realpath DIR/current`) and reads the three
 //!   files beneath it always gets a matching certificate, key and bundle;
@@ -26,12 +27,12 @@
 //!   one until the next rotation), so a reader that resolved `current` just before a swap
 //!   still finds every file.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, symlink};
+use std::fs::{self, File};
+use std::os::unix::fs::{DirBuilderExt, symlink};
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::CertificateDer;
+use sworn_identity::fs::write_atomic;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::tls::Material;
@@ -64,6 +65,16 @@ pub enum WriteError {
     /// There is no bundle for our own trust domain (material invariant broken).
     #[error("no bundle for our own trust domain")]
     NoBundle,
+}
+
+impl From<sworn_identity::fs::WriteError> for WriteError {
+    fn from(e: sworn_identity::fs::WriteError) -> Self {
+        WriteError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> WriteError + 'a {
@@ -111,17 +122,17 @@ pub fn publish(dir: &Path, material: &Material) -> Result<PathBuf, WriteError> {
     let previous = fs::read_link(dir.join(CURRENT_LINK)).ok();
 
     let version = new_version_dir(dir)?;
-    write_file(
+    write_atomic(
         &version.join(SVID_FILE),
         certs_pem(material.chain()).as_bytes(),
         0o644,
     )?;
-    write_file(
+    write_atomic(
         &version.join(KEY_FILE),
         key_pem(material.private_key_pkcs8()).as_bytes(),
         0o600,
     )?;
-    write_file(
+    write_atomic(
         &version.join(BUNDLE_FILE),
         certs_pem(bundle).as_bytes(),
         0o644,
@@ -163,33 +174,25 @@ fn new_version_dir(dir: &Path) -> Result<PathBuf, WriteError> {
     Ok(version)
 }
 
-fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io("create", path))?;
-    // The umask may have narrowed the mode; set it exactly.
-    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
-        .map_err(io("chmod", path))?;
-    f.write_all(contents).map_err(io("write", path))?;
-    f.sync_all().map_err(io("fsync", path))
-}
-
 fn sync_dir(dir: &Path) -> Result<(), WriteError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("fsync directory", dir))
 }
 
-/// Points `dir/name` at `target` with one rename, so it is never missing.
+/// Points `dir/name` at `target` with one rename, so it is never missing. The new link is
+/// made under an unpredictable name first (`symlink(2)` fails rather than follow or replace
+/// an existing path).
 fn replace_symlink(dir: &Path, name: &str, target: &Path) -> Result<(), WriteError> {
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    symlink(target, &tmp).map_err(io("symlink", &tmp))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .make_in(dir, |path| symlink(target, path))
+        .map_err(io("symlink in", dir))?;
     let path = dir.join(name);
-    fs::rename(&tmp, &path).map_err(io("rename into place", &path))
+    tmp.persist(&path)
+        .map(drop)
+        .map_err(|e| io("rename into place", &path)(e.error))
 }
 
 fn remove_old_versions(dir: &Path, current: &Path, previous: Option<&Path>) {

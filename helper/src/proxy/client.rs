@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
+use sworn_identity::leaf_spiffe_id;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
@@ -11,7 +12,6 @@ use tracing::{Span, debug, info};
 
 use super::{ActiveGuard, HostPort, Limits, accept_loop, handshake_metric, splice};
 use crate::metrics::Metrics;
-use crate::tls::peer_spiffe_id;
 
 /// Why client mode could not start.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,7 @@ async fn handle(
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(|c| peer_spiffe_id(c).ok())
+        .and_then(|c| leaf_spiffe_id(c).ok())
     {
         Span::current().record("peer_id", tracing::field::display(&id));
     }

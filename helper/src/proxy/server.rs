@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use sworn_identity::leaf_spiffe_id;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -10,7 +11,6 @@ use tracing::{Span, debug, info};
 
 use super::{ActiveGuard, HostPort, Limits, accept_loop, handshake_metric, splice};
 use crate::metrics::Metrics;
-use crate::tls::peer_spiffe_id;
 
 /// Runs server mode on `listener` until `shutdown`. `tls` should come from
 /// [`crate::tls::server_config`] so that peers are authorized by SPIFFE ID.
@@ -65,7 +65,7 @@ async fn handle(
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(|c| peer_spiffe_id(c).ok())
+        .and_then(|c| leaf_spiffe_id(c).ok())
     {
         Span::current().record("peer_id", tracing::field::display(&id));
     }

@@ -8,16 +8,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::RootCertStore;
-use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use spiffe::{SpiffeId, TrustDomain, X509BundleSet, X509Svid};
+use sworn_identity::ProfileError;
+use sworn_identity::tls::{TrustRoots, provider};
 use zeroize::Zeroizing;
-
-use super::peer::{PeerError, peer_spiffe_id};
-use super::provider;
 
 /// Why material could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +23,7 @@ pub enum MaterialError {
     EmptyChain,
     /// Our own leaf is not a usable X509-SVID.
     #[error("our svid: {0}")]
-    Leaf(#[from] PeerError),
+    Leaf(#[from] ProfileError),
     /// The key does not load or does not match the leaf.
     #[error("our svid key: {0}")]
     Key(rustls::Error),
@@ -47,53 +43,13 @@ pub enum MaterialError {
     NoOwnBundle(TrustDomain),
 }
 
-/// The roots of one trust domain, ready for verification.
-#[derive(Clone)]
-pub(crate) struct TrustBundle {
-    pub(crate) roots: Vec<CertificateDer<'static>>,
-    pub(crate) store: Arc<RootCertStore>,
-    pub(crate) client_verifier: Arc<dyn ClientCertVerifier>,
-}
-
-impl fmt::Debug for TrustBundle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TrustBundle")
-            .field("roots", &self.roots.len())
-            .finish()
-    }
-}
-
-impl TrustBundle {
-    fn new(td: &TrustDomain, roots: Vec<CertificateDer<'static>>) -> Result<Self, MaterialError> {
-        let bad = |reason: String| MaterialError::Bundle {
-            trust_domain: td.clone(),
-            reason,
-        };
-        let mut store = RootCertStore::empty();
-        let (added, _ignored) = store.add_parsable_certificates(roots.iter().cloned());
-        if added == 0 {
-            return Err(bad("no parsable root".into()));
-        }
-        let store = Arc::new(store);
-        let client_verifier =
-            WebPkiClientVerifier::builder_with_provider(store.clone(), provider())
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
-        Ok(TrustBundle {
-            roots,
-            store,
-            client_verifier,
-        })
-    }
-}
-
 /// Our SVID and the bundles, as of one Workload API update.
 pub struct Material {
     spiffe_id: SpiffeId,
     chain: Vec<CertificateDer<'static>>,
     key_pkcs8: Zeroizing<Vec<u8>>,
     certified_key: Arc<CertifiedKey>,
-    bundles: BTreeMap<TrustDomain, TrustBundle>,
+    bundles: BTreeMap<TrustDomain, TrustRoots>,
 }
 
 impl fmt::Debug for Material {
@@ -119,15 +75,17 @@ impl Material {
         let chain: Vec<CertificateDer<'static>> =
             chain.into_iter().map(CertificateDer::from).collect();
         let leaf = chain.first().ok_or(MaterialError::EmptyChain)?;
-        let spiffe_id = peer_spiffe_id(leaf)?;
+        let spiffe_id = sworn_identity::check_svid_leaf(leaf)?.spiffe_id().clone();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8.to_vec()));
         let certified_key =
             CertifiedKey::from_der(chain.clone(), key, &provider()).map_err(MaterialError::Key)?;
         let mut map = BTreeMap::new();
         for (td, roots) in bundles {
-            let roots = roots.into_iter().map(CertificateDer::from).collect();
-            let bundle = TrustBundle::new(&td, roots)?;
-            map.insert(td, bundle);
+            let roots = TrustRoots::new(roots).map_err(|e| MaterialError::Bundle {
+                trust_domain: td.clone(),
+                reason: e.to_string(),
+            })?;
+            map.insert(td, roots);
         }
         if !map.contains_key(spiffe_id.trust_domain()) {
             return Err(MaterialError::NoOwnBundle(spiffe_id.trust_domain().clone()));
@@ -178,7 +136,7 @@ impl Material {
 
     /// The roots of a trust domain, if we have its bundle.
     pub fn roots(&self, td: &TrustDomain) -> Option<&[CertificateDer<'static>]> {
-        self.bundles.get(td).map(|b| b.roots.as_slice())
+        self.bundles.get(td).map(TrustRoots::as_slice)
     }
 
     /// The trust domains we hold bundles for.
@@ -190,7 +148,7 @@ impl Material {
         self.certified_key.clone()
     }
 
-    pub(crate) fn bundle(&self, td: &TrustDomain) -> Option<&TrustBundle> {
+    pub(crate) fn bundle(&self, td: &TrustDomain) -> Option<&TrustRoots> {
         self.bundles.get(td)
     }
 
@@ -203,6 +161,6 @@ impl Material {
                 .bundles
                 .iter()
                 .zip(other.bundles.iter())
-                .all(|((a, ab), (b, bb))| a == b && ab.roots == bb.roots)
+                .all(|((a, ab), (b, bb))| a == b && ab == bb)
     }
 }

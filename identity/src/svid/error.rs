@@ -26,7 +26,7 @@ impl fmt::Display for CertRole {
 }
 
 /// A violation of the X509-SVID profile (SPIFFE X509-SVID spec §2, §4, §5) or of RFC 5280
-/// path validation as far as SVIDs need it.
+/// path validation (decided by webpki, named here).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProfileError {
@@ -132,7 +132,8 @@ pub enum ProfileError {
         /// Which certificate.
         role: CertRole,
     },
-    /// The next certificate of the chain is not the issuer of the previous one.
+    /// The next certificate of the chain is not the issuer of the previous one (RFC 5246
+    /// §7.4.2, RFC 8446 §4.4.2: each certificate certifies the one before it).
     #[error("{role} is not the issuer of the certificate before it")]
     ChainOutOfOrder {
         /// The certificate that does not fit.
@@ -147,10 +148,57 @@ pub enum ProfileError {
     /// No root of the bundle issued the chain.
     #[error("the chain does not lead to a root in the trust bundle")]
     NoTrustedRoot,
-    /// More intermediates than any sworn deployment produces.
+    /// More intermediates than webpki builds paths through.
     #[error("the chain is longer than {max} intermediates")]
     ChainTooLong {
         /// The limit.
         max: usize,
     },
+    /// webpki refused the path for a reason none of the variants above names (a name or path
+    /// length constraint, an unsupported signature algorithm, an intermediate's extended key
+    /// usage, ...).
+    #[error("the chain does not verify: {reason}")]
+    PathRefused {
+        /// webpki's error.
+        reason: String,
+    },
+}
+
+impl ProfileError {
+    /// Whether this is about trusting the chain (validity, signatures, issuers, the bundle)
+    /// rather than about what the leaf says (its SAN, basic constraints and key usages).
+    /// A TLS verifier reports the first kind as an untrusted chain and the second as a
+    /// certificate that is not an X509-SVID.
+    pub fn is_chain_error(&self) -> bool {
+        use ProfileError as E;
+        match self {
+            E::Malformed { role, .. } | E::UnknownCriticalExtension { role, .. } => {
+                *role != CertRole::Leaf
+            }
+            E::EmptyBundle
+            | E::NotYetValid { .. }
+            | E::Expired { .. }
+            | E::OutlivesIssuer { .. }
+            | E::IssuerNotCa { .. }
+            | E::ChainOutOfOrder { .. }
+            | E::BadSignature { .. }
+            | E::NoTrustedRoot
+            | E::ChainTooLong { .. }
+            | E::PathRefused { .. } => true,
+            E::NoUriSan
+            | E::MultipleUriSans { .. }
+            | E::MalformedSan
+            | E::InvalidId(_)
+            | E::UnexpectedId { .. }
+            | E::WrongTrustDomain { .. }
+            | E::MissingBasicConstraints
+            | E::LeafIsCa
+            | E::MissingKeyUsage
+            | E::KeyUsageNotCritical
+            | E::NoDigitalSignature
+            | E::KeyCertSignOnLeaf
+            | E::CrlSignOnLeaf
+            | E::EkuIncomplete { .. } => false,
+        }
+    }
 }
