@@ -1,5 +1,5 @@
 //! The audit log: every decision, allowed or denied, and every admin change
-//! (DESIGN.md §3.4, §9).
+//! (docs/architecture.md, "Outcomes").
 //!
 //! An event is written to the datastore (so `sworn-server audit` survives
 //! restarts), emitted on the `sworn::audit` tracing target, and broadcast to
@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use sworn_identity::outcome::Refusal;
 use tokio::sync::broadcast;
 
 use crate::clock::{Clock, unix_now};
@@ -38,6 +39,40 @@ impl Decision {
     }
 }
 
+/// What an event is about. The stored and logged `kind` is [`Kind::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An agent attested (join token or Kubernetes) or renewed its SVID.
+    AgentAttest,
+    /// An agent was banned.
+    AgentBan,
+    /// An agent was unbanned.
+    AgentUnban,
+    /// A registration entry was created.
+    EntryCreate,
+    /// A registration entry was deleted.
+    EntryDelete,
+    /// A workload SVID was asked for (agent API or `x509 mint`).
+    Mint,
+    /// A join token was generated.
+    TokenGenerate,
+}
+
+impl Kind {
+    /// Stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::AgentAttest => "agent.attest",
+            Kind::AgentBan => "agent.ban",
+            Kind::AgentUnban => "agent.unban",
+            Kind::EntryCreate => "entry.create",
+            Kind::EntryDelete => "entry.delete",
+            Kind::Mint => "mint",
+            Kind::TokenGenerate => "token.generate",
+        }
+    }
+}
+
 /// Writes audit events.
 #[derive(Debug, Clone)]
 pub struct Audit {
@@ -53,13 +88,36 @@ impl Audit {
         Audit { store, clock, live }
     }
 
+    /// Records a refusal: decision `deny` or `unavailable`, with the refusal's factor (for
+    /// `unavailable`, the dependency that failed) and reason added to `detail`.
+    pub async fn record_refusal(
+        &self,
+        kind: Kind,
+        refusal: &Refusal,
+        mut detail: Value,
+    ) -> Result<i64, StoreError> {
+        detail["factor"] = refusal.factor().as_str().into();
+        let decision = match refusal {
+            Refusal::Denied(d) => {
+                detail["reason"] = d.reason.clone().into();
+                Decision::Deny
+            }
+            Refusal::Unavailable(u) => {
+                detail["reason"] = u.reason.clone().into();
+                Decision::Unavailable
+            }
+        };
+        self.record(kind, decision, detail).await
+    }
+
     /// Records one event. `detail` must be a JSON object without secrets.
     pub async fn record(
         &self,
-        kind: &str,
+        kind: Kind,
         decision: Decision,
         detail: Value,
     ) -> Result<i64, StoreError> {
+        let kind = kind.as_str();
         let at = unix_now(self.clock.as_ref());
         let text = detail.to_string();
         let id = self

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use sworn_identity::SpiffeIdentity;
+use sworn_identity::outcome::Refusal;
+use sworn_identity::{Factor, SpiffeIdentity};
 use sworn_proto::admin as pb;
 use tonic::{Request, Response, Status};
 
-use crate::audit::Decision;
+use crate::audit::{Decision, Kind};
 use crate::ca::MintRequest;
 use crate::clock::unix_secs;
 use crate::join_token;
@@ -109,7 +110,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
         self.shared
             .audit
             .record(
-                "entry.create",
+                Kind::EntryCreate,
                 Decision::Allow,
                 serde_json::json!({
                     "entry_id": pb.id, "spiffe_id": pb.spiffe_id,
@@ -162,7 +163,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
         self.shared
             .audit
             .record(
-                "entry.delete",
+                Kind::EntryDelete,
                 Decision::Allow,
                 serde_json::json!({ "entry_id": id }),
             )
@@ -229,12 +230,13 @@ impl pb::admin_api_server::AdminApi for AdminService {
             Ok(s) => s,
             Err(e) => {
                 Metrics::count(&self.shared.metrics.svids, "admin", "deny");
+                // The CA refuses what it cannot build: a bad CSR, DNS name or TTL.
                 self.shared
                     .audit
-                    .record(
-                        "mint",
-                        Decision::Deny,
-                        serde_json::json!({"via": "admin", "spiffe_id": id.as_str(), "reason": e.to_string()}),
+                    .record_refusal(
+                        Kind::Mint,
+                        &Refusal::denied(Factor::Csr, e.to_string()),
+                        serde_json::json!({"via": "admin", "spiffe_id": id.as_str()}),
                     )
                     .await
                     .map_err(internal)?;
@@ -244,7 +246,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
         self.shared
             .audit
             .record(
-                "mint",
+                Kind::Mint,
                 Decision::Allow,
                 serde_json::json!({
                     "via": "admin", "spiffe_id": id.as_str(), "serial": svid.serial,
@@ -288,7 +290,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
         self.shared
             .audit
             .record(
-                "token.generate",
+                Kind::TokenGenerate,
                 Decision::Allow,
                 serde_json::json!({"token_hash_prefix": &hash[..12], "expires_at": now + ttl}),
             )
@@ -375,7 +377,11 @@ impl AdminService {
         self.shared
             .audit
             .record(
-                if banned { "agent.ban" } else { "agent.unban" },
+                if banned {
+                    Kind::AgentBan
+                } else {
+                    Kind::AgentUnban
+                },
                 Decision::Allow,
                 serde_json::json!({ "agent_id": id }),
             )

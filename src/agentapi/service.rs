@@ -22,7 +22,7 @@ use super::decision::{Minted, Verified, merge};
 use super::k8s::Failed;
 use super::ratelimit::RateLimiter;
 use super::wire::entry_to_pb;
-use crate::audit::Decision;
+use crate::audit::{Decision, Kind};
 use crate::ca::MintRequest;
 use crate::clock::unix_secs;
 use crate::join_token;
@@ -111,18 +111,16 @@ type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SyncResponse, Status>> + 
 impl AgentService {
     /// Audits and counts a refused attestation, and says what the agent hears: a denial is
     /// `PermissionDenied`, a fault `Unavailable` (retry).
-    async fn deny_attest(&self, method: &str, refusal: Refusal, mut detail: Value) -> Status {
-        detail["factor"] = refusal.factor().as_str().into();
-        let (decision, reason) = match &refusal {
-            Refusal::Denied(d) => (Decision::Deny, &d.reason),
-            Refusal::Unavailable(u) => (Decision::Unavailable, &u.reason),
+    async fn deny_attest(&self, method: &str, refusal: Refusal, detail: Value) -> Status {
+        let decision = match &refusal {
+            Refusal::Denied(_) => Decision::Deny,
+            Refusal::Unavailable(_) => Decision::Unavailable,
         };
-        detail["reason"] = reason.clone().into();
         Metrics::count(&self.shared.metrics.attestations, method, decision.as_str());
         let recorded = self
             .shared
             .audit
-            .record("agent.attest", decision, detail)
+            .record_refusal(Kind::AgentAttest, &refusal, detail)
             .await;
         match (refusal, recorded) {
             (Refusal::Unavailable(u), _) => {
@@ -175,7 +173,7 @@ impl AgentService {
         detail["expires_at"] = record.expires_at.into();
         self.shared
             .audit
-            .record("agent.attest", Decision::Allow, detail)
+            .record(Kind::AgentAttest, Decision::Allow, detail)
             .await
             .map_err(unavailable)?;
         Metrics::count(
@@ -368,7 +366,7 @@ impl AgentService {
                 match self
                     .shared
                     .audit
-                    .record("mint", Decision::Allow, detail)
+                    .record(Kind::Mint, Decision::Allow, detail)
                     .await
                 {
                     Ok(_) => Outcome::Issued(m),
@@ -377,30 +375,18 @@ impl AgentService {
             }
             Err(Failed { refusal, extra }) => {
                 merge(&mut detail, &extra);
-                detail["factor"] = refusal.factor().as_str().into();
-                match refusal {
-                    Refusal::Denied(d) => {
-                        detail["reason"] = d.reason.clone().into();
-                        match self
-                            .shared
-                            .audit
-                            .record("mint", Decision::Deny, detail)
-                            .await
-                        {
-                            Ok(_) => Outcome::Denied(d),
-                            Err(e) => audit_fault(e),
-                        }
-                    }
-                    Refusal::Unavailable(u) => {
-                        detail["reason"] = u.reason.clone().into();
+                let recorded = self
+                    .shared
+                    .audit
+                    .record_refusal(Kind::Mint, &refusal, detail)
+                    .await;
+                match (refusal, recorded) {
+                    (Refusal::Denied(d), Ok(_)) => Outcome::Denied(d),
+                    (Refusal::Denied(_), Err(e)) => audit_fault(e),
+                    (Refusal::Unavailable(u), recorded) => {
                         tracing::warn!(factor = %u.source, reason = %u.reason, "mint unavailable");
                         // Best effort: the store may be what failed.
-                        if let Err(e) = self
-                            .shared
-                            .audit
-                            .record("mint", Decision::Unavailable, detail)
-                            .await
-                        {
+                        if let Err(e) = recorded {
                             tracing::error!(error = %e, "cannot write audit event");
                         }
                         Outcome::Unavailable(u)
