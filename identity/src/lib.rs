@@ -17,9 +17,11 @@ pub mod factor;
 mod id;
 pub mod outcome;
 pub mod selector;
+mod serial;
 mod svid;
 
 pub use factor::Factor;
 pub use id::{IdError, MAX_SPIFFE_ID_BYTES, RESERVED_SEGMENT, SpiffeIdentity, parse_trust_domain};
+pub use serial::{MAX_SERIAL_OCTETS, Serial, SerialError};
 pub use spiffe::{SpiffeId, TrustDomain};
 pub use svid::{CertRole, Expected, ProfileError, VerifiedSvid, check_x509_svid};

@@ -25,7 +25,7 @@ use crate::k8s::review::{ReviewError, review};
 use crate::k8s::{Cluster, K8sError, within};
 use crate::policy::matching::{check_scope, entry_matches};
 use crate::policy::template::IdTemplate;
-use crate::store::{AgentMethod, AgentRecord, EntryTarget};
+use crate::store::{AgentMethod, AttestedAgent, EntryTarget};
 
 /// Longest token accepted from an agent (a projected token is ~1 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -93,7 +93,7 @@ pub async fn attest(
 async fn verify_node(
     svc: &AgentService,
     req: pb::K8sAttestation,
-) -> Result<(AgentRecord, Value), Failed> {
+) -> Result<(AttestedAgent, Value), Failed> {
     let shared = svc.shared();
     let deadline = shared.config.k8s_call_timeout;
     let cluster: &Cluster = shared
@@ -243,18 +243,13 @@ async fn verify_node(
         "factors": {"N1": "ok", "N2": "ok", "N3": "ok", "N4": "ok", "N5": "ok"},
     });
     Ok((
-        AgentRecord {
+        AttestedAgent {
             id: id.as_str().to_owned(),
             method: AgentMethod::K8s,
             node_name,
             node_uid,
             pod_uid,
             cluster: cluster.config.name.clone(),
-            serial: String::new(),
-            prev_serial: None,
-            expires_at: 0,
-            banned: false,
-            attested_at: 0,
         },
         detail,
     ))
