@@ -2,17 +2,26 @@
 //!
 //! Everything that decides by time (CA rotation, SVID expiry, token TTLs, audit timestamps)
 //! reads it from a [`Clock`], so tests drive hours of rotation with a [`FakeClock`] instead of
-//! sleeping. [`FakeClock`] is public (not `cfg(test)`) because integration tests and `sworn-dev`
-//! use it too; production code uses [`SystemClock`].
+//! sleeping: [`Clock::sleep_until`] on a fake clock wakes when the test moves the time past
+//! the deadline. [`FakeClock`] is public (not `cfg(test)`) because integration tests and
+//! `sworn-dev` use it too; production code uses [`SystemClock`].
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current time.
     fn now(&self) -> SystemTime;
+
+    /// Resolves once [`Clock::now`] has reached `deadline`, or later. On the wall clock it may
+    /// also resolve late or early when the wall clock is stepped, so callers re-check `now`
+    /// and bound the wait with a monotonic timer of their own.
+    fn sleep_until(&self, deadline: SystemTime) -> BoxFuture<'static, ()>;
 }
 
 /// The wall clock.
@@ -23,19 +32,27 @@ impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }
+
+    fn sleep_until(&self, deadline: SystemTime) -> BoxFuture<'static, ()> {
+        let wait = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        Box::pin(tokio::time::sleep(wait))
+    }
 }
 
-/// A clock that only moves when told to. Clones share the same time.
+/// A clock that only moves when told to. Clones share the same time, and sleepers wake when
+/// it is moved past their deadline.
 #[derive(Clone)]
 pub struct FakeClock {
-    now: Arc<Mutex<SystemTime>>,
+    now: Arc<watch::Sender<SystemTime>>,
 }
 
 impl FakeClock {
     /// A fake clock reading `start`.
     pub fn new(start: SystemTime) -> Self {
         FakeClock {
-            now: Arc::new(Mutex::new(start)),
+            now: Arc::new(watch::Sender::new(start)),
         }
     }
 
@@ -51,26 +68,30 @@ impl FakeClock {
 
     /// Sets the time.
     pub fn set(&self, to: SystemTime) {
-        *self.lock() = to;
+        self.now.send_replace(to);
     }
 
     /// Moves the time forward by `by`.
     pub fn advance(&self, by: Duration) {
-        let mut now = self.lock();
-        *now += by;
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SystemTime> {
-        // A panic while holding this lock cannot leave a SystemTime half-written.
-        self.now
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.now.send_modify(|now| *now += by);
     }
 }
 
 impl Clock for FakeClock {
     fn now(&self) -> SystemTime {
-        *self.lock()
+        *self.now.borrow()
+    }
+
+    fn sleep_until(&self, deadline: SystemTime) -> BoxFuture<'static, ()> {
+        let mut now = self.now.subscribe();
+        Box::pin(async move {
+            // `wait_for` fails only once every clone of the clock is gone: then time never
+            // moves again, and neither does this sleeper.
+            let reached = now.wait_for(|now| *now >= deadline).await.is_ok();
+            if !reached {
+                std::future::pending::<()>().await;
+            }
+        })
     }
 }
 
@@ -95,6 +116,17 @@ pub fn unix_secs(t: SystemTime) -> i64 {
     }
 }
 
+/// The time `secs` seconds after the Unix epoch (before it when negative), as certificates
+/// and the datastore carry it.
+pub fn from_unix_secs(secs: i64) -> SystemTime {
+    let d = Duration::from_secs(secs.unsigned_abs());
+    if secs >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +140,26 @@ mod tests {
         other.set(UNIX_EPOCH);
         assert_eq!(unix_now(&clock), 0);
         assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_secs(3)), -3);
+        assert_eq!(from_unix_secs(-3), UNIX_EPOCH - Duration::from_secs(3));
+        assert_eq!(unix_secs(from_unix_secs(1005)), 1005);
+    }
+
+    #[tokio::test]
+    async fn a_fake_clock_sleeper_wakes_when_the_clock_passes_its_deadline() {
+        let clock = FakeClock::new(UNIX_EPOCH);
+        let deadline = UNIX_EPOCH + Duration::from_secs(3600);
+        let sleeper = tokio::spawn(clock.sleep_until(deadline));
+        clock.advance(Duration::from_secs(1800));
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished(), "woke before the deadline");
+        clock.set(deadline);
+        tokio::time::timeout(Duration::from_secs(10), sleeper)
+            .await
+            .expect("the sleeper wakes once the clock reaches the deadline")
+            .unwrap();
+        // A deadline already passed resolves at once.
+        tokio::time::timeout(Duration::from_secs(10), clock.sleep_until(UNIX_EPOCH))
+            .await
+            .unwrap();
     }
 }

@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::agentapi;
 use crate::audit::Audit;
-use crate::ca::{CaConfig, CertificateAuthority, UpstreamConfig};
+use crate::ca::{CaConfig, CertificateAuthority, RotationObserver, RotationReport, UpstreamConfig};
 use crate::clock::{Clock, SystemClock, unix_secs};
 use crate::config::Config;
 use crate::policy::entry::{EntryDefect, entry_defect};
@@ -54,9 +54,6 @@ pub enum ServerError {
     /// A Kubernetes cluster client could not be built.
     #[error(transparent)]
     K8s(#[from] crate::k8s::K8sError),
-    /// A service failed while running.
-    #[error("{0}")]
-    Serve(String),
 }
 
 impl ServerError {
@@ -209,10 +206,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServe
             .instrument(tracing::info_span!("health")),
         );
     }
-    tasks.spawn(
-        rotation_loop(shared.clone(), shutdown.clone())
-            .instrument(tracing::info_span!("ca_rotation")),
-    );
+    tasks.spawn(shared.ca.clone().run_rotation(
+        ROTATION_PERIOD,
+        shutdown.clone(),
+        PublishRotation(shared.clone()),
+    ));
 
     shared.metrics.set_ready(true);
     tracing::info!(
@@ -343,31 +341,22 @@ async fn publish_bundle(shared: &Shared) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Checks rotation every few seconds (the clock decides when, not the loop).
-async fn rotation_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let ca = shared.ca.clone();
-        let rotated = match tokio::task::spawn_blocking(move || ca.rotate_if_due()).await {
-            Ok(r) => r,
-            Err(error) => {
-                tracing::error!(%error, "CA rotation task failed");
-                continue;
-            }
-        };
-        match rotated {
-            Ok(report) if report.bundle_changed => {
-                tracing::info!(?report, "CA bundle changed");
-                if let Err(error) = publish_bundle(&shared).await {
-                    tracing::error!(%error, "cannot publish the rotated bundle");
-                }
-            }
-            Ok(_) => {}
-            Err(error) => tracing::error!(%error, "CA rotation failed"),
+/// The CA's rotation loop wakes when its clock reaches the next step, and at least this often
+/// (so a stepped wall clock is noticed).
+const ROTATION_PERIOD: Duration = Duration::from_secs(5);
+
+/// Publishes each CA rotation step beyond the CA's own watch channel (which the agent API's
+/// Sync streams and TLS follow): the datastore's roots, the bundle file, the bundle
+/// ConfigMaps and the CA metrics, which change at activation too (docs/architecture.md,
+/// "The CA").
+#[derive(Debug)]
+struct PublishRotation(Arc<Shared>);
+
+#[async_trait::async_trait]
+impl RotationObserver for PublishRotation {
+    async fn rotated(&self, _report: RotationReport) {
+        if let Err(error) = publish_bundle(&self.0).await {
+            tracing::error!(%error, "cannot publish the rotated bundle");
         }
     }
 }

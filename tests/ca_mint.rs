@@ -1,4 +1,5 @@
-//! Minting: the X509-SVID profile of what the CA issues, `openssl verify`, hostile CSRs.
+//! Minting: the X509-SVID profile of what the CA issues, `openssl verify`, the serial
+//! encoding, hostile CSRs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ca_support;
@@ -10,7 +11,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519, SanType,
 };
-use sworn_identity::{Expected, SpiffeIdentity, check_x509_svid};
+use sworn_identity::{Expected, Serial, SpiffeIdentity, check_x509_svid};
 use sworn_server::ca::{CsrError, IssuedSvid, MintError, MintRequest, SvidKeyPair, certs_to_pem};
 use sworn_server::clock::{Clock, FakeClock};
 use x509_parser::prelude::*;
@@ -38,7 +39,8 @@ fn sans<'a>(c: &'a X509Certificate<'a>) -> Vec<&'a GeneralName<'a>> {
         .unwrap_or_default()
 }
 
-/// The X509-SVID checklist (X509-SVID spec §2, §4) plus sworn's issuing policy (DESIGN §3.4).
+/// The X509-SVID checklist (X509-SVID spec §2, §4) plus sworn's issuing
+/// policy (docs/architecture.md, "The CA").
 const PROFILE: &[(&str, Check)] = &[
     ("exactly one uri san, the requested id", |c, ctx| {
         let uris: Vec<_> = sans(c)
@@ -221,6 +223,47 @@ fn openssl_verify_accepts_a_minted_svid_against_the_bundle() {
     std::fs::write(out.path().join("other.pem"), other.bundle().to_pem()).unwrap();
     let (ok, _) = openssl(&["verify", "-CAfile", "other.pem", "svid.pem"], out.path());
     assert!(!ok, "openssl accepted an svid against an unrelated bundle");
+}
+
+/// The serial the CA reports (and the agent API stores and audits) is the one `openssl x509
+/// -serial` prints, also when DER adds a sign octet before a magnitude whose top bit is set.
+#[test]
+fn the_reported_serial_is_the_one_openssl_prints_with_or_without_a_der_sign_octet() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::at_wall_time();
+    let ca = open(dir.path(), &clock);
+    let out = tempfile::tempdir().unwrap();
+    let (mut padded, mut unpadded) = (false, false);
+    // Each draw has its top bit set with probability 1/2: 64 draws miss a kind with p = 2^-63.
+    for _ in 0..64 {
+        let svid = mint(&ca, WEB, HOUR);
+        let (_, cert) = x509_parser::parse_x509_certificate(svid.leaf_der()).unwrap();
+        let has_sign_octet = cert.raw_serial()[0] == 0;
+        if (has_sign_octet && padded) || (!has_sign_octet && unpadded) {
+            continue;
+        }
+        std::fs::write(out.path().join("svid.pem"), svid.chain_pem()).unwrap();
+        let (ok, text) = openssl(
+            &["x509", "-noout", "-serial", "-in", "svid.pem"],
+            out.path(),
+        );
+        assert!(ok, "{text}");
+        assert_eq!(
+            text.trim(),
+            format!("serial={}", svid.serial.to_string().to_uppercase()),
+            "sign octet: {has_sign_octet}"
+        );
+        assert_eq!(
+            Serial::of_certificate(svid.leaf_der()).unwrap(),
+            svid.serial
+        );
+        padded |= has_sign_octet;
+        unpadded |= !has_sign_octet;
+        if padded && unpadded {
+            return;
+        }
+    }
+    panic!("64 serials, all of one kind: padded {padded}, unpadded {unpadded}");
 }
 
 fn hostile_csr(key: &KeyPair) -> Vec<u8> {

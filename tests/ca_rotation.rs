@@ -1,15 +1,18 @@
-//! CA rotation with a fake clock (DESIGN.md §4): prepare at 1/2, publish at once, activate at
-//! 1/6, keep old roots while anything they signed can be valid.
+//! CA rotation with a fake clock (docs/architecture.md, "The CA"): prepare at 1/2, publish at
+//! once, activate at 1/6, keep old roots while anything they signed can be valid; the one
+//! rotation loop (`CertificateAuthority::run_rotation`) wakes when the clock reaches a step.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ca_support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ca_support::*;
 use sworn_identity::{Expected, ProfileError, check_x509_svid};
-use sworn_server::ca::{MintError, RotationReport};
+use sworn_server::ca::{MintError, RotationObserver, RotationReport};
 use sworn_server::clock::{Clock, FakeClock};
+use tokio_util::sync::CancellationToken;
 
 const WEB: &str = "spiffe://example.org/ns/default/sa/web";
 const MINUTE: Duration = Duration::from_secs(60);
@@ -173,24 +176,95 @@ fn next_rotation_at_tracks_the_schedule() {
     assert!(next > half && next <= t0 + 20 * HOUR, "{next:?}");
 }
 
+/// Hands each report the loop produces to the test.
+struct Reports(tokio::sync::mpsc::UnboundedSender<RotationReport>);
+
+#[async_trait::async_trait]
+impl RotationObserver for Reports {
+    async fn rotated(&self, report: RotationReport) {
+        let _ = self.0.send(report);
+    }
+}
+
+async fn next_report(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<RotationReport>,
+) -> RotationReport {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a rotation report in time")
+        .expect("the loop is running")
+}
+
 #[tokio::test]
-async fn run_rotation_ticks_until_cancelled() {
+async fn run_rotation_wakes_when_the_clock_reaches_each_step_and_reports_it() {
     let dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::at_wall_time();
-    let t0 = clock.now();
-    let ca = std::sync::Arc::new(open(dir.path(), &clock));
-    let mut rx = ca.subscribe();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(
-        ca.clone()
-            .run_rotation(Duration::from_millis(20), shutdown.clone()),
+    let ca = Arc::new(open(dir.path(), &clock));
+    let mut bundles = ca.subscribe();
+    let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    // A period far longer than the test: only the clock reaching a step can wake the loop.
+    let task = tokio::spawn(ca.clone().run_rotation(HOUR, shutdown.clone(), Reports(tx)));
+
+    clock.set(ca.next_rotation_at().unwrap());
+    let prepared = next_report(&mut reports).await;
+    assert_eq!(
+        prepared,
+        RotationReport {
+            prepared: Some(2),
+            bundle_changed: true,
+            ..RotationReport::default()
+        }
     );
-    clock.set(t0 + 13 * HOUR);
-    tokio::time::timeout(Duration::from_secs(10), rx.changed())
+    assert!(
+        bundles.has_changed().unwrap(),
+        "the new root is on the watch channel"
+    );
+    assert_eq!(bundles.borrow_and_update().roots_der.len(), 2);
+
+    clock.set(ca.next_rotation_at().unwrap());
+    let activated = next_report(&mut reports).await;
+    assert_eq!(
+        activated,
+        RotationReport {
+            activated: Some(2),
+            ..RotationReport::default()
+        }
+    );
+    assert_eq!(ca.status().unwrap().active_generation, 2);
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(rx.borrow().roots_der.len(), 2);
+}
+
+#[tokio::test]
+async fn run_rotation_activates_a_root_prepared_late_only_a_period_after_publishing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::at_wall_time();
+    let t0 = clock.now();
+    let ca = Arc::new(open(dir.path(), &clock));
+    let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let period = Duration::from_millis(300);
+    let task = tokio::spawn(
+        ca.clone()
+            .run_rotation(period, shutdown.clone(), Reports(tx)),
+    );
+
+    // The server was not running between 1/2 and 1/6: both steps are due at once.
+    clock.set(t0 + 21 * HOUR);
+    assert_eq!(next_report(&mut reports).await.prepared, Some(2));
+    let published = std::time::Instant::now();
+    assert_eq!(next_report(&mut reports).await.activated, Some(2));
+    assert!(
+        published.elapsed() >= period,
+        "activated {:?} after publishing the root, before one period",
+        published.elapsed()
+    );
+
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await

@@ -1,5 +1,5 @@
 //! The CA key store across restarts: same CA after a restart, and a broken store refuses to
-//! start with a message naming the file instead of silently becoming a new CA (DESIGN.md §4).
+//! start with a message naming the file instead of silently becoming a new CA (docs/architecture.md, "The CA").
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ca_support;

@@ -22,12 +22,14 @@ pub mod fs;
 mod id;
 pub mod outcome;
 pub mod selector;
+mod serial;
 mod svid;
 #[cfg(feature = "tls")]
 pub mod tls;
 
 pub use factor::Factor;
 pub use id::{IdError, MAX_SPIFFE_ID_BYTES, RESERVED_SEGMENT, SpiffeIdentity, parse_trust_domain};
+pub use serial::{MAX_SERIAL_OCTETS, Serial, SerialError};
 pub use spiffe::{SpiffeId, TrustDomain};
 pub use svid::{
     CertRole, Expected, ProfileError, VerifiedSvid, check_svid_leaf, check_x509_svid,

@@ -63,7 +63,7 @@ fn agent_to_pb(a: &AgentRecord) -> pb::Agent {
         node_uid: a.node_uid.clone(),
         pod_uid: a.pod_uid.clone(),
         cluster: a.cluster.clone(),
-        serial: a.serial.clone(),
+        serial: a.serial.to_string(),
         expires_at: a.expires_at,
         banned: a.banned,
         attested_at: a.attested_at,

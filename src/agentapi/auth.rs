@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use sworn_identity::Serial;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
 
@@ -20,7 +21,7 @@ pub struct Authenticated {
     /// Its record.
     pub record: AgentRecord,
     /// The serial it presented.
-    pub serial: String,
+    pub serial: Serial,
 }
 
 /// Facts read from an agent's client certificate.
@@ -28,14 +29,13 @@ pub struct Authenticated {
 pub struct PeerCert {
     /// The agent's SPIFFE ID.
     pub id: String,
-    /// Serial, lowercase hex of the DER integer bytes.
-    pub serial: String,
+    /// Its serial.
+    pub serial: Serial,
 }
 
-/// Serial as stored and compared: lowercase hex of the DER integer's bytes.
-pub fn serial_of(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    Some(hex::encode(cert.raw_serial()))
+/// The serial of a certificate, as stored and compared.
+pub fn serial_of(der: &[u8]) -> Option<Serial> {
+    Serial::of_certificate(der).ok()
 }
 
 /// Parses the agent ID and serial from a leaf certificate.
@@ -90,7 +90,7 @@ pub async fn authenticate<T>(
                 tracing::warn!(error = %e, agent = %record.id, "cannot retire the previous serial");
             }
         }
-    } else if record.prev_serial.as_deref() != Some(peer.serial.as_str()) {
+    } else if record.prev_serial.as_ref() != Some(&peer.serial) {
         return Err(Status::unauthenticated(
             "agent certificate was superseded by a newer one; attest again",
         ));

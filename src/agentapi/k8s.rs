@@ -25,7 +25,7 @@ use crate::k8s::{Cluster, K8sError, within};
 use crate::policy::matching::{check_scope, entry_matches};
 use crate::policy::template::IdTemplate;
 use crate::shared::Shared;
-use crate::store::{AgentMethod, AgentRecord, EntryTarget};
+use crate::store::{AgentMethod, AttestedAgent, EntryTarget};
 
 /// Longest token accepted from an agent (a projected token is ~1 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -76,7 +76,7 @@ fn review_refusal(factor: Factor, e: ReviewError) -> Failed {
 pub async fn verify_node(
     shared: &Shared,
     req: pb::K8sAttestation,
-) -> Result<(AgentRecord, Value), Failed> {
+) -> Result<(AttestedAgent, Value), Failed> {
     let deadline = shared.config.k8s_call_timeout;
     let cluster: &Cluster = shared
         .clusters
@@ -225,18 +225,13 @@ pub async fn verify_node(
         "factors": {"N1": "ok", "N2": "ok", "N3": "ok", "N4": "ok", "N5": "ok"},
     });
     Ok((
-        AgentRecord {
+        AttestedAgent {
             id: id.as_str().to_owned(),
             method: AgentMethod::K8s,
             node_name,
             node_uid,
             pod_uid,
             cluster: cluster.config.name.clone(),
-            serial: String::new(),
-            prev_serial: None,
-            expires_at: 0,
-            banned: false,
-            attested_at: 0,
         },
         detail,
     ))

@@ -28,7 +28,7 @@ use crate::clock::unix_secs;
 use crate::join_token;
 use crate::policy::matching::{UnixFacts, check_scope, entry_matches, entry_scoped_to};
 use crate::shared::Shared;
-use crate::store::{AgentMethod, AgentRecord, EntryTarget, StoreError, TokenUse};
+use crate::store::{AgentMethod, AgentRecord, AttestedAgent, EntryTarget, StoreError, TokenUse};
 use crate::telemetry::Metrics;
 
 /// What the agent is told of an outcome: the generic text, never the audit detail.
@@ -138,11 +138,11 @@ impl AgentService {
     /// Mints an agent SVID and records the agent.
     async fn issue_agent(
         &self,
-        mut record: AgentRecord,
+        agent: AttestedAgent,
         csr: Vec<u8>,
         detail: serde_json::Value,
     ) -> Result<pb::AttestResponse, Status> {
-        let id = SpiffeIdentity::parse_including_reserved(&record.id)
+        let id = SpiffeIdentity::parse_including_reserved(&agent.id)
             .map_err(|_| Status::internal("agent ID"))?;
         let svid = self
             .shared
@@ -159,9 +159,12 @@ impl AgentService {
             .first()
             .and_then(|d| serial_of(d))
             .ok_or_else(|| Status::internal("minted certificate does not parse"))?;
-        record.serial = serial.clone();
-        record.expires_at = unix_secs(svid.not_after);
-        record.attested_at = self.shared.now();
+        let record = AgentRecord::issued(
+            agent,
+            serial.clone(),
+            unix_secs(svid.not_after),
+            self.shared.now(),
+        );
         self.shared
             .store
             .upsert_agent(&record)
@@ -169,7 +172,7 @@ impl AgentService {
             .map_err(unavailable)?;
         let mut detail = detail;
         detail["agent_id"] = record.id.clone().into();
-        detail["serial"] = serial.into();
+        detail["serial"] = serial.to_string().into();
         detail["expires_at"] = record.expires_at.into();
         self.shared
             .audit
@@ -227,18 +230,13 @@ impl AgentService {
             &["join", &uuid::Uuid::new_v4().to_string()],
         )
         .map_err(|_| Status::internal("agent ID"))?;
-        let record = AgentRecord {
+        let record = AttestedAgent {
             id: id.as_str().to_owned(),
             method: AgentMethod::JoinToken,
             node_name: String::new(),
             node_uid: String::new(),
             pod_uid: String::new(),
             cluster: String::new(),
-            serial: String::new(),
-            prev_serial: None,
-            expires_at: 0,
-            banned: false,
-            attested_at: 0,
         };
         self.issue_agent(
             record,
@@ -361,7 +359,7 @@ impl AgentService {
     ) -> Outcome<Minted> {
         let outcome = match minted {
             Ok(m) => {
-                detail["serial"] = m.svid.serial.clone().into();
+                detail["serial"] = m.svid.serial.to_string().into();
                 detail["expires_at"] = unix_secs(m.svid.not_after).into();
                 match self
                     .shared
@@ -460,7 +458,7 @@ impl pb::agent_api_server::AgentApi for AgentService {
         }
         let csr = req.into_inner().csr;
         let detail = serde_json::json!({"method": "renew", "previous_serial": agent.serial});
-        self.issue_agent(agent.record, csr, detail)
+        self.issue_agent(agent.record.into(), csr, detail)
             .await
             .map(Response::new)
     }

@@ -1,7 +1,7 @@
 //! The X.509 trust bundle of the trust domain and PEM helpers.
 //!
 //! The bundle holds every root that may have signed a still-valid SVID, plus the prepared next
-//! root, published before anything it signs is issued (DESIGN.md §4).
+//! root, published before anything it signs is issued (docs/architecture.md, "The CA").
 
 use spiffe::TrustDomain;
 

@@ -1,5 +1,5 @@
 //! Certificate signing requests: the CSR contributes its public key and proof of possession,
-//! nothing else (DESIGN.md §3.4).
+//! nothing else (docs/architecture.md, "The CA").
 //!
 //! [`verify_p256_csr`] accepts only ECDSA P-256 keys with an ecdsa-with-SHA256 self-signature
 //! that verifies; subject, attributes and requested extensions are ignored without being read.

@@ -1,5 +1,5 @@
 //! One CA generation: a P-256 key and its CA certificate, either a self-signed root or an
-//! intermediate under the upstream CA (DESIGN.md §4).
+//! intermediate under the upstream CA (docs/architecture.md, "The CA").
 //!
 //! Invariant: a [`Generation`] with a signer has a key that matches its certificate, and the
 //! certificate is a CA (`cA=true`, `pathLen=0`, keyCertSign) whose validity was read back from
@@ -14,14 +14,16 @@ use rcgen::{
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls_pki_types::CertificateDer;
 use spiffe::TrustDomain;
+use sworn_identity::Serial;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::error::CaError;
 use super::key::P256Key;
 use super::upstream::Upstream;
+use crate::clock::from_unix_secs;
 
 /// How far certificates are backdated, for relying parties whose clocks run slightly behind
-/// (DESIGN.md §3.4).
+/// (docs/architecture.md, "The CA").
 pub(crate) const BACKDATE: Duration = Duration::from_secs(10);
 
 /// A CA generation as loaded or created.
@@ -72,8 +74,8 @@ impl Generation {
         if !matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca) {
             return Err(corrupt("not a ca certificate"));
         }
-        let not_before = system_time(cert.validity().not_before.timestamp());
-        let not_after = system_time(cert.validity().not_after.timestamp());
+        let not_before = from_unix_secs(cert.validity().not_before.timestamp());
+        let not_after = from_unix_secs(cert.validity().not_after.timestamp());
         let signer = match key {
             None => None,
             Some(key) => {
@@ -131,7 +133,8 @@ impl Generation {
             DnType::CommonName,
             format!("sworn ca {trust_domain} #{number}"),
         );
-        params.serial_number = Some(random_serial().map_err(gen_err("certificate"))?);
+        let serial = random_serial().map_err(gen_err("certificate"))?;
+        params.serial_number = Some(SerialNumber::from_slice(serial.magnitude()));
         params.not_before = (now - BACKDATE).into();
         params.not_after = not_after.into();
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -188,16 +191,17 @@ impl Generation {
 }
 
 /// A random positive 128-bit serial number (RFC 5280 §4.1.2.2; CA/B forum asks ≥ 64 random
-/// bits). Never zero.
-pub(crate) fn random_serial() -> Result<SerialNumber, String> {
+/// bits). Never zero. rcgen encodes its magnitude as a non-negative INTEGER, adding the DER
+/// sign octet when the top bit is set.
+pub(crate) fn random_serial() -> Result<Serial, String> {
     let rng = SystemRandom::new();
     let mut bytes = [0u8; 16];
     loop {
         rng.fill(&mut bytes)
             .map_err(|_| "system rng failed".to_string())?;
-        // rcgen encodes the bytes as a non-negative INTEGER (adding a 0x00 when needed).
-        if bytes.iter().any(|b| *b != 0) {
-            return Ok(SerialNumber::from_slice(&bytes));
+        // Only the all-zero draw fails (16 octets is within the 20 RFC 5280 allows).
+        if let Ok(serial) = Serial::from_magnitude(&bytes) {
+            return Ok(serial);
         }
     }
 }
@@ -207,13 +211,5 @@ pub(crate) fn whole_seconds(t: SystemTime) -> SystemTime {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => UNIX_EPOCH + Duration::from_secs(d.as_secs()),
         Err(_) => t,
-    }
-}
-
-pub(crate) fn system_time(unix_secs: i64) -> SystemTime {
-    if unix_secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(unix_secs.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_secs(unix_secs.unsigned_abs())
     }
 }

@@ -1,4 +1,4 @@
-//! ECDSA P-256 private keys (DESIGN.md §3.4, §4) held so that the secret is zeroized on drop
+//! ECDSA P-256 private keys (docs/architecture.md, "The CA") held so that the secret is zeroized on drop
 //! and never printed.
 //!
 //! The PKCS#8 bytes live in a [`Zeroizing`] buffer; the parsed `ring` key pair is what signs.

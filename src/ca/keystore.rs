@@ -1,5 +1,5 @@
-//! The CA directory `<data_dir>/ca/` (DESIGN.md §4: keys at rest are 0600 files, written
-//! atomically).
+//! The CA directory `<data_dir>/ca/`: keys at rest are 0600 files, written atomically
+//! (docs/architecture.md, "The CA").
 //!
 //! Layout:
 //! - `state.json`: which generations exist and their roles (see [`State`]);

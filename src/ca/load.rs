@@ -1,16 +1,14 @@
-//! Reading a CA directory back into memory, and the bundle it implies.
+//! Reading a CA directory back into memory.
 //!
 //! Every file the state names must be present and usable; anything else is a [`CaError`]
-//! naming the file, never a reason to start over (DESIGN.md §4).
+//! naming the file, never a reason to start over (docs/architecture.md, "The CA").
 
 use spiffe::TrustDomain;
 
-use super::authority::Authorities;
-use super::bundle::Bundle;
+use super::authorities::Authorities;
 use super::error::CaError;
 use super::generation::Generation;
 use super::keystore::{self, KeyStore, Mode};
-use super::upstream::Upstream;
 
 /// Reads every generation the state names.
 pub(crate) fn load(
@@ -62,27 +60,4 @@ pub(crate) fn load(
         prepared,
         retired,
     })
-}
-
-/// The bundle for the given generations: self-signed roots oldest first, or the upstream roots.
-pub(crate) fn bundle_of(
-    trust_domain: &TrustDomain,
-    a: &Authorities,
-    upstream: Option<&Upstream>,
-) -> Bundle {
-    let roots_der = match upstream {
-        Some(up) => up.roots.clone(),
-        None => a
-            .retired
-            .iter()
-            .chain(std::iter::once(&a.active))
-            .chain(a.prepared.iter())
-            .map(|g| g.cert_der().to_vec())
-            .collect(),
-    };
-    Bundle {
-        trust_domain: trust_domain.clone(),
-        roots_der,
-        sequence: a.state.bundle_sequence,
-    }
 }

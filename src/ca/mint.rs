@@ -1,4 +1,4 @@
-//! Minting X509-SVIDs (DESIGN.md §3.4).
+//! Minting X509-SVIDs (docs/architecture.md, "The CA").
 //!
 //! The certificate is built from policy only; the CSR contributes its public key and proof of
 //! possession. Profile: exactly one URI SAN (the SPIFFE ID), optional validated DNS SANs,
@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
-    SanType,
+    SanType, SerialNumber,
 };
-use sworn_identity::{Expected, SpiffeIdentity, check_x509_svid};
+use sworn_identity::{Expected, Serial, SpiffeIdentity, check_x509_svid};
 
 use super::authority::CertificateAuthority;
 use super::bundle::certs_to_pem;
@@ -46,8 +46,8 @@ pub struct IssuedSvid {
     pub spiffe_id: SpiffeIdentity,
     /// The leaf first, then intermediates up to (not including) a bundle root.
     pub chain_der: Vec<Vec<u8>>,
-    /// Serial number, lower-case hex.
-    pub serial: String,
+    /// Serial number, read back from the certificate.
+    pub serial: Serial,
     /// NotBefore (backdated).
     pub not_before: SystemTime,
     /// NotAfter.
@@ -157,7 +157,7 @@ impl CertificateAuthority {
         ];
         params.not_before = (now - BACKDATE).into();
         params.not_after = not_after.into();
-        params.serial_number = Some(serial);
+        params.serial_number = Some(SerialNumber::from_slice(serial.magnitude()));
         params.use_authority_key_identifier_extension = true;
         let leaf = params
             .signed_by(&public_key, signer)
@@ -184,14 +184,15 @@ impl CertificateAuthority {
                 },
             )?;
         drop(authorities);
+        let serial = Serial::of_certificate(&leaf).map_err(|e| MintError::Build(e.to_string()))?;
 
         let mut chain_der = vec![leaf];
         chain_der.extend(intermediates);
-        tracing::debug!(spiffe_id = %spiffe_id, serial = %verified.serial_hex, "minted x509-svid");
+        tracing::debug!(spiffe_id = %spiffe_id, %serial, "minted x509-svid");
         Ok(IssuedSvid {
             spiffe_id,
             chain_der,
-            serial: verified.serial_hex,
+            serial,
             not_before: verified.not_before,
             not_after: verified.not_after,
         })

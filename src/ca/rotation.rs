@@ -1,4 +1,4 @@
-//! CA rotation (DESIGN.md §4), driven by the injectable clock.
+//! CA rotation (docs/architecture.md, "The CA"), driven by the injectable clock.
 //!
 //! With `life` the active CA's validity and `remaining` what is left of it at `now`:
 //! - **prepare** when `remaining ≤ life/2`: create the next generation and, in self-signed
@@ -11,13 +11,23 @@
 //!
 //! In upstream mode the bundle is the upstream roots, so rotation changes chains, not the
 //! bundle; the retired intermediate is dropped at activation.
+//!
+//! [`CertificateAuthority::run_rotation`] is the one loop that applies these rules, in the
+//! server and in tests alike. It wakes when the clock reaches the next step (or after
+//! `period` at the latest) and tells a [`RotationObserver`] about every step that changed
+//! something; the server's observer publishes the bundle file, the datastore's roots, the
+//! bundle ConfigMaps and the CA metrics. Agents hear of bundle changes from the CA's watch
+//! channel ([`CertificateAuthority::subscribe`]), which `rotate_if_due` updates itself.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::authority::{Authorities, CertificateAuthority};
+use super::authorities::Authorities;
+use super::authority::CertificateAuthority;
 use super::error::CaError;
 use super::generation::Generation;
 use super::keystore::{Mode, cert_file, key_file};
@@ -33,6 +43,20 @@ pub struct RotationReport {
     pub dropped_roots: usize,
     /// True when the bundle changed (and was sent to subscribers).
     pub bundle_changed: bool,
+}
+
+/// Told about each rotation step of [`CertificateAuthority::run_rotation`] that changed
+/// something, after the step is durable and its bundle is on the CA's watch channel.
+#[async_trait::async_trait]
+pub trait RotationObserver: Send + Sync + 'static {
+    /// `report` is what the step did (never [`RotationReport::default`]).
+    async fn rotated(&self, report: RotationReport);
+}
+
+/// No observer: the step is only logged and sent on the watch channel.
+#[async_trait::async_trait]
+impl RotationObserver for () {
+    async fn rotated(&self, _report: RotationReport) {}
 }
 
 impl CertificateAuthority {
@@ -77,12 +101,17 @@ impl CertificateAuthority {
         Ok(prune.fold(step, SystemTime::min))
     }
 
-    /// Runs `rotate_if_due` every `period` until `shutdown`, on the blocking pool. Errors are
-    /// logged and retried on the next period.
+    /// Applies the rotation rules until `shutdown`: runs `rotate_if_due` (on the blocking
+    /// pool) now, then whenever the clock reaches [`CertificateAuthority::next_rotation_at`],
+    /// and at least every `period` (the wall clock can be stepped). An activation that was due
+    /// in the tick that prepared its root waits for the next period, so agents have had the
+    /// root for that long. Each step that changed anything is logged and handed to
+    /// `observer`; errors are logged and retried after `period`.
     pub async fn run_rotation(
-        self: std::sync::Arc<Self>,
+        self: Arc<Self>,
         period: Duration,
         shutdown: CancellationToken,
+        observer: impl RotationObserver,
     ) {
         let span = tracing::info_span!("ca_rotation");
         async move {
@@ -91,13 +120,26 @@ impl CertificateAuthority {
                 match tokio::task::spawn_blocking(move || ca.rotate_if_due()).await {
                     Ok(Ok(report)) if report != RotationReport::default() => {
                         tracing::info!(?report, "ca rotation step");
+                        observer.rotated(report).await;
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(error)) => tracing::error!(%error, "ca rotation failed"),
                     Err(error) => tracing::error!(%error, "ca rotation task failed"),
                 }
+                let next_step: BoxFuture<'static, ()> = match self.next_rotation_at() {
+                    Ok(at) if at > self.clock.now() => self.clock.sleep_until(at),
+                    // Due but not taken: an activation waits one period after the tick that
+                    // prepared it, an upstream CA that expires with the active one blocks
+                    // preparing, or the step failed. The period decides.
+                    Ok(_) => Box::pin(std::future::pending()),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot schedule the next ca rotation step");
+                        Box::pin(std::future::pending())
+                    }
+                };
                 tokio::select! {
                     () = shutdown.cancelled() => return,
+                    () = next_step => {}
                     () = tokio::time::sleep(period) => {}
                 }
             }

@@ -1,5 +1,5 @@
 //! An upstream CA given as PEM files, under which every sworn CA generation is an
-//! intermediate (DESIGN.md §4). The bundle is then the upstream roots, and SVID chains carry
+//! intermediate (docs/architecture.md, "The CA"). The bundle is then the upstream roots, and SVID chains carry
 //! the sworn intermediate and the upstream certificates below the root.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::bundle::certs_from_pem;
 use super::error::CaError;
-use super::generation::system_time;
+use crate::clock::from_unix_secs;
 
 /// Where the upstream CA's files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,10 +103,10 @@ impl Upstream {
                 ));
             }
         };
-        let mut not_after = system_time(cert.validity().not_after.timestamp());
+        let mut not_after = from_unix_secs(cert.validity().not_after.timestamp());
         for der in &chain {
             if let Ok((_, c)) = X509Certificate::from_der(der) {
-                not_after = not_after.min(system_time(c.validity().not_after.timestamp()));
+                not_after = not_after.min(from_unix_secs(c.validity().not_after.timestamp()));
             }
         }
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(signing.as_slice()), key)

@@ -1,5 +1,5 @@
 //! The server's datastore: entries, agents, bundle roots, join tokens, used
-//! agent credentials and audit events (DESIGN.md §7).
+//! agent credentials and audit events (docs/architecture.md, "Components").
 //!
 //! Callers hold an `Arc<dyn Store>`; [`sqlite::SqliteStore`] is the embedded
 //! default. A PostgreSQL implementation plugs in behind the same trait.
@@ -13,6 +13,7 @@ pub mod sqlite;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sworn_identity::Serial;
 use sworn_identity::selector::Selector;
 
 /// Datastore failure.
@@ -88,6 +89,24 @@ impl AgentMethod {
     }
 }
 
+/// An agent that passed node attestation and is about to be issued its SVID: what
+/// [`AgentRecord`] keeps, without what the SVID decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestedAgent {
+    /// The agent's SPIFFE ID.
+    pub id: String,
+    /// How it attested.
+    pub method: AgentMethod,
+    /// Kubernetes node name (empty for join-token agents).
+    pub node_name: String,
+    /// Kubernetes node UID.
+    pub node_uid: String,
+    /// The agent's own pod UID.
+    pub pod_uid: String,
+    /// Cluster name.
+    pub cluster: String,
+}
+
 /// An attested agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentRecord {
@@ -103,16 +122,59 @@ pub struct AgentRecord {
     pub pod_uid: String,
     /// Cluster name.
     pub cluster: String,
-    /// Serial (hex) of the latest agent SVID.
-    pub serial: String,
+    /// Serial of the latest agent SVID.
+    pub serial: Serial,
     /// Serial of the previous SVID, accepted until `serial` is first used.
-    pub prev_serial: Option<String>,
+    pub prev_serial: Option<Serial>,
     /// Unix seconds: expiry of the latest SVID.
     pub expires_at: i64,
     /// Refused on every call while set.
     pub banned: bool,
     /// Unix seconds of the latest attestation.
     pub attested_at: i64,
+}
+
+impl AgentRecord {
+    /// The record of `agent` once it was issued the SVID with `serial`, valid until
+    /// `expires_at`, at `attested_at` (unix seconds). [`Store::upsert_agent`] keeps an existing
+    /// ban and makes the stored serial the previous one.
+    pub fn issued(agent: AttestedAgent, serial: Serial, expires_at: i64, attested_at: i64) -> Self {
+        let AttestedAgent {
+            id,
+            method,
+            node_name,
+            node_uid,
+            pod_uid,
+            cluster,
+        } = agent;
+        AgentRecord {
+            id,
+            method,
+            node_name,
+            node_uid,
+            pod_uid,
+            cluster,
+            serial,
+            prev_serial: None,
+            expires_at,
+            banned: false,
+            attested_at,
+        }
+    }
+}
+
+impl From<AgentRecord> for AttestedAgent {
+    /// The attested facts of a record, to issue it a new SVID (renewal).
+    fn from(record: AgentRecord) -> Self {
+        AttestedAgent {
+            id: record.id,
+            method: record.method,
+            node_name: record.node_name,
+            node_uid: record.node_uid,
+            pod_uid: record.pod_uid,
+            cluster: record.cluster,
+        }
+    }
 }
 
 /// A root certificate in the bundle.
@@ -164,8 +226,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes an entry; false when it did not exist.
     async fn delete_entry(&self, id: &str) -> Result<bool, StoreError>;
 
-    /// Inserts or replaces an agent record (on attestation). The banned flag
-    /// of an existing record is kept.
+    /// Inserts or replaces an agent record (on attestation and renewal). Of an
+    /// existing record, the banned flag is kept and the stored serial becomes
+    /// `prev_serial` (`agent.prev_serial` is ignored then), so a renewal never
+    /// strands the certificate the agent is still using. Every backend must keep
+    /// both.
     async fn upsert_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
     /// One agent.
     async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
@@ -177,16 +242,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: &str,
         banned: bool,
     ) -> Result<Option<AgentRecord>, StoreError>;
-    /// Records a new SVID serial; the current one becomes the previous.
-    async fn rotate_agent_serial(
-        &self,
-        id: &str,
-        serial: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError>;
     /// The agent used `serial`: if it is the latest, the previous one stops
     /// being accepted.
-    async fn mark_serial_used(&self, id: &str, serial: &str) -> Result<(), StoreError>;
+    async fn mark_serial_used(&self, id: &str, serial: &Serial) -> Result<(), StoreError>;
 
     /// Adds a root (idempotent).
     async fn put_root(&self, root: &StoredRoot) -> Result<(), StoreError>;

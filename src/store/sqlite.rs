@@ -10,6 +10,7 @@ use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sworn_identity::Serial;
 
 use super::{
     AgentMethod, AgentRecord, AuditRecord, Entry, EntryTarget, Store, StoreError, StoredRoot,
@@ -100,14 +101,20 @@ fn agent_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreErr
         "k8s" => AgentMethod::K8s,
         other => return Err(corrupt("agent", &id, format!("unknown method {other:?}"))),
     };
+    let serial = |text: String| -> Result<Serial, StoreError> {
+        text.parse().map_err(|e| corrupt("agent", &id, e))
+    };
     Ok(AgentRecord {
         method,
         node_name: row.try_get("node_name")?,
         node_uid: row.try_get("node_uid")?,
         pod_uid: row.try_get("pod_uid")?,
         cluster: row.try_get("cluster")?,
-        serial: row.try_get("serial")?,
-        prev_serial: row.try_get("prev_serial")?,
+        serial: serial(row.try_get("serial")?)?,
+        prev_serial: row
+            .try_get::<Option<String>, _>("prev_serial")?
+            .map(serial)
+            .transpose()?,
         expires_at: row.try_get("expires_at")?,
         banned: row.try_get::<i64, _>("banned")? != 0,
         attested_at: row.try_get("attested_at")?,
@@ -188,8 +195,8 @@ impl Store for SqliteStore {
         .bind(&a.node_uid)
         .bind(&a.pod_uid)
         .bind(&a.cluster)
-        .bind(&a.serial)
-        .bind(&a.prev_serial)
+        .bind(a.serial.to_string())
+        .bind(a.prev_serial.as_ref().map(Serial::to_string))
         .bind(a.expires_at)
         .bind(i64::from(a.banned))
         .bind(a.attested_at)
@@ -226,29 +233,12 @@ impl Store for SqliteStore {
         self.get_agent(id).await
     }
 
-    async fn rotate_agent_serial(
-        &self,
-        id: &str,
-        serial: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE agents SET prev_serial = serial, serial = ?, expires_at = ? WHERE id = ?",
-        )
-        .bind(serial)
-        .bind(expires_at)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn mark_serial_used(&self, id: &str, serial: &str) -> Result<(), StoreError> {
+    async fn mark_serial_used(&self, id: &str, serial: &Serial) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE agents SET prev_serial = NULL WHERE id = ? AND serial = ? AND prev_serial IS NOT NULL",
         )
         .bind(id)
-        .bind(serial)
+        .bind(serial.to_string())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -392,6 +382,7 @@ impl FromStr for AgentMethod {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::AttestedAgent;
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -430,40 +421,130 @@ mod tests {
         );
     }
 
+    fn serial(text: &str) -> Serial {
+        text.parse().unwrap()
+    }
+
+    fn agent(serial_text: &str) -> AgentRecord {
+        AgentRecord::issued(
+            AttestedAgent {
+                id: "spiffe://td/sworn/agent/join/x".into(),
+                method: AgentMethod::JoinToken,
+                node_name: String::new(),
+                node_uid: String::new(),
+                pod_uid: String::new(),
+                cluster: String::new(),
+            },
+            serial(serial_text),
+            10,
+            1,
+        )
+    }
+
+    /// What every backend must do (see [`Store::upsert_agent`]): re-issuing an agent keeps
+    /// its ban and its previous serial, which stays accepted until the new one is used.
     #[tokio::test]
-    async fn previous_serial_stays_until_new_one_is_used() {
+    async fn upsert_rotates_the_previous_serial_and_keeps_the_ban_until_the_new_one_is_used() {
         let (_d, s) = store().await;
-        let a = AgentRecord {
-            id: "spiffe://td/sworn/agent/join/x".into(),
-            method: AgentMethod::JoinToken,
-            node_name: String::new(),
-            node_uid: String::new(),
-            pod_uid: String::new(),
-            cluster: String::new(),
-            serial: "01".into(),
-            prev_serial: None,
-            expires_at: 10,
-            banned: false,
-            attested_at: 1,
-        };
-        s.upsert_agent(&a).await.unwrap();
-        s.rotate_agent_serial(&a.id, "02", 20).await.unwrap();
-        let got = s.get_agent(&a.id).await.unwrap().unwrap();
+        let first = agent("01");
+        s.upsert_agent(&first).await.unwrap();
+        assert_eq!(s.get_agent(&first.id).await.unwrap().unwrap(), first);
+        s.set_agent_banned(&first.id, true).await.unwrap();
+
+        s.upsert_agent(&agent("8002")).await.unwrap();
+        let got = s.get_agent(&first.id).await.unwrap().unwrap();
         assert_eq!(
-            (got.serial.as_str(), got.prev_serial.as_deref()),
-            ("02", Some("01"))
+            (got.serial, got.prev_serial, got.banned),
+            (serial("8002"), Some(serial("01")), true)
         );
-        s.mark_serial_used(&a.id, "01").await.unwrap();
-        assert!(
-            s.get_agent(&a.id)
+        s.mark_serial_used(&first.id, &serial("01")).await.unwrap();
+        assert_eq!(
+            s.get_agent(&first.id).await.unwrap().unwrap().prev_serial,
+            Some(serial("01")),
+            "using the previous serial does not retire it"
+        );
+        s.mark_serial_used(&first.id, &serial("8002"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_agent(&first.id).await.unwrap().unwrap().prev_serial,
+            None
+        );
+    }
+
+    /// Serials stored before the one encoding (hex of the DER INTEGER content, with the sign
+    /// octet) are rewritten by migration 0002, and nothing else in the row changes.
+    #[tokio::test]
+    async fn serials_stored_with_a_der_sign_octet_are_migrated_to_the_one_encoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let opts = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(opts).await.unwrap();
+            let mut before = sqlx::migrate!("./migrations/sqlite");
+            before.migrations = before.migrations[..1].to_vec().into();
+            before.run(&pool).await.unwrap();
+            for (id, serial, prev) in [
+                (
+                    "spiffe://td/sworn/agent/join/padded",
+                    "0080ab",
+                    Some("00ff01"),
+                ),
+                ("spiffe://td/sworn/agent/join/plain", "7f00", Some("0a")),
+                ("spiffe://td/sworn/agent/join/new", "0090", None),
+            ] {
+                sqlx::query(
+                    "INSERT INTO agents (id, method, node_name, node_uid, pod_uid, cluster, serial, prev_serial, expires_at, banned, attested_at)
+                     VALUES (?, 'join_token', 'n', 'nu', 'p', 'c', ?, ?, 20, 1, 5)",
+                )
+                .bind(id)
+                .bind(serial)
+                .bind(prev)
+                .execute(&pool)
                 .await
-                .unwrap()
-                .unwrap()
-                .prev_serial
-                .is_some()
+                .unwrap();
+            }
+            pool.close().await;
+        }
+        let s = SqliteStore::open(&path).await.unwrap();
+        let agents = s.list_agents().await.unwrap();
+        let got: Vec<_> = agents
+            .iter()
+            .map(|a| {
+                (
+                    a.id.rsplit('/').next().unwrap(),
+                    a.serial.to_string(),
+                    a.prev_serial.as_ref().map(Serial::to_string),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("new", "90".to_string(), None),
+                ("padded", "80ab".to_string(), Some("ff01".to_string())),
+                ("plain", "7f00".to_string(), Some("0a".to_string())),
+            ]
         );
-        s.mark_serial_used(&a.id, "02").await.unwrap();
-        assert_eq!(s.get_agent(&a.id).await.unwrap().unwrap().prev_serial, None);
+        for a in &agents {
+            assert_eq!(
+                (
+                    a.method,
+                    a.node_name.as_str(),
+                    a.node_uid.as_str(),
+                    a.pod_uid.as_str(),
+                    a.cluster.as_str(),
+                    a.expires_at,
+                    a.banned,
+                    a.attested_at
+                ),
+                (AgentMethod::JoinToken, "n", "nu", "p", "c", 20, true, 5),
+                "{}",
+                a.id
+            );
+        }
     }
 
     #[tokio::test]
