@@ -320,7 +320,7 @@ async fn publish_bundle(shared: &Shared) -> Result<(), ServerError> {
     }
     let pem = bundle.to_pem();
     let path = &shared.config.bundle_file;
-    if let Err(error) = crate::cli::write_atomic(path, pem.as_bytes(), 0o644) {
+    if let Err(error) = sworn_identity::fs::write_atomic(path, pem.as_bytes(), 0o644) {
         tracing::warn!(error = %format!("{error:#}"), path = %path.display(), "cannot write the bundle file");
     }
     for cluster in shared.clusters.iter() {

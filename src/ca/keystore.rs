@@ -15,9 +15,9 @@
 //! worst an unreferenced file. The whole directory is first built under a temporary name and
 //! renamed into place, so `ca/` existing means initialisation completed.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder, File};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -103,34 +103,13 @@ impl KeyStore {
         self.dir.join(name)
     }
 
-    /// Writes `data` to `name` atomically with mode 0600.
+    /// Writes `data` to `name` atomically with mode 0600 (`sworn_identity::fs`).
     pub(crate) fn write_atomic(&self, name: &str, data: &[u8]) -> Result<(), CaError> {
-        let target = self.path(name);
-        let tmp = self.path(&format!(".{name}.tmp-{}", random_suffix()?));
-        let io = |action| {
-            let path = target.clone();
-            move |source| CaError::Io {
-                path,
-                action,
-                source,
-            }
-        };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("create temporary file"))?;
-        let written = file
-            .write_all(data)
-            .and_then(|()| file.sync_all())
-            .map_err(io("write"));
-        drop(file);
-        if let Err(e) = written.and_then(|()| fs::rename(&tmp, &target).map_err(io("rename"))) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        sync_dir(&self.dir)
+        sworn_identity::fs::write_atomic(&self.path(name), data, 0o600).map_err(|e| CaError::Io {
+            path: e.path,
+            action: e.action,
+            source: e.source,
+        })
     }
 
     /// Reads `name`; a missing file is [`CaError::Missing`] with `why`.
