@@ -2,11 +2,13 @@
 //!
 //! The runner ([`runner`]) starts both systems with equivalent settings ([`peer`]), drives
 //! real workload processes under distinct uids ([`workers`], the `sworn-bench-worker`
-//! binary, speaking [`wire`]), measures each scenario ([`scenario`]) interleaving the two
-//! systems, adds the floors ([`floors`]) and writes JSON and Markdown ([`report`]).
+//! binary, speaking [`wire`]), measures each scenario ([`scenario`], given a [`context`])
+//! interleaving the two systems, adds the floors ([`floors`]) and writes JSON and Markdown
+//! ([`report`]).
 //! Invariant: both systems are driven by the same client code (the public `spiffe` crate)
 //! from the same worker processes, so the client's cost is the same on both sides.
 
+pub mod context;
 pub mod floors;
 pub mod peer;
 pub mod procfs;

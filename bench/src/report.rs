@@ -7,9 +7,9 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use crate::context::Sizes;
 use crate::floors::Floors;
 use crate::peer::Binaries;
-use crate::runner::Sizes;
 use crate::scenario::Row;
 use crate::stats::Summary;
 

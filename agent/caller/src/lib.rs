@@ -8,16 +8,19 @@
 //! `UnixListener` into connections that tonic can serve, each carrying its [`CallerInfo`].
 
 mod cgroup;
+mod digest;
 mod error;
 mod guard;
 mod kube;
 mod peer;
+mod pod;
 mod procfs;
 #[cfg(feature = "serve")]
 mod serve;
 mod unix;
 
 pub use cgroup::{CgroupError, CgroupRoot, CgroupRootError, CgroupRoots, parse_proc_cgroup};
+pub use digest::Sha256Digest;
 pub use error::CallerError;
 pub use guard::{boot_ticks_now, check_start_time};
 pub use kube::{ContainerId, ContainerRuntime, IdError, PodContainer, PodUid};
@@ -25,4 +28,4 @@ pub use peer::{Caller, PidHandle};
 pub use procfs::{ProcDir, ProcError, ProcStat, ProcStatus};
 #[cfg(feature = "serve")]
 pub use serve::{CallerInfo, CallerStream, incoming};
-pub use unix::{Sha256Digest, UnixFacts};
+pub use unix::UnixFacts;

@@ -18,7 +18,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
-use crate::unix::Sha256Digest;
+use crate::digest::Sha256Digest;
 
 /// Size cap for the small text files read here (`stat`, `status`, `cgroup`).
 const TEXT_LIMIT: u64 = 64 * 1024;

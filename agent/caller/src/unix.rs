@@ -6,44 +6,11 @@
 //! effective uid and gid in `/proc/<pid>/status` must equal the socket's `SO_PEERCRED`
 //! credentials; a process that changed identity since connecting is refused.
 
-use std::fmt;
 use std::path::PathBuf;
 
+use crate::digest::Sha256Digest;
 use crate::error::CallerError;
 use crate::peer::Caller;
-
-/// A SHA-256 digest; displays as 64 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Sha256Digest([u8; 32]);
-
-impl Sha256Digest {
-    /// Wraps raw digest bytes.
-    pub fn new(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// The raw digest bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// The digest as 64 lowercase hex digits, the `unix:sha256:` selector form.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl fmt::Display for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sha256Digest({self})")
-    }
-}
 
 /// What the kernel says about a caller in unix mode.
 #[derive(Debug, Clone, PartialEq, Eq)]

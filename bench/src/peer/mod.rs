@@ -7,86 +7,21 @@
 //! `node`); "fake node" entries are scoped to agents that never connect, to give the server
 //! a large datastore without changing what this agent syncs.
 
+mod process;
+mod spec;
 mod spire;
 mod sworn;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
-use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::Result;
 use tokio::process::Child;
 
+pub use process::{free_port, http_ok, log_file, run_cmd, wait_for};
+pub use spec::{Binaries, EntrySpec, Kind, TRUST_DOMAIN};
 pub use spire::Spire;
 pub use sworn::Sworn;
-
-/// The trust domain both systems serve.
-pub const TRUST_DOMAIN: &str = "bench.test";
-
-/// Which system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// This project.
-    Sworn,
-    /// The peer, SPIRE.
-    Spire,
-}
-
-impl Kind {
-    /// Lowercase name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Sworn => "sworn",
-            Kind::Spire => "spire",
-        }
-    }
-}
-
-/// Who an entry is for.
-#[derive(Debug, Clone, Copy)]
-pub struct EntrySpec {
-    /// The workload's uid (selector `unix:uid:<uid>`, ID `spiffe://bench.test/w/<uid>`).
-    pub uid: u32,
-    /// X509-SVID TTL; `None` = the server default (1 h).
-    pub ttl_seconds: Option<u32>,
-    /// `None`: this agent; `Some(k)`: a fake agent `k` that never connects.
-    pub fake_node: Option<u32>,
-}
-
-impl EntrySpec {
-    /// An entry for `uid` on this agent with the default TTL.
-    pub fn local(uid: u32) -> Self {
-        Self {
-            uid,
-            ttl_seconds: None,
-            fake_node: None,
-        }
-    }
-
-    /// The SPIFFE ID it names.
-    pub fn spiffe_id(&self) -> String {
-        match self.fake_node {
-            None => format!("spiffe://{TRUST_DOMAIN}/w/{}", self.uid),
-            Some(k) => format!("spiffe://{TRUST_DOMAIN}/f/{k}/{}", self.uid),
-        }
-    }
-}
-
-/// Paths of the binaries of both systems.
-#[derive(Debug, Clone)]
-pub struct Binaries {
-    /// `sworn-server`.
-    pub sworn_server: PathBuf,
-    /// `sworn-agent`.
-    pub sworn_agent: PathBuf,
-    /// `spire-server`, if built.
-    pub spire_server: Option<PathBuf>,
-    /// `spire-agent`, if built.
-    pub spire_agent: Option<PathBuf>,
-}
 
 /// A running system: server + agent.
 #[derive(Debug)]
@@ -191,72 +126,4 @@ async fn kill_child(c: &mut Child) -> Result<()> {
     let _ = c.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
     Ok(())
-}
-
-/// A free loopback TCP port (bound and released; fine for a benchmark on loopback).
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Polls `check` every 50 ms until it returns true or `timeout` passes.
-pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Whether `GET http://127.0.0.1:port{path}` answers 200.
-pub async fn http_ok(port: u16, path: &str) -> bool {
-    let Ok(Ok(mut s)) = tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await
-    else {
-        return false;
-    };
-    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 64];
-    let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&buf[..n]);
-    head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200")
-}
-
-/// Runs a command to completion, failing with its stderr when it fails; returns stdout.
-pub async fn run_cmd(cmd: &mut tokio::process::Command) -> Result<String> {
-    let out = cmd.kill_on_drop(true).output().await?;
-    if !out.status.success() {
-        bail!(
-            "{:?} failed ({}): {}",
-            cmd.as_std().get_program(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Opens (appending) a log file for a child's stdout/stderr.
-pub fn log_file(path: &Path) -> Result<std::process::Stdio> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    Ok(std::process::Stdio::from(f))
 }

@@ -13,7 +13,8 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use super::{Binaries, EntrySpec, TRUST_DOMAIN, free_port, http_ok, log_file, run_cmd, wait_for};
+use super::process::{free_port, http_ok, log_file, run_cmd, wait_for};
+use super::spec::{Binaries, EntrySpec, TRUST_DOMAIN};
 
 /// Entries per `entry create -data` batch.
 const CREATE_BATCH: usize = 1000;

@@ -13,7 +13,8 @@ use sworn_proto::admin::{CreateEntryRequest, GenerateJoinTokenRequest, ListAgent
 use tokio::process::{Child, Command};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::{Binaries, EntrySpec, TRUST_DOMAIN, free_port, http_ok, log_file, wait_for};
+use super::process::{free_port, http_ok, log_file, wait_for};
+use super::spec::{Binaries, EntrySpec, TRUST_DOMAIN};
 
 /// Concurrent CreateEntry calls in flight.
 const CREATE_CONCURRENCY: usize = 32;

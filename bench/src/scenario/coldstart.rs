@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Collector, Row};
+use super::collect::{Collector, Row};
+use crate::context::{Ctx, UID_PROBE};
 use crate::peer::{EntrySpec, Peer};
 use crate::procfs::rss_bytes;
-use crate::runner::{Ctx, UID_PROBE};
 use crate::wire::{Command, Reply, now_ns};
 
 const MIB: f64 = 1024.0 * 1024.0;

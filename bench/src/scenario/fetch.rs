@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use super::{Collector, Row, latencies};
+use super::collect::{Collector, Row, latencies};
+use crate::context::{Ctx, UID_BASE, connect};
 use crate::peer::{EntrySpec, Peer};
 use crate::procfs::rss_bytes;
-use crate::runner::{Ctx, UID_BASE, connect};
 use crate::stats::percentile;
 use crate::wire::{Command, Reply};
 

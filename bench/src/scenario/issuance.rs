@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::{Collector, Row};
+use super::collect::{Collector, Row};
+use crate::context::{Ctx, UID_BASE, connect};
 use crate::peer::EntrySpec;
 use crate::procfs::cpu_seconds;
-use crate::runner::{Ctx, UID_BASE, connect};
 use crate::wire::{Command, Reply, now_ns};
 
 /// Retry interval of a workload without an SVID.

@@ -8,9 +8,9 @@
 
 use anyhow::Result;
 
-use super::{Collector, Row};
+use super::collect::{Collector, Row};
+use crate::context::{Ctx, UID_TTFS, connect};
 use crate::peer::EntrySpec;
-use crate::runner::{Ctx, UID_TTFS, connect};
 use crate::stats::percentile;
 use crate::wire::{Command, Reply, now_ns};
 

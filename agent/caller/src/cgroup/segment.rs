@@ -12,7 +12,7 @@
 //! container made in its own delegated subtree) are allowed, but none of them may look like
 //! another pod or container: one path names at most one of each.
 
-use super::CgroupError;
+use super::error::CgroupError;
 use super::roots::{CgroupRoot, Driver};
 use crate::kube::{ContainerId, ContainerRuntime, PodContainer, PodUid, is_container_id};
 
