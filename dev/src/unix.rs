@@ -223,7 +223,8 @@ pub async fn start_with(dir: &Path, svid_ttl: Option<Duration>) -> Result<UnixEn
         admin_socket: server.admin_socket.clone(),
         spiffe_id,
     };
-    std::fs::write(state_file(dir), serde_json::to_vec_pretty(&state)?)?;
+    // Atomically: `env` run at the same moment reads all of it or nothing.
+    crate::cli::state::write_json(&state_file(dir), &state)?;
     Ok(UnixEnv {
         state,
         server,

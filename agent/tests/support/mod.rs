@@ -1,6 +1,11 @@
 //! Test harness: a real sworn server in-process (SQLite, self-signed CA, admin socket), real
 //! agents (in-process or as the `sworn-agent` binary) on real unix sockets, and a Workload API
 //! client. Nothing is faked.
+//!
+//! A failing test shows everything: `Env::dir` is a [`RunDir`] (kept and reported on when the
+//! test panics), in-process tracing is captured for that report, and a `sworn-agent` binary a
+//! test runs should write into the dir through [`RunDir::spawn`] / [`RunDir::output`] /
+//! [`RunDir::stdio`]. Wait on conditions with `sworn_harness::wait_until` and friends, never a sleep.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -8,27 +13,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sworn_agent::{Agent, Bootstrap, Config, JoinToken, NodeAttestation, RunningAgent, SocketPath};
+use sworn_harness::RunDir;
 use sworn_proto::admin::admin_api_client::AdminApiClient;
 use sworn_proto::admin::{CreateEntryRequest, EntryId, GenerateJoinTokenRequest};
 use sworn_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
 use sworn_server::server::RunningServer;
-use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub const TD: &str = "example.org";
 
 pub struct Env {
-    pub dir: TempDir,
+    pub dir: RunDir,
     pub server: RunningServer,
     pub admin: AdminApiClient<Channel>,
 }
 
+/// Keeps in-process tracing (server and agents) for the failure report of [`RunDir`].
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info,sworn_agent=debug"))
-        .with_test_writer()
-        .try_init();
+    sworn_harness::trace::capture();
 }
 
 impl Env {
@@ -47,10 +50,8 @@ impl Env {
         clock: Arc<dyn sworn_server::clock::Clock>,
     ) -> Env {
         init_tracing();
-        let dir = tempfile::Builder::new()
-            .prefix("sw")
-            .tempdir_in("/tmp")
-            .unwrap();
+        // Short paths: unix socket paths are limited to 108 bytes.
+        let dir = RunDir::new_in("/tmp", "sw").unwrap();
         let td = sworn_identity::parse_trust_domain(TD).unwrap();
         let mut config = sworn_server::config::Config::minimal(td, dir.path().join("server"));
         config.agent_api_address = "127.0.0.1:0".parse().unwrap();
@@ -61,7 +62,7 @@ impl Env {
     }
 
     /// Stops the server; `restart_server` brings it back on the same port and data.
-    pub async fn stop_server(self) -> (TempDir, sworn_server::config::Config) {
+    pub async fn stop_server(self) -> (RunDir, sworn_server::config::Config) {
         let mut config = self.server.shared.config.clone();
         config.agent_api_address = self.server.agent_api_addr;
         self.server.shutdown(Duration::from_secs(5)).await;
@@ -69,12 +70,12 @@ impl Env {
     }
 
     /// Starts a server on `config` (its data in `dir`).
-    pub async fn restart_server(dir: TempDir, config: sworn_server::config::Config) -> Env {
+    pub async fn restart_server(dir: RunDir, config: sworn_server::config::Config) -> Env {
         Self::boot(dir, config, Arc::new(sworn_server::clock::SystemClock)).await
     }
 
     async fn boot(
-        dir: TempDir,
+        dir: RunDir,
         config: sworn_server::config::Config,
         clock: Arc<dyn sworn_server::clock::Clock>,
     ) -> Env {
@@ -184,16 +185,12 @@ pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// Polls `f` every 50 ms until it returns true or `deadline` passes.
+/// Whether `f` comes true within `deadline`. Prefer `sworn_harness::wait_until`, which fails naming
+/// the condition and the time spent.
 pub async fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + deadline;
-    while tokio::time::Instant::now() < end {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    f()
+    sworn_harness::poll_for("", deadline, async || f().then_some(()))
+        .await
+        .is_ok()
 }
 
 /// The next message of a Workload API stream before `until`; panics naming what the stream did

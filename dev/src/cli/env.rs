@@ -31,9 +31,15 @@ pub fn exports(dir: &Path) -> Result<Vec<String>> {
     )
 }
 
-/// The Kubernetes-mode export lines, one per variable.
+/// The Kubernetes-mode export lines, one per variable. Refused while `up` is
+/// still starting: the environment is usable only once every agent serves.
 pub fn k8s_exports(dir: &Path) -> Result<Vec<String>> {
     let state = StateDir::new(dir)?.load()?;
+    anyhow::ensure!(
+        state.ready,
+        "the environment in {} is still starting (its agents are not yet attested and synced); `up` prints its environment when it is ready",
+        dir.display()
+    );
     Ok(vec![
         format!(
             "export KUBECONFIG={}",

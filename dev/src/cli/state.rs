@@ -3,7 +3,8 @@
 //! Layout under `<dir>/k8s/`:
 //!
 //! ```text
-//! state.json            written by `up` once ready, removed when it stops
+//! state.json            written by `up` at start, marked ready once every agent
+//!                       serves, removed when it stops
 //! kubeconfig            admin kubeconfig (0600)
 //! kubelet/              the kubelet root: kubelet/pods/<uid>/volumes/...
 //! pods/<ns>/<name>.json one record per pod created by `pod create`
@@ -43,6 +44,12 @@ pub struct K8sState {
     pub cgroup_root: PathBuf,
     /// Cgroup naming for containers.
     pub cgroup_style: CgroupStyle,
+    /// Whether every dev node's agent is attested and synced. `up` records the
+    /// state first with `false` (so a second `up` sees it running, and one
+    /// that dies is cleaned up) and sets it once the agents serve; `env`
+    /// refuses until then.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 /// A pod created by `pod create`.
@@ -179,7 +186,9 @@ impl StateDir {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+/// Writes `value` as JSON to `path` atomically (a temp file, then a rename), so a
+/// reader never sees half a file.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let parent = path.parent().context("state file has no parent")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let tmp = tempfile::NamedTempFile::new_in(parent)?;

@@ -57,7 +57,8 @@ pub fn cgroup_roots(state: &K8sState) -> Result<sworn_caller::CgroupRoots> {
         .map_err(|e| anyhow::anyhow!("cgroup roots: {e}"))
 }
 
-/// Starts the server and one agent per node.
+/// Starts the server and one agent per node; returns once every agent is
+/// attested and synced (it serves workloads), with its socket recorded.
 pub async fn start(sd: &StateDir, state: &K8sState, kubelet: &Kubelet) -> Result<Sworn> {
     let k8s = sd.k8s();
     kubelet.ensure_namespace("sworn-system").await?;
@@ -127,7 +128,9 @@ pub async fn start(sd: &StateDir, state: &K8sState, kubelet: &Kubelet) -> Result
             .with_context(|| format!("starting the agent on {node}"))?;
         let id = tokio::time::timeout(Duration::from_secs(30), agent.ready())
             .await
-            .with_context(|| format!("the agent on {node} did not attest within 30 s"))??;
+            .with_context(|| {
+                format!("the agent on {node} was not attested and synced within 30 s")
+            })??;
         sd.record_agent_socket(node, &socket)?;
         println!("agent on {node}: {id} (socket {})", socket.display());
         agents.push((node.to_owned(), agent));

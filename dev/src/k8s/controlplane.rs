@@ -7,7 +7,8 @@
 //! with an ECDSA P-256 key that it also verifies with. Startup waits for
 //! `/readyz`; a port lost to a race with another process is retried on new
 //! ports. Dropping the value stops the API server, then etcd, then removes the
-//! directory.
+//! directory — or, when dropped by a failing test, prints the last lines of
+//! `etcd.log` and `kube-apiserver.log` and keeps it ([`sworn_harness::RunDir`]).
 //!
 //! For outage tests the API server alone can be SIGKILLed
 //! ([`ControlPlane::kill_apiserver`]) and started again with exactly the same
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
+use sworn_harness::{ChildOutput, RunDir};
 
 use super::binaries::{BinariesError, KubeBinaries};
 use super::pki::{self, ADMIN_USER, Pki, PkiError};
@@ -91,7 +93,7 @@ pub enum ControlPlaneError {
 pub struct ControlPlaneOptions {
     /// Parent of the control plane's private directory (default: the system
     /// temp dir). The private directory itself is always created fresh and
-    /// removed on drop.
+    /// removed on drop (kept if dropped during a panic).
     pub parent_dir: Option<PathBuf>,
     /// Binaries to run (default: [`KubeBinaries::locate`]).
     pub binaries: Option<KubeBinaries>,
@@ -119,16 +121,16 @@ pub struct ControlPlane {
     // then the directory.
     apiserver: Supervised,
     etcd: Supervised,
-    // The API server's exact command line, for restarts.
+    // The API server's exact command line and output file, for restarts.
     apiserver_args: Vec<String>,
-    apiserver_log: PathBuf,
+    apiserver_output: ChildOutput,
     client: kube::Client,
     kubeconfig: PathBuf,
     api_url: String,
     issuer: String,
     pki: Pki,
     binaries: KubeBinaries,
-    dir: tempfile::TempDir,
+    dir: RunDir,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -184,10 +186,8 @@ impl ControlPlane {
             .clone()
             .unwrap_or_else(std::env::temp_dir);
         std::fs::create_dir_all(&parent).map_err(io("creating the control plane parent dir"))?;
-        let dir = tempfile::Builder::new()
-            .prefix("sworn-k8s-")
-            .tempdir_in(&parent)
-            .map_err(io("creating the control plane dir"))?;
+        let dir =
+            RunDir::new_in(&parent, "sworn-k8s-").map_err(io("creating the control plane dir"))?;
         let d = dir.path();
 
         let pki = Pki::generate()?;
@@ -210,7 +210,8 @@ impl ControlPlane {
                 "--unsafe-no-fsync=true".to_owned(),
                 "--log-level=warn".to_owned(),
             ],
-            &d.join("etcd.log"),
+            &dir.child_combined("etcd")
+                .map_err(io("creating etcd's log"))?,
         )
         .map_err(io("starting etcd"))?;
         wait_tcp(&mut etcd, "etcd", etcd_client, options.startup_timeout).await?;
@@ -237,12 +238,14 @@ impl ControlPlane {
             // The "kubernetes" Service endpoint cannot point at loopback.
             "--endpoint-reconciler-type=none".to_owned(),
         ];
-        let apiserver_log = d.join("kube-apiserver.log");
+        let apiserver_output = dir
+            .child_combined("kube-apiserver")
+            .map_err(io("creating kube-apiserver's log"))?;
         let mut apiserver = Supervised::spawn(
             "kube-apiserver",
             &binaries.kube_apiserver,
             &apiserver_args,
-            &apiserver_log,
+            &apiserver_output,
         )
         .map_err(io("starting kube-apiserver"))?;
 
@@ -265,7 +268,7 @@ impl ControlPlane {
             apiserver,
             etcd,
             apiserver_args,
-            apiserver_log,
+            apiserver_output,
             client,
             kubeconfig,
             api_url,
@@ -291,7 +294,9 @@ impl ControlPlane {
         &self.api_url
     }
 
-    /// The private directory (removed on drop).
+    /// The private directory (removed on drop, kept if dropped during a panic).
+    /// Holds `etcd.log` and `kube-apiserver.log` (each process's stdout and
+    /// stderr).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -377,7 +382,7 @@ impl ControlPlane {
             "kube-apiserver",
             &self.binaries.kube_apiserver,
             &self.apiserver_args,
-            &self.apiserver_log,
+            &self.apiserver_output,
         )
         .map_err(|source| ControlPlaneError::Io {
             what: "restarting kube-apiserver".to_owned(),

@@ -10,6 +10,12 @@
 //! cgroups, and deletes pods with `gracePeriodSeconds: 0` (no kubelet confirms a
 //! graceful delete).
 //!
+//! Container processes write stdout and stderr to files under
+//! `<kubelet-root>/logs/` (as a kubelet keeps container logs under
+//! `/var/log/pods`); stdout is also readable live from the process. A
+//! [`Kubelet::new`] root is a [`sworn_harness::RunDir`]: a failing test prints
+//! the end of each container's output and keeps the directory.
+//!
 //! Ordering invariant: a token carries the node's UID only if the Node exists
 //! when the token is requested, so [`Kubelet::create_pod`] creates the Node
 //! first.
@@ -26,6 +32,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde::Serialize;
 use serde_json::json;
+use sworn_harness::{Logs, RunDir};
 
 pub use container::{ContainerProcess, JOIN_FAILED_EXIT};
 pub use pod::{ContainerHandle, ContainerKind, PodHandle, PodParams, TokenVolume};
@@ -89,7 +96,8 @@ pub struct Kubelet {
     issuer: String,
     kubelet_root: PathBuf,
     cgroups: CgroupRoot,
-    _owned_root: Option<tempfile::TempDir>,
+    logs: Logs,
+    _owned_root: Option<RunDir>,
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -103,21 +111,20 @@ impl std::fmt::Debug for Kubelet {
 
 impl Kubelet {
     /// A stand-in for `cp` with a fresh kubelet root directory and a fresh
-    /// per-run cgroup root; both are removed on drop (cgroup processes killed).
+    /// per-run cgroup root; both are removed on drop (cgroup processes killed),
+    /// except that a failing test keeps the directory.
     pub fn new(cp: &ControlPlane) -> Result<Self, KubeletError> {
-        let dir = tempfile::Builder::new()
-            .prefix("sworn-kubelet-")
-            .tempdir()
-            .map_err(|source| KubeletError::Io {
-                what: "creating the kubelet root".into(),
-                source,
-            })?;
+        let dir = RunDir::new("sworn-kubelet-").map_err(|source| KubeletError::Io {
+            what: "creating the kubelet root".into(),
+            source,
+        })?;
         let cgroups = CgroupRoot::create_unique("sworn-test")?;
         Ok(Self {
             client: cp.client(),
             issuer: cp.issuer().to_owned(),
             kubelet_root: dir.path().to_path_buf(),
             cgroups,
+            logs: dir.logs().clone(),
             _owned_root: Some(dir),
         })
     }
@@ -135,6 +142,7 @@ impl Kubelet {
             issuer: issuer.to_owned(),
             kubelet_root,
             cgroups,
+            logs: Logs::default(),
             _owned_root: None,
         }
     }
@@ -369,15 +377,25 @@ impl Kubelet {
         cgroup: crate::k8s::ContainerCgroup,
         command: &std::process::Command,
     ) -> Result<ContainerProcess, KubeletError> {
-        container::spawn_in_cgroup(cgroup, command)
+        // Named after the cgroup's leaf (a container ID, for the forged paths of
+        // deny tests, ends in one): its last 12 characters, as `crictl` shows IDs.
+        let leaf = cgroup
+            .cgroup_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let from = leaf.char_indices().rev().nth(11).map_or(0, |(i, _)| i);
+        let output = self.container_output(&format!("cgroup-{}", &leaf[from..]), command)?;
+        container::spawn_in_cgroup(cgroup, command, &output)
     }
 
     /// Runs `command` as a process of `container` in `pod`, inside a real
     /// cgroup named the way the kubelet's `style` driver names it. The process
     /// moves itself into the cgroup before `exec`ing the program, so it never
     /// runs elsewhere. Its program, arguments, environment and working
-    /// directory are taken from `command`; stdin is null, stdout is piped,
-    /// stderr is inherited.
+    /// directory are taken from `command`; stdin is null; stdout is piped (and
+    /// also kept in `<kubelet-root>/logs/<ns>.<pod>.<container>.<program>.stdout`),
+    /// stderr goes to the matching `.stderr` file.
     pub fn start_container_process(
         &self,
         pod: &PodHandle,
@@ -394,7 +412,33 @@ impl Kubelet {
         let cgroup = self
             .cgroups
             .container(style, &pod.uid, &handle.container_id);
-        container::spawn_in_cgroup(cgroup, command)
+        let output = self.container_output(
+            &format!("{}.{}.{}", pod.namespace, pod.name, container),
+            command,
+        )?;
+        container::spawn_in_cgroup(cgroup, command, &output)
+    }
+
+    /// Output files for a process of `owner` running `command`'s program.
+    fn container_output(
+        &self,
+        owner: &str,
+        command: &std::process::Command,
+    ) -> Result<sworn_harness::ChildOutput, KubeletError> {
+        let program = Path::new(command.get_program())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.logs
+            .child(
+                &self.kubelet_root.join("logs"),
+                &format!("{owner}.{program}"),
+                false,
+            )
+            .map_err(|source| KubeletError::Io {
+                what: "creating a container's output files".into(),
+                source,
+            })
     }
 
     /// Deletes the pod object with `gracePeriodSeconds: 0` and a UID

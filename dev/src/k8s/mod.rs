@@ -15,7 +15,10 @@
 //! - Every process started here is in its own process group, gets SIGKILL if its
 //!   parent thread dies (`setpriv --pdeathsig`), and is killed and reaped on drop.
 //! - Every directory and cgroup created here is private to one run and removed on
-//!   drop.
+//!   drop; a directory dropped during a panic (a failing test) is kept instead,
+//!   after printing the end of every child's output in it
+//!   ([`sworn_harness::RunDir`]).
+//! - Every child's stdout and stderr go to files in such a directory.
 
 mod binaries;
 mod cgroup;

@@ -4,16 +4,18 @@
 //! forks), is started through `setpriv --pdeathsig KILL` when util-linux's
 //! `setpriv` is on `PATH` (so the kernel kills it if the spawning thread dies,
 //! e.g. the test process is SIGKILLed; the death signal survives `execve`), and
-//! is sent SIGTERM, then SIGKILL after a grace period, and reaped when dropped.
+//! is sent SIGTERM, then SIGKILL after a grace period, and reaped when dropped. Its
+//! stdout and stderr go to a [`ChildOutput`] file, which the owning
+//! [`sworn_harness::RunDir`] prints the end of if a test fails.
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process_group};
+use sworn_harness::ChildOutput;
 
 /// How long a child gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -23,24 +25,23 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub(crate) struct Supervised {
     name: &'static str,
     child: Child,
-    log: PathBuf,
+    output: ChildOutput,
     stopped: bool,
 }
 
 impl Supervised {
-    /// Starts `program` with `args`, stdout and stderr appended to `log`.
+    /// Starts `program` with `args`, stdout and stderr appended to `output`.
     pub(crate) fn spawn<I, S>(
         name: &'static str,
         program: &Path,
         args: I,
-        log: &Path,
+        output: &ChildOutput,
     ) -> std::io::Result<Self>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let out = File::options().create(true).append(true).open(log)?;
-        let err = out.try_clone()?;
+        let (out, err) = output.stdio()?;
         let mut cmd = match find_setpriv() {
             Some(setpriv) => {
                 let mut c = Command::new(setpriv);
@@ -61,11 +62,11 @@ impl Supervised {
             .stderr(err)
             .process_group(0);
         let child = cmd.spawn()?;
-        tracing::debug!(process = name, pid = child.id(), log = %log.display(), "started");
+        tracing::debug!(process = name, pid = child.id(), log = %output.stderr.display(), "started");
         Ok(Self {
             name,
             child,
-            log: log.to_path_buf(),
+            output: output.clone(),
             stopped: false,
         })
     }
@@ -80,9 +81,9 @@ impl Supervised {
         self.child.id()
     }
 
-    /// The log file receiving the child's output.
+    /// The log file receiving the child's stderr.
     pub(crate) fn log(&self) -> &Path {
-        &self.log
+        &self.output.stderr
     }
 
     /// Kills the whole process group at once with SIGKILL (no chance to shut
@@ -118,10 +119,11 @@ impl Supervised {
         };
         if self.try_exited().is_none() {
             let _ = kill_process_group(pgid, Signal::TERM);
-            let deadline = Instant::now() + STOP_GRACE;
-            while self.try_exited().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            // Past the grace period SIGKILL follows: not exiting in time is no error.
+            let _ =
+                sworn_harness::poll_blocking("the child to exit after SIGTERM", STOP_GRACE, || {
+                    self.try_exited()
+                });
         }
         // Also reaches grandchildren that outlived the leader.
         let _ = kill_process_group(pgid, Signal::KILL);

@@ -2,6 +2,9 @@
 //! join-token node attestation, uid workload selectors). Each agent is a "node"; entries are
 //! scoped to one node so the helper on node A and the helper on node B get different IDs even
 //! though every process of the test runs under the same uid.
+//!
+//! `Cluster::dir` is a [`RunDir`]: a failing test keeps it and prints the end of the in-process
+//! tracing of the server and agents.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -9,17 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sworn_agent::{Agent, Bootstrap, Config, JoinToken, NodeAttestation, RunningAgent, SocketPath};
+use sworn_harness::RunDir;
 use sworn_proto::admin::admin_api_client::AdminApiClient;
 use sworn_proto::admin::{CreateEntryRequest, GenerateJoinTokenRequest};
 use sworn_server::server::RunningServer;
-use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub const TD: &str = "example.org";
 
 pub struct Cluster {
-    pub dir: TempDir,
+    pub dir: RunDir,
     pub server: RunningServer,
     admin: AdminApiClient<Channel>,
 }
@@ -42,11 +45,9 @@ impl Node {
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        sworn_harness::trace::capture();
         // Short paths: unix socket paths are limited to 108 bytes.
-        let dir = tempfile::Builder::new()
-            .prefix("swh")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let dir = RunDir::new_in("/tmp", "swh").unwrap();
         let td = sworn_identity::parse_trust_domain(TD).unwrap();
         let mut config = sworn_server::config::Config::minimal(td, dir.path().join("server"));
         config.agent_api_address = "127.0.0.1:0".parse().unwrap();

@@ -1,6 +1,10 @@
 //! Test support: SVIDs minted in-process by the sworn server's CA library (the test seam of
 //! the TLS layer), an echo backend, a log capture, and raw rustls clients for the hostile
 //! cases.
+//!
+//! Failures show everything: each `sworn-helper` child writes its stdout and stderr into its
+//! own [`RunDir`], which a failing test keeps and prints the end of. Wait on conditions with
+//! `sworn_harness::wait_until` and friends, never a sleep.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agent;
@@ -14,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use spiffe::TrustDomain;
+use sworn_harness::RunDir;
 use sworn_helper::tls::Material;
 use sworn_server::ca::{CaConfig, CertificateAuthority, MintRequest, SvidKeyPair};
 use sworn_server::clock::FakeClock;
@@ -290,16 +295,12 @@ pub fn helper_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sworn-helper"))
 }
 
-/// Polls `f` every 50 ms until it returns true or `deadline` passes.
+/// Whether `f` comes true within `deadline`. Prefer `sworn_harness::wait_until`, which fails naming
+/// the condition and the time spent.
 pub async fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + deadline;
-    while tokio::time::Instant::now() < end {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    f()
+    sworn_harness::poll_for("", deadline, async || f().then_some(()))
+        .await
+        .is_ok()
 }
 
 impl TestCa {
@@ -350,10 +351,14 @@ pub fn leaf_serial(cert_pem: &str) -> String {
     cert.raw_serial_as_string()
 }
 
-/// A `sworn-helper` child process whose stderr lines are collected.
+/// A `sworn-helper` child process whose stderr lines are collected. Its stdout and stderr are
+/// also written to `<name>.stdout` and `<name>.stderr` in its own [`RunDir`], which a failing
+/// test keeps and prints the end of.
 pub struct HelperProcess {
     pub child: tokio::process::Child,
     lines: Arc<Mutex<Vec<String>>>,
+    // Last: dropped (and reported on) after the child is killed.
+    dir: RunDir,
 }
 
 impl HelperProcess {
@@ -364,27 +369,41 @@ impl HelperProcess {
     /// Runs a copy of the binary at `program` (unix-mode entries tell copies apart by path).
     pub fn spawn_program(program: &std::path::Path, args: &[&str]) -> HelperProcess {
         use tokio::io::AsyncBufReadExt;
+        let dir = RunDir::new_in("/tmp", "swh-proc").unwrap();
+        let name = program.file_name().unwrap().to_string_lossy().into_owned();
+        let output = dir.child(&name).unwrap();
+        let (stdout, _) = output.stdio().unwrap();
         let mut child = tokio::process::Command::new(program)
             .args(["--log-format", "json"])
             .args(args)
             .env_remove("SPIFFE_ENDPOINT_SOCKET")
             .env("SWORN_HELPER_LOG", "info,sworn_helper=debug")
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+            .stdout(stdout)
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
+        let mut stderr_file = std::fs::File::options()
+            .append(true)
+            .open(&output.stderr)
+            .unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         tokio::spawn(async move {
             let mut reader = tokio::io::BufReader::new(stderr).lines();
             while let Ok(Some(line)) = reader.next_line().await {
+                let _ = writeln!(stderr_file, "{line}");
                 sink.lock().unwrap().push(line);
             }
         });
-        HelperProcess { child, lines }
+        HelperProcess { child, lines, dir }
+    }
+
+    /// The directory holding this process's output files.
+    pub fn dir(&self) -> &RunDir {
+        &self.dir
     }
 
     pub fn log(&self) -> String {

@@ -1,5 +1,8 @@
 //! A Kubernetes environment with real agents, for the deny matrix and the
-//! pod-start-to-SVID measurement.
+//! pod-start-to-SVID measurement. Every part keeps its directory and prints
+//! the end of its logs when a test fails: the control plane (etcd,
+//! kube-apiserver), the kubelet stand-in (each container process's stdout and
+//! stderr), the server and the agents (in-process tracing).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -13,6 +16,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use sworn_agent::{Agent, Bootstrap, NodeAttestation, RunningAgent, ServerAddress, SocketPath};
 use sworn_dev::k8s::{CgroupStyle, ControlPlane, Kubelet, PodHandle, PodParams, TokenVolume};
+use sworn_harness::RunDir;
 use sworn_proto::agent as pb;
 use tokio_util::sync::CancellationToken;
 
@@ -30,8 +34,9 @@ pub struct Env {
     pub server: TestServer,
     /// (node, agent, socket).
     pub agents: Vec<(String, RunningAgent, PathBuf)>,
-    /// Agent state.
-    pub dir: tempfile::TempDir,
+    /// Agent state (and the output of processes a test runs itself, via
+    /// [`RunDir::output`] and friends).
+    pub dir: RunDir,
     /// The go-spiffe probe binary.
     pub go: String,
     /// The agents' own pods, in `agents` order.
@@ -147,7 +152,7 @@ pub async fn setup_with(server_extra: &str) -> Env {
         TestServer::cluster_toml("dev", cp.kubeconfig_path())
     ))
     .await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = RunDir::new("sworn-e2e-agents-").unwrap();
     let stop = CancellationToken::new();
     let base = kubelet
         .cgroup_root()

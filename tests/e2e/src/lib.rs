@@ -2,6 +2,13 @@
 //! loopback, and a test client of the agent API (TLS, optionally with an
 //! agent SVID) — the "lying agent" of the deny matrix is this client holding a
 //! valid agent SVID.
+//!
+//! Failures show everything: the server's data dir is a
+//! [`sworn_harness::RunDir`] and in-process tracing is captured
+//! ([`sworn_harness::trace`]), so a failing test prints the end of the server's
+//! and agents' logs and keeps the directory. Wait on conditions with
+//! [`sworn_harness::wait_until`] and friends (`sworn-harness` is a dependency
+//! of this package, so its tests can name it directly).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod k8s_env;
@@ -13,6 +20,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use sworn_harness::RunDir;
 use sworn_proto::agent as pb;
 use sworn_proto::agent::agent_api_client::AgentApiClient;
 use sworn_server::clock::SystemClock;
@@ -28,19 +36,20 @@ pub const TD: &str = "example.org";
 pub struct TestServer {
     /// The running server.
     pub server: RunningServer,
-    /// Its data dir (removed on drop).
-    pub dir: tempfile::TempDir,
+    /// Its data dir (removed on drop; kept and reported on if a test fails).
+    pub dir: RunDir,
 }
 
 impl TestServer {
     /// Starts a server; `extra` is appended to the minimal TOML config.
     pub async fn start(extra: &str) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = RunDir::new("sworn-e2e-server-").unwrap();
         Self::start_in(dir, extra).await
     }
 
     /// Starts a server in `dir` (for restarts).
-    pub async fn start_in(dir: tempfile::TempDir, extra: &str) -> TestServer {
+    pub async fn start_in(dir: RunDir, extra: &str) -> TestServer {
+        sworn_harness::trace::capture();
         let text = format!(
             "trust_domain = \"{TD}\"\ndata_dir = \"{}\"\nagent_api_address = \"127.0.0.1:0\"\nhealth_address = \"127.0.0.1:0\"\n{extra}",
             dir.path().join("data").display()
@@ -53,7 +62,7 @@ impl TestServer {
     }
 
     /// Stops the server, keeping the data dir.
-    pub async fn stop(self) -> tempfile::TempDir {
+    pub async fn stop(self) -> RunDir {
         self.server.shutdown(Duration::from_secs(5)).await;
         self.dir
     }
@@ -243,22 +252,17 @@ pub async fn audit_after(
     events
 }
 
-/// Polls `f` every 250 ms until it returns true or `deadline` passes.
+/// Whether `f` comes true within `deadline` (checked every
+/// [`sworn_harness::wait::POLL`]). Prefer [`sworn_harness::wait_until_async`],
+/// which fails naming the condition and the time spent.
 pub async fn eventually<F, Fut>(deadline: Duration, mut f: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        if f().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    sworn_harness::poll_for("", deadline, async || f().await.then_some(()))
+        .await
+        .is_ok()
 }
 
 /// Sends one mint item on an agent connection and returns its result.

@@ -4,11 +4,14 @@
 //! the cgroup's `cgroup.procs`, then `exec` the program. It therefore never
 //! runs the program outside the cgroup, with no `unsafe` `pre_exec` hook. If
 //! util-linux `setpriv` is available the child also gets SIGKILL as its
-//! parent-death signal.
+//! parent-death signal. Its stdout is copied into a file as it is read, and its
+//! stderr goes to a file ([`ChildOutput`]), so a failing test can show both.
 
 use std::io;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+
+use sworn_harness::ChildOutput;
 
 use super::KubeletError;
 use crate::k8s::cgroup::ContainerCgroup;
@@ -32,6 +35,7 @@ pub struct ContainerProcess {
 pub(super) fn spawn_in_cgroup(
     cgroup: ContainerCgroup,
     command: &Command,
+    output: &ChildOutput,
 ) -> Result<ContainerProcess, KubeletError> {
     cgroup.create()?;
     let mut wrapped = match find_setpriv() {
@@ -58,15 +62,14 @@ pub(super) fn spawn_in_cgroup(
     if let Some(dir) = command.get_current_dir() {
         wrapped.current_dir(dir);
     }
-    wrapped
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let child = wrapped.spawn().map_err(|source| KubeletError::Io {
-        what: format!("starting {:?}", command.get_program()),
-        source,
-    })?;
-    tracing::debug!(pid = child.id(), cgroup = %cgroup.cgroup_path.display(), "container process started");
+    wrapped.stdin(Stdio::null());
+    let child = output
+        .spawn_piped(&mut wrapped)
+        .map_err(|source| KubeletError::Io {
+            what: format!("starting {:?}", command.get_program()),
+            source,
+        })?;
+    tracing::debug!(pid = child.id(), cgroup = %cgroup.cgroup_path.display(), stdout = %output.stdout.display(), "container process started");
     Ok(ContainerProcess {
         child: Some(child),
         cgroup,
