@@ -21,6 +21,7 @@
 //! first.
 
 mod container;
+mod error;
 mod pod;
 mod status;
 mod tokens;
@@ -35,60 +36,12 @@ use serde_json::json;
 use sworn_harness::{Logs, RunDir};
 
 pub use container::{ContainerProcess, JOIN_FAILED_EXIT};
+pub use error::KubeletError;
+use error::api;
 pub use pod::{ContainerHandle, ContainerKind, PodHandle, PodParams, TokenVolume};
 
-use super::cgroup::{CgroupError, CgroupRoot, CgroupStyle};
+use super::cgroup::{CgroupRoot, CgroupStyle};
 use super::controlplane::ControlPlane;
-use super::projected::ProjectedError;
-
-/// Errors from the kubelet stand-in.
-#[derive(Debug, thiserror::Error)]
-pub enum KubeletError {
-    /// The API server refused or failed a request.
-    #[error("{what}: {source}")]
-    Api {
-        /// The request.
-        what: String,
-        /// The client error.
-        source: kube::Error,
-    },
-    /// A cgroup operation failed.
-    #[error(transparent)]
-    Cgroup(#[from] CgroupError),
-    /// Writing a projected volume failed.
-    #[error(transparent)]
-    Projected(#[from] ProjectedError),
-    /// A filesystem or process operation failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The pod has no container of that name.
-    #[error("pod {pod} has no container {container}")]
-    NoSuchContainer {
-        /// `namespace/name`.
-        pod: String,
-        /// The container asked for.
-        container: String,
-    },
-    /// An object the API returned lacks a field it always sets.
-    #[error("{0} returned by the API server has no uid")]
-    MissingUid(&'static str),
-    /// TokenRequest answered without a token.
-    #[error("the token request returned no token")]
-    EmptyToken,
-    /// The pod was still present after deletion.
-    #[error("pod {0} still exists {1:?} after deletion")]
-    DeleteTimeout(String, Duration),
-}
-
-fn api(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeletError {
-    let what = what.into();
-    move |source| KubeletError::Api { what, source }
-}
 
 /// The kubelet stand-in.
 pub struct Kubelet {

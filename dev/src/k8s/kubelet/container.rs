@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use sworn_harness::ChildOutput;
 
-use super::KubeletError;
+use super::error::KubeletError;
 use crate::k8s::cgroup::ContainerCgroup;
 use crate::k8s::process::find_setpriv;
 
