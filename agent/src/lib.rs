@@ -33,6 +33,7 @@ pub use config::{
 pub use node::NodeError;
 pub use socket_path::{MAX_SOCKET_PATH_BYTES, SocketPath, SocketPathError};
 pub use status::Readiness;
+pub use sync::{SyncState, SyncedEntry};
 pub use workload_api::{
     MAX_CONNECTIONS_PER_UID, MAX_REQUEST_BYTES, MAX_STREAMS_PER_PID, MAX_STREAMS_PER_UID,
     SECURITY_HEADER,

@@ -15,20 +15,34 @@
 //! - [`tls`] (feature `tls`): the one rustls verifier for SPIFFE peers, on top of
 //!   [`check_x509_svid`].
 //! - [`fs::write_atomic`]: the one way a file (a key, a bundle) is replaced on disk.
+//! - [`PodUid`] and [`ContainerId`]: the Kubernetes identifiers of a workload, one spelling each.
+//! - [`pod::PodFacts`] (read from a Pod with the `k8s` feature) and [`unix::UnixFacts`]: the
+//!   facts of a caller, and the one function from each to its selectors, used by both sides.
+//! - [`evidence::K8sEvidence`]: what an agent sends for a Kubernetes caller, and (with the
+//!   `proto` feature) its one encoding on the wire.
 
 pub mod dns;
+pub mod evidence;
 pub mod factor;
 pub mod fs;
 mod id;
 pub mod outcome;
+pub mod pod;
+pub mod pod_id;
+#[cfg(feature = "k8s")]
+mod pod_k8s;
 pub mod selector;
 mod serial;
 mod svid;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod unix;
 
 pub use factor::Factor;
 pub use id::{IdError, MAX_SPIFFE_ID_BYTES, RESERVED_SEGMENT, SpiffeIdentity, parse_trust_domain};
+pub use pod_id::{ContainerId, PodIdError, PodUid};
+#[cfg(feature = "k8s")]
+pub use pod_k8s::PodFactsError;
 pub use serial::{MAX_SERIAL_OCTETS, Serial, SerialError};
 pub use spiffe::{SpiffeId, TrustDomain};
 pub use svid::{

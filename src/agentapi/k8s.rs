@@ -12,23 +12,21 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
+use sworn_identity::evidence::{K8sEvidence, MAX_TOKEN_BYTES};
 use sworn_identity::outcome::Refusal;
-use sworn_identity::selector::{is_dns_label, is_dns_subdomain, is_uuid};
+use sworn_identity::pod::{CallingError, PodFacts};
 use sworn_identity::{Factor, SpiffeIdentity};
 use sworn_proto::agent as pb;
 
 use super::auth::Authenticated;
 use super::decision::Verified;
-use crate::k8s::pod::{self, ContainerKind};
+use crate::k8s::pod;
 use crate::k8s::review::{ReviewError, review};
 use crate::k8s::{Cluster, K8sError, within};
 use crate::policy::matching::{check_scope, entry_matches};
 use crate::policy::template::IdTemplate;
 use crate::shared::Shared;
 use crate::store::{AgentMethod, AttestedAgent, EntryTarget};
-
-/// Longest token accepted from an agent (a projected token is ~1 KiB).
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// A refusal and the values it compared.
 #[derive(Debug)]
@@ -270,23 +268,8 @@ pub async fn verify_workload(
         )
     })?;
     // Names from the agent are validated before any use.
-    if !is_uuid(&ev.pod_uid) || !is_dns_subdomain(&ev.pod_name) || !is_dns_label(&ev.namespace) {
-        return Err(deny(
-            Factor::Evidence,
-            "malformed pod identifiers",
-            json!({}),
-        ));
-    }
-    if ev.container_id.len() != 64 || !ev.container_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(deny(Factor::W1, "malformed container ID", json!({})));
-    }
-    if ev.token.is_empty() || ev.token.len() > MAX_TOKEN_BYTES {
-        return Err(deny(
-            Factor::W3,
-            "workload token missing or too large",
-            json!({}),
-        ));
-    }
+    let ev = K8sEvidence::from_proto(ev).map_err(|e| deny(e.factor(), e.to_string(), json!({})))?;
+    let pod_uid = ev.pod_uid.to_string();
     // W4: the pod's own token, for the workload audience.
     let r = within(
         deadline,
@@ -299,7 +282,7 @@ pub async fn verify_workload(
     .await
     .map_err(|e| review_refusal(Factor::W4, e))?;
     let checks = [
-        ("pod-uid", r.pod_uid.as_deref(), Some(ev.pod_uid.as_str())),
+        ("pod-uid", r.pod_uid.as_deref(), Some(pod_uid.as_str())),
         (
             "pod-name",
             r.pod_name.as_deref(),
@@ -337,18 +320,19 @@ pub async fn verify_workload(
     )
     .await?
     .ok_or_else(|| deny(Factor::W4, "pod does not exist", json!({})))?;
-    let facts = pod::facts(&pod);
+    let facts = PodFacts::from_pod(&pod)
+        .map_err(|e| deny(Factor::W4, format!("pod read: {e}"), json!({})))?;
     if facts.pod_uid != ev.pod_uid {
         return Err(deny(
             Factor::W4,
             "pod was replaced (UID differs)",
-            json!({"live_pod_uid": facts.pod_uid}),
+            json!({"live_pod_uid": facts.pod_uid.to_string()}),
         ));
     }
-    if pod.metadata.deletion_timestamp.is_some() {
+    if facts.deleting {
         return Err(deny(Factor::W4, "pod is being deleted", json!({})));
     }
-    if facts.node_name != agent.record.node_name {
+    if facts.node_name.as_deref() != Some(agent.record.node_name.as_str()) {
         return Err(deny(
             Factor::W4,
             "pod runs on another node",
@@ -362,29 +346,27 @@ pub async fn verify_workload(
             json!({"token_sa": r.service_account, "pod_sa": facts.service_account}),
         ));
     }
-    // W2 as the server sees it: the calling container is running.
-    let container = pod::calling_container(&pod, &ev.container_id).ok_or_else(|| {
-        deny(
-            Factor::W2,
-            "container ID not in the pod's statuses",
-            json!({}),
-        )
-    })?;
-    if container.kind == ContainerKind::Ephemeral {
-        return Err(deny(
-            Factor::W2,
-            "ephemeral containers are refused",
-            json!({"container": container.name}),
-        ));
-    }
-    if !container.running {
-        return Err(deny(
-            Factor::W2,
-            "container is not running",
-            json!({"container": container.name}),
-        ));
-    }
-    let selectors: BTreeSet<_> = pod::selectors(&facts, &container);
+    // W2 as the server sees it: the calling container, by ID, is running; never ephemeral.
+    let container = facts
+        .calling_container(&ev.container_id, false)
+        .map_err(|e| match e {
+            CallingError::Unknown(_) => deny(
+                Factor::W2,
+                "container ID not in the pod's statuses",
+                json!({}),
+            ),
+            CallingError::Ephemeral(name) => deny(
+                Factor::W2,
+                "ephemeral containers are refused",
+                json!({"container": name}),
+            ),
+            CallingError::NotRunning(name) => deny(
+                Factor::W2,
+                "container is not running",
+                json!({"container": name}),
+            ),
+        })?;
+    let selectors: BTreeSet<_> = facts.selectors(container);
     let factors = json!({"W1": "agent", "W2": "ok", "W3": "ok", "W4": "ok"});
     // W5: policy.
     let td = &shared.config.trust_domain;

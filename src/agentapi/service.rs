@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::Stream;
 use serde_json::{Value, json};
 use sworn_identity::outcome::{Outcome, Refusal};
+use sworn_identity::unix::UnixFacts;
 use sworn_identity::{Factor, SpiffeIdentity};
 use sworn_proto::agent as pb;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -26,7 +27,7 @@ use crate::audit::{Decision, Kind};
 use crate::ca::MintRequest;
 use crate::clock::unix_secs;
 use crate::join_token;
-use crate::policy::matching::{UnixFacts, check_scope, entry_matches, entry_scoped_to};
+use crate::policy::matching::{check_scope, entry_matches, entry_scoped_to};
 use crate::shared::Shared;
 use crate::store::{AgentMethod, AgentRecord, AttestedAgent, EntryTarget, StoreError, TokenUse};
 use crate::telemetry::Metrics;
@@ -265,13 +266,7 @@ impl AgentService {
                 extra: json!({"agent_method": agent.record.method.as_str()}),
             });
         }
-        let facts = UnixFacts {
-            uid: ev.uid,
-            gid: ev.gid,
-            supplementary_gids: ev.supplementary_gids,
-            path: ev.path,
-            sha256: ev.sha256,
-        };
+        let facts = UnixFacts::from(ev);
         let entry = match self.shared.store.get_entry(entry_id).await {
             Ok(Some(e)) => e,
             Ok(None) => return Err(Refusal::denied(Factor::Entry, "no such entry").into()),

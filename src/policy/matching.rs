@@ -4,47 +4,15 @@
 //! matches when every one of its selectors is in that set (AND semantics).
 //! The server builds the set from what *it* verified (the caller's unix facts
 //! as reported by the attested agent, or its own read of the Pod), never from
-//! selector strings an agent sends.
+//! selector strings an agent sends, with the same functions the agent
+//! pre-matches with (`sworn_identity::unix::UnixFacts::selectors`,
+//! `sworn_identity::pod::PodFacts::selectors`).
 
 use std::collections::BTreeSet;
 
 use sworn_identity::selector::Selector;
 
 use crate::store::Entry;
-
-/// Facts about a unix caller, as gathered by the agent from the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnixFacts {
-    /// Effective uid.
-    pub uid: u32,
-    /// Effective gid.
-    pub gid: u32,
-    /// Supplementary groups.
-    pub supplementary_gids: Vec<u32>,
-    /// Executable path.
-    pub path: String,
-    /// Executable SHA-256, lowercase hex.
-    pub sha256: String,
-}
-
-impl UnixFacts {
-    /// Every selector these facts satisfy.
-    pub fn selectors(&self) -> BTreeSet<Selector> {
-        let mut s = BTreeSet::new();
-        s.insert(Selector::UnixUid(self.uid));
-        s.insert(Selector::UnixGid(self.gid));
-        for g in &self.supplementary_gids {
-            s.insert(Selector::UnixGid(*g));
-        }
-        if !self.path.is_empty() {
-            s.insert(Selector::UnixPath(self.path.clone()));
-        }
-        if !self.sha256.is_empty() {
-            s.insert(Selector::UnixSha256(self.sha256.clone()));
-        }
-        s
-    }
-}
 
 /// Whether every selector of `entry` is satisfied.
 pub fn entry_matches(entry: &Entry, facts: &BTreeSet<Selector>) -> bool {
@@ -80,6 +48,7 @@ pub fn entry_scoped_to(entry: &Entry, agent_id: &str) -> bool {
 mod tests {
     use super::*;
     use crate::store::EntryTarget;
+    use sworn_identity::unix::UnixFacts;
 
     fn entry(sels: &[&str], node: Option<&str>) -> Entry {
         Entry {

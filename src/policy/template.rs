@@ -11,8 +11,9 @@
 //!   outside the reserved `/sworn/` prefix. Any failure denies: a bad render
 //!   never issues a different ID.
 
-use std::collections::BTreeMap;
 use std::fmt;
+
+use sworn_identity::pod::PodFacts;
 
 /// Why a template was refused at creation or could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,23 +86,6 @@ impl fmt::Display for Var {
 pub struct IdTemplate {
     source: String,
     parts: Vec<Part>,
-}
-
-/// The pod facts a template may use, all from the server's own read of the Pod.
-#[derive(Debug, Clone, Default)]
-pub struct PodFacts {
-    /// Namespace.
-    pub namespace: String,
-    /// Service account.
-    pub service_account: String,
-    /// Pod name.
-    pub pod_name: String,
-    /// Pod UID.
-    pub pod_uid: String,
-    /// Node name.
-    pub node_name: String,
-    /// Pod labels.
-    pub labels: BTreeMap<String, String>,
 }
 
 impl IdTemplate {
@@ -183,15 +167,16 @@ impl IdTemplate {
         &self.source
     }
 
-    /// Renders for a pod. Any missing or unsafe value is an error.
+    /// Renders for a pod, on the facts of the server's own read of it. Any missing or unsafe
+    /// value is an error.
     pub fn render(&self, facts: &PodFacts) -> Result<String, TemplateError> {
         let out = self.render_with(|v| {
             let value = match v {
                 Var::Namespace => facts.namespace.clone(),
                 Var::ServiceAccount => facts.service_account.clone(),
                 Var::PodName => facts.pod_name.clone(),
-                Var::PodUid => facts.pod_uid.clone(),
-                Var::NodeName => facts.node_name.clone(),
+                Var::PodUid => facts.pod_uid.to_string(),
+                Var::NodeName => facts.node_name.clone().unwrap_or_default(),
                 Var::Label(k) => {
                     facts
                         .labels
@@ -258,9 +243,11 @@ mod tests {
             namespace: "default".into(),
             service_account: "web".into(),
             pod_name: "web-1".into(),
-            pod_uid: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
-            node_name: "node-a".into(),
+            pod_uid: "0f8fad5b-d9cb-469f-a165-70867728950e".parse().unwrap(),
+            node_name: Some("node-a".into()),
             labels: [("app".to_owned(), "web".to_owned())].into(),
+            deleting: false,
+            containers: Vec::new(),
         }
     }
 

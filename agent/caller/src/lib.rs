@@ -23,7 +23,7 @@ pub use cgroup::{CgroupError, CgroupRoot, CgroupRootError, CgroupRoots, parse_pr
 pub use digest::Sha256Digest;
 pub use error::CallerError;
 pub use guard::{boot_ticks_now, check_start_time};
-pub use kube::{ContainerId, ContainerRuntime, IdError, PodContainer, PodUid};
+pub use kube::{ContainerId, ContainerRuntime, PodContainer, PodIdError, PodUid};
 pub use peer::{Caller, PidHandle};
 pub use procfs::{ProcDir, ProcError, ProcStat, ProcStatus};
 #[cfg(feature = "serve")]

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
+use sworn_identity::ContainerId;
+use sworn_identity::pod::{ContainerKind, PodFacts};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -114,70 +116,13 @@ impl PodIndex {
     }
 }
 
-/// Which list of the pod's statuses the container is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerKind {
-    /// `containerStatuses`.
-    Regular,
-    /// `initContainerStatuses` (run while the pod is Pending).
-    Init,
-    /// `ephemeralContainerStatuses` (`kubectl debug`).
-    Ephemeral,
-}
-
-/// The calling container as the pod reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodContainerStatus {
-    /// Name.
-    pub name: String,
-    /// Which list.
-    pub kind: ContainerKind,
-    /// State is `running`.
-    pub running: bool,
-}
-
-fn id_of(s: &ContainerStatus) -> Option<&str> {
-    s.container_id
-        .as_deref()
-        .and_then(|c| c.split_once("://"))
-        .map(|(_, id)| id)
-}
-
-/// Finds the container with `container_id` in the pod's statuses.
-pub fn container_status(pod: &Pod, container_id: &str) -> Option<PodContainerStatus> {
-    let status = pod.status.as_ref()?;
-    [
-        (ContainerKind::Regular, status.container_statuses.as_ref()),
-        (ContainerKind::Init, status.init_container_statuses.as_ref()),
-        (
-            ContainerKind::Ephemeral,
-            status.ephemeral_container_statuses.as_ref(),
-        ),
-    ]
-    .into_iter()
-    .find_map(|(kind, list)| {
-        list.into_iter()
-            .flatten()
-            .find(|s| id_of(s) == Some(container_id))
-            .map(|s| PodContainerStatus {
-                name: s.name.clone(),
-                kind,
-                running: s.state.as_ref().is_some_and(|st| st.running.is_some()),
-            })
-    })
-}
-
-/// Running regular and init containers (for pre-minting).
-pub fn running_containers(pod: &Pod) -> Vec<(String, String)> {
-    let Some(status) = pod.status.as_ref() else {
-        return Vec::new();
-    };
-    status
-        .container_statuses
-        .iter()
-        .flatten()
-        .chain(status.init_container_statuses.iter().flatten())
-        .filter(|s| s.state.as_ref().is_some_and(|st| st.running.is_some()))
-        .filter_map(|s| id_of(s).map(|id| (s.name.clone(), id.to_owned())))
+/// Running regular and init containers (for pre-minting), by name and ID.
+pub fn running_containers(pod: &Pod) -> Vec<(String, ContainerId)> {
+    PodFacts::from_pod(pod)
+        .map(|f| f.containers)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.running && c.kind != ContainerKind::Ephemeral)
+        .filter_map(|c| Some((c.name, c.id?)))
         .collect()
 }

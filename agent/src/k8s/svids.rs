@@ -270,7 +270,7 @@ impl K8sSvids {
 
     /// Pre-mints for a pod the watch shows (running containers with our token).
     pub async fn premint(&self, pod: &Pod) {
-        let Some(uid) = pod.metadata.uid.clone() else {
+        let Some(uid) = pod.metadata.uid.as_deref().and_then(|u| u.parse().ok()) else {
             return;
         };
         for (_, cid) in running_containers(pod) {
@@ -297,7 +297,11 @@ impl K8sSvids {
                 self.drop_pod(&uid);
                 continue;
             };
-            match facts_for(&self.config, &pod, &uid, &cid) {
+            let (Ok(pod_uid), Ok(container_id)) = (uid.parse(), cid.parse()) else {
+                self.drop_pod(&uid);
+                continue;
+            };
+            match facts_for(&self.config, &pod, &pod_uid, &container_id) {
                 Ok(facts) => {
                     let ids: Vec<String> = self
                         .lock()

@@ -1,5 +1,6 @@
-//! Unix workload attestation (DESIGN.md §3.3): the caller's kernel facts become selectors and
-//! the evidence sent with each mint.
+//! Unix workload attestation (docs/architecture.md, "Factors": `evidence`, `policy`): the
+//! caller's kernel facts become selectors and the evidence sent with each mint, with the
+//! function the server matches with (`sworn_identity::unix::UnixFacts`).
 //!
 //! The facts come from one guarded inspection of the caller (sworn-caller's `unix_facts`), so
 //! they describe the process that connected. The guard is checked again right before each
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use sworn_caller::{Caller, CallerError, CallerInfo};
 use sworn_identity::selector::Selector;
+use sworn_identity::unix::UnixFacts;
 use sworn_proto::agent::UnixEvidence;
 
 use crate::sync::SyncState;
@@ -112,28 +114,21 @@ pub async fn attest(caller: Arc<Caller>) -> Result<Attested, Refusal> {
         .await
         .map_err(|_| Refusal::Task)?
         .map_err(Refusal::Caller)?;
-    let mut selectors = BTreeSet::new();
-    selectors.insert(Selector::UnixUid(facts.uid));
-    selectors.insert(Selector::UnixGid(facts.gid));
-    for gid in &facts.supplementary_gids {
-        selectors.insert(Selector::UnixGid(*gid));
-    }
-    let path = facts.exe_path.to_str().map(str::to_owned);
-    if let Some(p) = &path {
-        selectors.insert(Selector::UnixPath(p.clone()));
-    }
-    let sha256 = facts.exe_sha256.to_hex();
-    selectors.insert(Selector::UnixSha256(sha256.clone()));
+    let unix = UnixFacts {
+        uid: facts.uid,
+        gid: facts.gid,
+        supplementary_gids: facts.supplementary_gids,
+        path: facts
+            .exe_path
+            .to_str()
+            .map(str::to_owned)
+            .unwrap_or_default(),
+        sha256: facts.exe_sha256.to_hex(),
+    };
     Ok(Attested {
         caller,
-        selectors,
-        evidence: UnixEvidence {
-            uid: facts.uid,
-            gid: facts.gid,
-            path: path.unwrap_or_default(),
-            sha256,
-            supplementary_gids: facts.supplementary_gids,
-        },
+        selectors: unix.selectors(),
+        evidence: unix.into(),
         k8s: None,
     })
 }

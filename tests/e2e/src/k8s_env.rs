@@ -127,15 +127,9 @@ pub fn denied(v: &serde_json::Value) -> bool {
         .is_some_and(|e| e.contains("PermissionDenied"))
 }
 
-/// Starts everything.
-pub async fn setup() -> Env {
-    setup_with("").await
-}
-
-/// Starts everything; `server_extra` is appended to the server's config.
-pub async fn setup_with(server_extra: &str) -> Env {
-    let go = std::env::var("SWORN_GO_SPIFFE_FETCH")
-        .expect("SWORN_GO_SPIFFE_FETCH is not set: run `eval \"$(tests/interop/setup.sh)\"` first (test.sh does this)");
+/// A control plane and its kubelet stand-in, with the `sworn-system` namespace and the
+/// (empty) ConfigMap the server keeps the trust bundle in.
+pub async fn control_plane() -> (ControlPlane, Kubelet) {
     let cp = ControlPlane::start().await.unwrap();
     let kubelet = Kubelet::new(&cp).unwrap();
     kubelet.ensure_namespace("sworn-system").await.unwrap();
@@ -147,6 +141,46 @@ pub async fn setup_with(server_extra: &str) -> Env {
         )
         .await
         .unwrap();
+    (cp, kubelet)
+}
+
+/// An agent attested to `server` through the real Kubernetes flow, as the pod
+/// `sworn-system/<name>` of service account `sworn-agent` on `node`.
+pub async fn attested_agent(
+    server: &TestServer,
+    kubelet: &Kubelet,
+    name: &str,
+    node: &str,
+) -> AgentCreds {
+    let mut p = PodParams::new("sworn-system", name, "sworn-agent", node);
+    p.token_volume = Some(TokenVolume::for_audience("sworn-agent"));
+    let pod = kubelet.create_pod(&p).await.unwrap();
+    let token = kubelet
+        .request_token(&pod, "sworn-agent", 600)
+        .await
+        .unwrap();
+    let mut c = server.agent_client().await;
+    crate::attest(
+        &mut c,
+        pb::attest_request::Method::K8s(pb::K8sAttestation {
+            cluster: "dev".into(),
+            token,
+        }),
+    )
+    .await
+    .unwrap()
+}
+
+/// Starts everything.
+pub async fn setup() -> Env {
+    setup_with("").await
+}
+
+/// Starts everything; `server_extra` is appended to the server's config.
+pub async fn setup_with(server_extra: &str) -> Env {
+    let go = std::env::var("SWORN_GO_SPIFFE_FETCH")
+        .expect("SWORN_GO_SPIFFE_FETCH is not set: run `eval \"$(tests/interop/setup.sh)\"` first (test.sh does this)");
+    let (cp, kubelet) = control_plane().await;
     let server = TestServer::start(&format!(
         "{server_extra}\n{}",
         TestServer::cluster_toml("dev", cp.kubeconfig_path())
