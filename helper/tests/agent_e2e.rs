@@ -36,7 +36,6 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_helper_to_server_helper_through_real_agents_with_rotation_and_a_refused_peer() {
-    let _serial = support::agent::SERIAL.lock().await;
     let cluster = Cluster::start().await;
     let a = cluster.node("a").await;
     let b = cluster.node("b").await;
@@ -184,7 +183,6 @@ async fn client_helper_to_server_helper_through_real_agents_with_rotation_and_a_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_mode_through_a_real_agent_rotates_and_signals_the_process() {
-    let _serial = support::agent::SERIAL.lock().await;
     let cluster = Cluster::start().await;
     let a = cluster.node("a").await;
     cluster
@@ -262,7 +260,6 @@ async fn files_mode_through_a_real_agent_rotates_and_signals_the_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_once_writes_and_exits_zero() {
-    let _serial = support::agent::SERIAL.lock().await;
     let cluster = Cluster::start().await;
     let a = cluster.node("a").await;
     cluster
@@ -329,7 +326,6 @@ fn go_spiffetls_client() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_spiffe_spiffetls_client_talks_to_the_proxy_in_server_mode() {
     let go_client = go_spiffetls_client();
-    let _serial = support::agent::SERIAL.lock().await;
     let cluster = Cluster::start().await;
     let a = cluster.node("a").await;
     let b = cluster.node("b").await;

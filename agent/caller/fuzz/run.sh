@@ -3,12 +3,13 @@
 #
 #   agent/caller/fuzz/run.sh SECONDS
 #
-# How CI runs it: `agent/caller/fuzz/run.sh 60` as its own job step. The script installs
-# cargo-fuzz from crates.io if it is missing, builds the `cgroup` target with libFuzzer and
-# AddressSanitizer, and runs it for SECONDS starting from the seeds in seeds/cgroup and the
-# tokens in cgroup.dict. It exits non-zero if the target panics (an invariant assertion
-# failed), crashes, leaks, or times out; libFuzzer then leaves the input in artifacts/cgroup/
-# and prints how to reproduce it (`cargo fuzz run cgroup artifacts/cgroup/<file>`).
+# How CI runs it: `agent/caller/fuzz/run.sh 60` as its own step of test.sh. The script
+# installs the pinned cargo-fuzz below from crates.io into the cache (dev/cargo-tool.sh,
+# once per machine), builds the `cgroup` target with libFuzzer and AddressSanitizer, and
+# runs it for SECONDS starting from the seeds in seeds/cgroup and the tokens in cgroup.dict.
+# It exits non-zero if the target panics (an invariant assertion failed), crashes, leaks, or
+# times out; libFuzzer then leaves the input in artifacts/cgroup/ and prints how to reproduce
+# it (`cargo fuzz run cgroup artifacts/cgroup/<file>`).
 #
 # Why this way: cargo-fuzz needs unstable rustc flags (-Zsanitizer, sancov passes). The
 # script uses a nightly toolchain when rustup has one; otherwise it runs the pinned stable
@@ -22,12 +23,11 @@ set -euo pipefail
 secs="${1:?usage: $0 SECONDS}"
 case "$secs" in '' | *[!0-9]*) echo "SECONDS must be a whole number, got '$secs'" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
+CARGO_FUZZ_VERSION=0.13.2
 cd "$here"
 
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "cargo-fuzz not found; installing it from crates.io" >&2
-    cargo install cargo-fuzz --locked
-fi
+fuzz_bin="$("$here/../../../dev/cargo-tool.sh" cargo-fuzz "$CARGO_FUZZ_VERSION" | tail -n 1)"
+export PATH="$fuzz_bin:$PATH"
 
 toolchain=()
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then

@@ -138,6 +138,6 @@ impl Cluster {
     }
 }
 
-/// Serializes the tests that run a cluster: every Workload API connection makes an agent hash
-/// the caller's executable, and several clusters at once on a small machine starve each other.
-pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+// The tests that run a cluster run one at a time (the `helper-agent-cluster` test group of
+// .config/nextest.toml, one process per test): every Workload API connection makes an agent hash
+// the caller's executable, and several clusters at once on a small machine starve each other.
