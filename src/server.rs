@@ -91,6 +91,8 @@ pub struct Shared {
     pub clusters: crate::k8s::Clusters,
     /// Bumped on every change agents must hear about (entries, bans).
     pub changes: watch::Sender<u64>,
+    /// Test hook: mints held on purpose. Empty unless a test adds a stall (no config key).
+    pub mint_stalls: agentapi::stall::MintStalls,
 }
 
 impl Shared {
@@ -176,6 +178,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServe
         metrics,
         clock,
         changes,
+        mint_stalls: agentapi::stall::MintStalls::default(),
     });
     publish_bundle(&shared).await?;
 

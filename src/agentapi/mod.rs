@@ -7,6 +7,7 @@ pub mod auth;
 pub mod k8s;
 pub mod ratelimit;
 pub mod service;
+pub mod stall;
 pub mod tls;
 
 use std::sync::Arc;

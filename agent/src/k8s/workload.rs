@@ -98,13 +98,6 @@ pub struct K8sFacts {
     pub selectors: BTreeSet<Selector>,
 }
 
-impl K8sFacts {
-    /// Cache scope: SVIDs are per (pod UID, container).
-    pub fn scope(&self) -> String {
-        format!("{}/{}", self.evidence.pod_uid, self.evidence.container_name)
-    }
-}
-
 /// Builds facts for `container_id` of `pod`, reading its token (W2, W3).
 pub fn facts_for(
     cfg: &K8sWorkloadConfig,
