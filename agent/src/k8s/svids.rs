@@ -10,7 +10,7 @@
 //! - Rotation re-reads the pod's token, so a rotated projected token is what the next mint
 //!   presents; a container that no longer attests loses its SVIDs.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -114,8 +114,9 @@ pub struct PodDriver {
     cache: Arc<SvidCache>,
     pods: Arc<PodWorkloads>,
     sync: watch::Receiver<Option<Arc<SyncState>>>,
-    /// Pods with a pre-mint task running (one at a time per pod).
-    preminting: Arc<Mutex<HashSet<String>>>,
+    /// Pods with a pre-mint task running (one at a time per pod), and whether the pod
+    /// changed since that task looked at it (it then looks again).
+    preminting: Arc<Mutex<HashMap<String, bool>>>,
 }
 
 impl PodDriver {
@@ -178,27 +179,33 @@ impl PodDriver {
     }
 
     fn spawn_premint(&self, uid: String, tasks: &TaskTracker, shutdown: &CancellationToken) {
-        let first = self
-            .preminting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(uid.clone());
-        if !first {
-            return;
+        {
+            let mut running = self.preminting.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(again) = running.get_mut(&uid) {
+                *again = true;
+                return;
+            }
+            running.insert(uid.clone(), false);
         }
         let (cache, pods, sync) = (self.cache.clone(), self.pods.clone(), self.sync.clone());
         let (preminting, shutdown) = (self.preminting.clone(), shutdown.clone());
         let span = debug_span!("premint", pod_uid = %uid);
         tasks.spawn(
             async move {
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = premint(&cache, &pods, &sync, &uid) => {}
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = premint(&cache, &pods, &sync, &uid) => {}
+                    }
+                    let mut running = preminting.lock().unwrap_or_else(|p| p.into_inner());
+                    match running.get_mut(&uid) {
+                        Some(again) if *again => *again = false,
+                        _ => {
+                            running.remove(&uid);
+                            return;
+                        }
+                    }
                 }
-                preminting
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&uid);
             }
             .instrument(span),
         );
@@ -216,6 +223,7 @@ async fn premint(
     let Some(pod) = pods.index().by_uid(uid) else {
         return;
     };
+
     let Some(state) = sync.borrow().clone() else {
         debug!("pre-mint deferred: not synced yet");
         return;

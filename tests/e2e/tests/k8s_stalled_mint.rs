@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use sworn_dev::k8s::{CgroupStyle, ContainerProcess, PodHandle, PodParams};
+use sworn_e2e::audit_after;
 use sworn_e2e::k8s_env::{Env, setup};
 use sworn_proto::admin::CreateEntryRequest;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -78,32 +79,60 @@ async fn web_watching() -> (Env, PodHandle, ContainerProcess, Lines) {
 }
 
 /// Stalls every mint of `spiffe_id`, runs `start`, and waits until the server
-/// holds such a mint.
-async fn stall_while(env: &Env, spiffe_id: &str, start: impl Future<Output = ()>, what: &str) {
+/// holds such a mint; returns when it began to be held.
+async fn stall_while(
+    env: &Env,
+    spiffe_id: &str,
+    start: impl Future<Output = ()>,
+    what: &str,
+) -> Instant {
     let stalls = &env.server.server.shared.mint_stalls;
     stalls.stall(spiffe_id, STALL);
     start.await;
-    timeout(Duration::from_secs(30), stalls.held(spiffe_id))
+    if timeout(Duration::from_secs(30), stalls.held(spiffe_id))
         .await
-        .unwrap_or_else(|_| panic!("{what} never reached the server"));
+        .is_err()
+    {
+        let mints: Vec<String> = audit_after(&env.server, 0)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "mint")
+            .map(|e| format!("{} {}", e.decision, e.detail))
+            .collect();
+        panic!("{what} never reached the server; its mint decisions:\n{mints:#?}");
+    }
+    Instant::now()
 }
 
 /// Deletes `pod`; its open stream must end with PermissionDenied within
-/// [`PROMPTLY`], while the mint of `held` is still stalled.
-async fn delete_and_time_the_stream(env: &Env, pod: &PodHandle, lines: &mut Lines, held: &str) {
+/// [`PROMPTLY`], before the server could have answered the mint of `held`
+/// (held since `held_at`), and with nothing of `held` issued.
+async fn delete_and_time_the_stream(
+    env: &Env,
+    pod: &PodHandle,
+    lines: &mut Lines,
+    held: &str,
+    held_at: Instant,
+) {
     let deleted = Instant::now();
     env.kubelet.delete_pod(pod).await.unwrap();
     let (at, line) = lines.next(STALL, "end of the stream").await;
     let took = at - deleted;
     println!("the deleted pod's stream ended {took:?} after the deletion started");
     assert!(
-        env.server.server.shared.mint_stalls.holding(held),
-        "the stream must end while the mint of {held} is still held"
-    );
-    assert!(
         line.contains("watch_error") && line.contains("PermissionDenied"),
         "the stream must end with PermissionDenied: {line}"
     );
+    assert!(
+        at < held_at + STALL,
+        "the stream must end before the held mint of {held} is answered"
+    );
+    let issued: Vec<_> = audit_after(&env.server, 0)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "mint" && e.decision == "allow" && e.detail.contains(held))
+        .collect();
+    assert!(issued.is_empty(), "{held} was issued: {issued:?}");
     assert!(
         took < PROMPTLY,
         "the deleted pod's stream ended {took:?} after the deletion"
@@ -128,22 +157,23 @@ async fn a_pod_deleted_while_its_own_mint_stalls_loses_its_stream_within_a_secon
             .await
             .unwrap();
     };
-    stall_while(&env, extra, create, "the stream's mint of the new entry").await;
-    delete_and_time_the_stream(&env, &web, &mut lines, extra).await;
+    let held_at = stall_while(&env, extra, create, "the stream's mint of the new entry").await;
+    delete_and_time_the_stream(&env, &web, &mut lines, extra, held_at).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_deleted_while_another_pods_premint_stalls_loses_its_stream_within_a_second() {
     let (env, web, _probe, mut lines) = web_watching().await;
     // Another pod starts; the agent pre-mints its default identity from the
-    // watch, and the server holds that mint.
+    // watch, and the server holds that mint. In a kubelet's order: the token
+    // volume is written before the container is reported running.
     let slow = "spiffe://example.org/ns/default/sa/slow";
     let start = async {
-        env.kubelet
-            .create_pod(&PodParams::new("default", "slow", "slow", "node-a"))
-            .await
-            .unwrap();
+        let params = PodParams::new("default", "slow", "slow", "node-a");
+        let pod = env.kubelet.create_pod_object(&params).await.unwrap();
+        env.kubelet.write_tokens(&pod).await.unwrap();
+        env.kubelet.set_running(&pod).await.unwrap();
     };
-    stall_while(&env, slow, start, "the pre-mint of the new pod").await;
-    delete_and_time_the_stream(&env, &web, &mut lines, slow).await;
+    let held_at = stall_while(&env, slow, start, "the pre-mint of the new pod").await;
+    delete_and_time_the_stream(&env, &web, &mut lines, slow, held_at).await;
 }
