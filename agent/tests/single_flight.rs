@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use support::{Env, client, my_uid, uid_selector};
 use sworn_proto::workload::{X509svidRequest, X509svidResponse};
-use sworn_server::store::Store as _;
 use tokio::time::{Instant, timeout};
 
 /// How long the server holds the stalled mint.
