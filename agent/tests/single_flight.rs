@@ -138,12 +138,12 @@ async fn a_first_mint_for_another_entry_completes_within_a_second_while_one_stal
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["spiffe_id"], OTHER_ID);
     assert!(
-        still_held,
-        "caller A's mint was still held when B's came back"
-    );
-    assert!(
         took < Duration::from_secs(1),
         "caller B's first mint took {took:?} while another entry's mint stalled"
+    );
+    assert!(
+        still_held,
+        "caller A's mint was still held when B's came back"
     );
 
     // A is served once the server lets its mint go, after the whole stall.
