@@ -142,6 +142,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServe
         metrics,
         clock,
         changes,
+        mint_stalls: agentapi::stall::MintStalls::default(),
     });
     publish_bundle(&shared).await?;
 

@@ -33,6 +33,8 @@ pub struct Shared {
     pub clusters: crate::k8s::Clusters,
     /// Bumped on every change agents must hear about (entries, bans).
     pub changes: watch::Sender<u64>,
+    /// Test hook: mints held on purpose. Empty unless a test adds a stall (no config key).
+    pub mint_stalls: crate::agentapi::stall::MintStalls,
 }
 
 impl Shared {

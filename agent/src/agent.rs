@@ -1,9 +1,10 @@
-//! The running agent: wiring, tasks and the embedding API (DESIGN.md §6; STYLE.md "Async").
+//! The running agent: wiring, tasks and the embedding API (docs/architecture.md, "Components").
 //!
 //! [`Agent::start`] binds the Workload API socket and the health listener (so bad paths and
 //! ports fail at once), then spawns, each with a span and under one [`TaskTracker`]: the node
 //! task (attest, renew), the Sync follower, SVID rotation, the Workload API server and the
-//! health server. Everything stops on one cancellation token; an unrecoverable node error
+//! health server, and in Kubernetes mode the pod watch and the task that drives the cache
+//! from it. Everything stops on one cancellation token; an unrecoverable node error
 //! (a refused join token) stops the agent and is returned by [`RunningAgent::wait`].
 
 use std::net::SocketAddr;
@@ -13,13 +14,14 @@ use std::time::Duration;
 use spiffe::SpiffeId;
 use sworn_identity::SpiffeIdentity;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::cache::SvidCache;
+use crate::cache::{SvidCache, UnixCallers};
 use crate::config::{Bootstrap, Config, NodeAttestation};
+use crate::k8s::{PodChange, PodDriver, PodIndex, PodWorkloads};
 use crate::node::{NodeError, NodeStore, NodeTask};
 use crate::socket_path::{SocketPath, SocketPathError};
 use crate::status::{Readiness, Status};
@@ -253,25 +255,33 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
     let status = Arc::new(Status::default());
     let metrics = Arc::new(Metrics::new());
     let upstream = Arc::new(Upstream::new(config.server_address.clone(), verifier));
-    let cache = Arc::new(SvidCache::new(upstream.clone(), metrics.clone()));
     let (sync_tx, sync_rx) = watch::channel(None);
     let failure = Arc::new(Mutex::new(None));
     let tracker = TaskTracker::new();
 
-    let k8s = match &config.attestation {
+    // One cache for both modes; only which workloads exist differs.
+    let (cache, pods) = match &config.attestation {
         NodeAttestation::K8s { .. } => {
-            let svids = start_kubernetes(
-                &config,
+            let (pods, changes) = start_pod_watch(&config, &shutdown, &tracker).await?;
+            let cache = Arc::new(SvidCache::new(
                 upstream.clone(),
-                sync_rx.clone(),
                 metrics.clone(),
-                &shutdown,
-                &tracker,
-            )
-            .await?;
-            Some(svids)
+                pods.clone(),
+            ));
+            let driver = PodDriver::new(cache.clone(), pods.clone(), sync_rx.clone());
+            let node = config.node_name.clone().unwrap_or_default();
+            tracker.spawn(
+                driver
+                    .run(changes, shutdown.clone(), tracker.clone())
+                    .instrument(info_span!("pod_svids", %node)),
+            );
+            (cache, Some(pods))
         }
-        NodeAttestation::JoinToken(_) => None,
+        NodeAttestation::JoinToken(_) => {
+            let unix = Arc::new(UnixCallers);
+            let cache = Arc::new(SvidCache::new(upstream.clone(), metrics.clone(), unix));
+            (cache, None)
+        }
     };
     let synced = sync_rx.clone();
     let shared = Shared::new(
@@ -281,8 +291,8 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
         config.trust_domain.clone(),
         shutdown.clone(),
     );
-    let shared = match k8s {
-        Some(svids) => shared.with_k8s(svids),
+    let shared = match pods {
+        Some(pods) => shared.with_k8s(pods),
         None => shared,
     };
     let stop = shutdown.clone();
@@ -360,16 +370,13 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
     })
 }
 
-/// Kubernetes mode: the node's pod watch and the per-pod SVID cache that
-/// pre-mints, rotates and drops with the pods (DESIGN.md §6).
-async fn start_kubernetes(
+/// Kubernetes mode: the watch of the node's pods, which the cache follows
+/// (docs/architecture.md, "The agent's SVID cache").
+async fn start_pod_watch(
     config: &Config,
-    upstream: Arc<Upstream>,
-    sync: watch::Receiver<Option<Arc<crate::sync::SyncState>>>,
-    metrics: Arc<Metrics>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
-) -> Result<Arc<crate::k8s::K8sSvids>, AgentError> {
+) -> Result<(Arc<PodWorkloads>, mpsc::Receiver<PodChange>), AgentError> {
     let node = config
         .node_name
         .clone()
@@ -391,20 +398,8 @@ async fn start_kubernetes(
     };
     let client =
         kube::Client::try_from(kube_config).map_err(|e| AgentError::Kubernetes(e.to_string()))?;
-    let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let index = crate::k8s::PodIndex::start(client, &node, tx, shutdown.clone(), tracker);
-    let svids = Arc::new(crate::k8s::K8sSvids::new(
-        upstream,
-        sync,
-        index,
-        config.k8s_workload.clone(),
-        metrics,
-    ));
-    tracker.spawn(
-        svids
-            .clone()
-            .run(rx, shutdown.clone())
-            .instrument(info_span!("k8s_svids", node = %node)),
-    );
-    Ok(svids)
+    let (tx, rx) = mpsc::channel(1024);
+    let index = PodIndex::start(client, &node, tx, shutdown.clone(), tracker);
+    let pods = Arc::new(PodWorkloads::new(index, config.k8s_workload.clone()));
+    Ok((pods, rx))
 }

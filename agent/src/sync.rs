@@ -1,4 +1,4 @@
-//! The server → agent Sync stream (DESIGN.md §5; issue 4 §4, issue 5 §4).
+//! The server → agent Sync stream (docs/architecture.md, "The agent's SVID cache").
 //!
 //! Every message is the complete state: trust bundle and the entries that may apply to this
 //! agent. It is parsed once into a [`SyncState`] and published on a `watch`, which the cache
@@ -24,7 +24,7 @@ use crate::upstream::Upstream;
 /// An entry that may apply to a workload on this agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncedEntry {
-    /// The entry ID, the key of the SVID cache.
+    /// The entry ID, half of the SVID cache's key (the other is the workload scope).
     pub id: String,
     /// All must be among the caller's selectors.
     pub selectors: Vec<Selector>,

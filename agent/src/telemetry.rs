@@ -1,4 +1,4 @@
-//! Metrics and the health endpoints (DESIGN.md §9; issue 4 "Audit and status").
+//! Metrics and the health endpoints (docs/architecture.md, "Outcomes").
 //!
 //! A separate HTTP listener (default `127.0.0.1:8082`) serves `/healthz` (the process runs),
 //! `/readyz` (200 "attested" / 503 "not attested", or "rejected" when the server refuses a
@@ -31,9 +31,9 @@ pub struct Metrics {
     pub requests: Family<Labels, Counter>,
     /// Workload API refusals, by method and reason.
     pub denials: Family<Labels, Counter>,
-    /// SVIDs in the cache.
+    /// SVIDs in the cache, unix callers and pods alike.
     pub cache_size: Gauge,
-    /// Workload SVID rotations.
+    /// Workload SVID rotations, unix callers and pods alike.
     pub rotations: Counter,
     /// Workload mint outcomes from the server, by `mode` (`unix`, `k8s`) and `outcome`
     /// (`issued`, `denied`, `unavailable`). Only `denied` drops a cached SVID.

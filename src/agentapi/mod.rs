@@ -8,6 +8,7 @@ pub mod decision;
 pub mod k8s;
 pub mod ratelimit;
 pub mod service;
+pub mod stall;
 pub mod tls;
 pub mod wire;
 

@@ -328,6 +328,7 @@ impl AgentService {
             Ok(v) => {
                 merge(&mut detail, &v.detail);
                 detail["spiffe_id"] = v.id.as_str().into();
+                self.shared.mint_stalls.before_signing(v.id.as_str()).await;
                 self.shared
                     .ca
                     .mint_x509_svid(MintRequest {

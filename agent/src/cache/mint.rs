@@ -1,4 +1,4 @@
-//! The `MintX509SVIDs` call, shared by the unix and the Kubernetes caches: one CSR per item,
+//! The `MintX509SVIDs` call, for unix and Kubernetes callers alike: one CSR per item,
 //! evidence attached, at most [`MAX_MINT_ITEMS`] items per request (docs/architecture.md,
 //! "Outcomes").
 //!
@@ -13,7 +13,7 @@ use sworn_identity::outcome::{Denial, Outcome, Unavailable};
 use sworn_proto::agent::{IssuedSvid, MintItem, MintX509SvidsRequest, mint_item, mint_result};
 use zeroize::Zeroizing;
 
-use super::WorkloadSvid;
+use super::svid::WorkloadSvid;
 use crate::key;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
@@ -35,21 +35,11 @@ pub enum MintError {
     Unavailable(String),
 }
 
-/// Which cache asks, for metrics.
-#[derive(Debug, Clone, Copy)]
-pub enum Mode {
-    /// Join-token agent, unix callers.
-    Unix,
-    /// Kubernetes agent, pods.
-    K8s,
-}
-
-impl Mode {
-    fn label(self) -> &'static str {
-        match self {
-            Mode::Unix => "unix",
-            Mode::K8s => "k8s",
-        }
+/// The `mode` label of an item's outcome: `unix` or `k8s`, after its evidence.
+fn mode(evidence: &mint_item::Evidence) -> &'static str {
+    match evidence {
+        mint_item::Evidence::Unix(_) => "unix",
+        mint_item::Evidence::K8s(_) => "k8s",
     }
 }
 
@@ -58,14 +48,16 @@ impl Mode {
 pub async fn mint_items(
     upstream: &Upstream,
     metrics: &Metrics,
-    mode: Mode,
     items: Vec<(String, mint_item::Evidence)>,
 ) -> Vec<(String, MintOutcome)> {
     let mut out = Vec::with_capacity(items.len());
     let mut items = items.into_iter().peekable();
     while items.peek().is_some() {
         let chunk: Vec<_> = items.by_ref().take(MAX_MINT_ITEMS).collect();
-        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<(String, &'static str)> = chunk
+            .iter()
+            .map(|(id, evidence)| (id.clone(), mode(evidence)))
+            .collect();
         let outcomes = match mint_chunk(upstream, chunk).await {
             Ok(outcomes) => outcomes,
             Err(reason) => ids
@@ -73,8 +65,8 @@ pub async fn mint_items(
                 .map(|_| Outcome::Unavailable(Unavailable::new(Factor::Store, reason.clone())))
                 .collect(),
         };
-        for (id, outcome) in ids.into_iter().zip(outcomes) {
-            metrics.mint_outcome(mode.label(), outcome.label());
+        for ((id, mode), outcome) in ids.into_iter().zip(outcomes) {
+            metrics.mint_outcome(mode, outcome.label());
             out.push((id, outcome));
         }
     }

@@ -1,65 +1,33 @@
-//! The SVID cache of Kubernetes workloads, keyed by (pod UID, container,
-//! entry) — an empty entry ID is the default identity `/ns/<ns>/sa/<sa>`
-//! (DESIGN.md §6).
+//! The Kubernetes half of the SVID cache (docs/architecture.md, "The agent's SVID cache"):
+//! a scope is a container of a pod in this node's watch, and the pod watch drives the cache.
 //!
-//! - Pre-minting: when the watch shows a pod Running with our token volume,
-//!   its running containers' SVIDs are minted before the workload asks, so
-//!   the first fetch is a cache hit.
-//! - Deletion: a pod that leaves the watch loses its SVIDs at once, and open
-//!   streams are redacted (or end with `PermissionDenied`).
-//! - Rotation at half-life with jitter re-reads the pod's token, so a rotated
-//!   projected token is what the next mint presents.
-//! - Only the server's `Denied` drops an SVID. `Unavailable` (the API server,
-//!   the datastore or the call failed) keeps it until `notAfter`, never past it,
-//!   and retries on the slot's own backoff; a stream left with nothing valid
-//!   while the server is unavailable ends with `Unavailable`.
+//! - Deletion: a pod that leaves the watch, or starts terminating, loses its SVIDs at once;
+//!   its callers' waits end and open streams end with `PermissionDenied`. The watch handler
+//!   never awaits a mint, so a stalled mint delays no deletion.
+//! - Pre-minting: when the watch shows a pod Running with our token volume, its running
+//!   containers' SVIDs are minted, in a task of their own, through the same single-flight
+//!   path as a Workload API call, so the first fetch is a cache hit (or joins the mint).
+//! - Rotation re-reads the pod's token, so a rotated projected token is what the next mint
+//!   presents; a container that no longer attests loses its SVIDs.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Pod;
-use sworn_identity::outcome::Outcome;
-use sworn_proto::agent::mint_item;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, debug_span, info};
 
 use super::pods::{PodChange, PodIndex, running_containers};
 use super::workload::{K8sFacts, K8sWorkloadConfig, facts_for};
-use crate::backoff::Backoff;
-use crate::cache::WorkloadSvid;
-use crate::cache::mint::{self, Mode};
+use crate::cache::{Evidence, Renewal, Scope, SvidCache, Workloads};
 use crate::sync::SyncState;
-use crate::telemetry::Metrics;
-use crate::upstream::Upstream;
+use sworn_identity::pod::PodFacts;
+use sworn_identity::{ContainerId, PodUid};
 
-type Key = (String, String, String); // (pod uid, container name, entry id)
-
-#[derive(Debug)]
-struct Slot {
-    svid: Arc<WorkloadSvid>,
-    container_id: String,
-    rotate_at: SystemTime,
-    /// Retry schedule while the server answers `Unavailable`; reset by a new SVID.
-    retry: Backoff,
-}
-
-/// Kubernetes workload SVIDs.
-#[derive(Debug)]
-pub struct K8sSvids {
-    slots: Mutex<HashMap<Key, Slot>>,
-    generation: watch::Sender<u64>,
-    upstream: Arc<Upstream>,
-    sync: watch::Receiver<Option<Arc<SyncState>>>,
-    index: PodIndex,
-    config: K8sWorkloadConfig,
-    mint_lock: tokio::sync::Mutex<()>,
-    metrics: Arc<Metrics>,
-}
-
-/// Entries the facts satisfy, plus the default identity (`""`). The server
-/// re-verifies each against its own read of the pod.
+/// Entries the facts satisfy, plus the default identity (`""`). The server re-verifies each
+/// against its own read of the pod.
 pub fn entitled(facts: &K8sFacts, state: &SyncState) -> Vec<String> {
     let mut ids = vec![String::new()];
     ids.extend(
@@ -74,44 +42,22 @@ pub fn entitled(facts: &K8sFacts, state: &SyncState) -> Vec<String> {
     ids
 }
 
-fn rotate_at(svid: &WorkloadSvid) -> SystemTime {
-    let life = svid
-        .not_after
-        .duration_since(svid.not_before)
-        .unwrap_or_default();
-    // Half-life, minus up to 10% jitter so a node's pods do not rotate in lockstep.
-    let jitter = life.mul_f64(rand::random::<f64>() * 0.1);
-    svid.not_before + life / 2 - jitter
+/// The evidence a Kubernetes caller mints with.
+pub fn evidence(facts: &K8sFacts) -> Evidence {
+    Evidence::K8s(facts.evidence.clone())
 }
 
-impl K8sSvids {
-    /// A cache minting through `upstream`.
-    pub fn new(
-        upstream: Arc<Upstream>,
-        sync: watch::Receiver<Option<Arc<SyncState>>>,
-        index: PodIndex,
-        config: K8sWorkloadConfig,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        K8sSvids {
-            slots: Mutex::new(HashMap::new()),
-            generation: watch::Sender::new(0),
-            upstream,
-            sync,
-            index,
-            config,
-            mint_lock: tokio::sync::Mutex::new(()),
-            metrics,
-        }
-    }
+/// The pods of this node, as the cache sees them.
+#[derive(Debug)]
+pub struct PodWorkloads {
+    index: PodIndex,
+    config: K8sWorkloadConfig,
+}
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Slot>> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Changes to the cache (streams recompute on each).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.generation.subscribe()
+impl PodWorkloads {
+    /// Pods from `index`, attested with `config`.
+    pub fn new(index: PodIndex, config: K8sWorkloadConfig) -> Self {
+        PodWorkloads { index, config }
     }
 
     /// The pod watch.
@@ -123,231 +69,190 @@ impl K8sSvids {
     pub fn config(&self) -> &K8sWorkloadConfig {
         &self.config
     }
+}
 
-    fn bump(&self) {
-        self.generation.send_modify(|g| *g = g.wrapping_add(1));
-    }
+/// The pod is in the watch, not terminating, and the container runs.
+fn container_live(pod: &Pod, container_id: &str) -> bool {
+    let Ok(id) = container_id.parse::<ContainerId>() else {
+        return false;
+    };
+    PodFacts::from_pod(pod)
+        .is_ok_and(|f| !f.deleting && f.container(&id).is_some_and(|c| c.running))
+}
 
-    fn cached(&self, facts: &K8sFacts, ids: &[String]) -> (Vec<Arc<WorkloadSvid>>, Vec<String>) {
-        let now = SystemTime::now();
-        let slots = self.lock();
-        let (mut hits, mut missing) = (Vec::new(), Vec::new());
-        for id in ids {
-            let key = (
-                facts.evidence.pod_uid.clone(),
-                facts.evidence.container_name.clone(),
-                id.clone(),
-            );
-            match slots.get(&key) {
-                Some(s)
-                    if s.svid.not_after > now && s.container_id == facts.evidence.container_id =>
-                {
-                    hits.push(s.svid.clone());
-                }
-                _ => missing.push(id.clone()),
-            }
+impl Workloads for PodWorkloads {
+    fn live(&self, scope: &Scope) -> bool {
+        match scope {
+            Scope::Container {
+                pod_uid,
+                container_id,
+            } => self
+                .index
+                .by_uid(pod_uid)
+                .is_some_and(|pod| container_live(&pod, container_id)),
+            Scope::Unix(_) => false,
         }
-        (hits, missing)
     }
 
-    /// The SVIDs `facts` are entitled to, minting what is missing. An error
-    /// means nothing valid can be served and a needed mint was unavailable
-    /// (callers answer `Unavailable`, never `PermissionDenied`).
-    pub async fn ensure(&self, facts: &K8sFacts) -> Result<Vec<Arc<WorkloadSvid>>, String> {
-        let Some(state) = self.sync.borrow().clone() else {
-            return Err("not synced".into());
+    fn renewal(&self, scope: &Scope, _served: bool) -> Renewal {
+        let Scope::Container {
+            pod_uid,
+            container_id,
+        } = scope
+        else {
+            return Renewal::Drop("a unix caller's svid on a kubernetes agent".into());
         };
-        let ids = entitled(facts, &state);
-        let (_, missing) = self.cached(facts, &ids);
-        let mut fault = None;
-        if !missing.is_empty() {
-            let _guard = self.mint_lock.lock().await;
-            let (_, missing) = self.cached(facts, &ids);
-            if !missing.is_empty() {
-                fault = self.mint(facts, &missing).await;
-            }
-        }
-        // Only pods still in the watch keep their SVIDs.
-        if self.index.by_uid(&facts.evidence.pod_uid).is_none() {
-            return Ok(Vec::new());
-        }
-        let (hits, _) = self.cached(facts, &ids);
-        match fault {
-            Some(reason) if hits.is_empty() => Err(reason),
-            Some(reason) => {
-                debug!(%reason, "a mint was unavailable; serving the valid cached svids");
-                Ok(hits)
-            }
-            None => Ok(hits),
-        }
-    }
-
-    /// Mints `entry_ids` for `facts` and applies each outcome: `Issued` replaces
-    /// the slot, `Denied` drops it, `Unavailable` keeps it and schedules its
-    /// retry. Returns the reason of the last `Unavailable`, if any.
-    async fn mint(&self, facts: &K8sFacts, entry_ids: &[String]) -> Option<String> {
-        let items = entry_ids
-            .iter()
-            .map(|id| (id.clone(), mint_item::Evidence::K8s(facts.evidence.clone())))
-            .collect();
-        let outcomes = mint::mint_items(&self.upstream, &self.metrics, Mode::K8s, items).await;
-        let now = SystemTime::now();
-        let mut slots = self.lock();
-        let mut changed = false;
-        let mut fault = None;
-        for (id, outcome) in outcomes {
-            let key = (
-                facts.evidence.pod_uid.clone(),
-                facts.evidence.container_name.clone(),
-                id.clone(),
-            );
-            match outcome {
-                Outcome::Issued(svid) => {
-                    let retry = mint::retry_backoff(
-                        svid.not_after
-                            .duration_since(svid.not_before)
-                            .unwrap_or_default(),
-                    );
-                    slots.insert(
-                        key,
-                        Slot {
-                            rotate_at: rotate_at(&svid),
-                            svid: Arc::new(svid),
-                            container_id: facts.evidence.container_id.clone(),
-                            retry,
-                        },
-                    );
-                    changed = true;
-                }
-                Outcome::Denied(denial) => {
-                    info!(target: "sworn::audit", entry_id = %id, pod_uid = %facts.evidence.pod_uid, factor = %denial.factor, "the server denied a workload svid");
-                    changed |= slots.remove(&key).is_some();
-                }
-                Outcome::Unavailable(u) => {
-                    if let Some(slot) = slots.get_mut(&key) {
-                        let delay = slot.retry.next_delay();
-                        slot.rotate_at = now + delay;
-                        warn!(entry_id = %id, pod_uid = %facts.evidence.pod_uid, reason = %u.reason, retry_in = ?delay, "svid mint unavailable; keeping the current svid");
-                    }
-                    fault = Some(u.reason);
-                }
-            }
-        }
-        drop(slots);
-        if changed {
-            self.bump();
-        }
-        fault
-    }
-
-    /// Drops SVIDs past `notAfter` (never served expired), so open streams
-    /// re-evaluate.
-    fn drop_expired(&self) {
-        let now = SystemTime::now();
-        let mut slots = self.lock();
-        let before = slots.len();
-        slots.retain(|_, s| s.svid.not_after > now);
-        let expired = before - slots.len();
-        drop(slots);
-        if expired > 0 {
-            info!(expired, "dropped expired svids");
-            self.bump();
-        }
-    }
-
-    /// Drops every SVID of a pod.
-    pub fn drop_pod(&self, pod_uid: &str) {
-        let mut slots = self.lock();
-        let before = slots.len();
-        slots.retain(|(uid, _, _), _| uid != pod_uid);
-        let removed = before != slots.len();
-        drop(slots);
-        if removed {
-            info!(pod_uid, "pod gone; its SVIDs are dropped");
-            self.bump();
-        }
-    }
-
-    /// Pre-mints for a pod the watch shows (running containers with our token).
-    pub async fn premint(&self, pod: &Pod) {
-        let Some(uid) = pod.metadata.uid.as_deref().and_then(|u| u.parse().ok()) else {
-            return;
+        let Some(pod) = self.index.by_uid(pod_uid) else {
+            return Renewal::Drop("the pod left the watch".into());
         };
-        for (_, cid) in running_containers(pod) {
-            let Ok(facts) = facts_for(&self.config, pod, &uid, &cid) else {
-                continue;
-            };
-            if let Err(error) = self.ensure(&facts).await {
-                debug!(%error, pod_uid = %uid, "pre-mint deferred");
-            }
+        let (Ok(uid), Ok(cid)) = (
+            pod_uid.parse::<PodUid>(),
+            container_id.parse::<ContainerId>(),
+        ) else {
+            return Renewal::Drop("the scope's pod UID or container ID is malformed".into());
+        };
+        match facts_for(&self.config, &pod, &uid, &cid) {
+            Ok(facts) => Renewal::Mint(evidence(&facts)),
+            Err(error) => Renewal::Drop(format!("the container no longer attests: {error}")),
+        }
+    }
+}
+
+/// Follows the pod watch for the cache: drops deleted pods at once and pre-mints new ones
+/// in tasks of their own.
+#[derive(Debug)]
+pub struct PodDriver {
+    cache: Arc<SvidCache>,
+    pods: Arc<PodWorkloads>,
+    sync: watch::Receiver<Option<Arc<SyncState>>>,
+    /// Pods with a pre-mint task running (one at a time per pod), and whether the pod
+    /// changed since that task looked at it (it then looks again).
+    preminting: Arc<Mutex<HashMap<String, bool>>>,
+}
+
+impl PodDriver {
+    /// A driver for `cache`, whose workloads are `pods`.
+    pub fn new(
+        cache: Arc<SvidCache>,
+        pods: Arc<PodWorkloads>,
+        sync: watch::Receiver<Option<Arc<SyncState>>>,
+    ) -> Self {
+        PodDriver {
+            cache,
+            pods,
+            sync,
+            preminting: Arc::default(),
         }
     }
 
-    /// Re-mints SVIDs past their rotation time, with a freshly read token.
-    async fn rotate_due(&self) {
-        let now = SystemTime::now();
-        let due: HashSet<(String, String)> = self
-            .lock()
-            .iter()
-            .filter(|(_, s)| s.rotate_at <= now)
-            .map(|((uid, _, _), s)| (uid.clone(), s.container_id.clone()))
-            .collect();
-        for (uid, cid) in due {
-            let Some(pod) = self.index.by_uid(&uid) else {
-                self.drop_pod(&uid);
-                continue;
-            };
-            let (Ok(pod_uid), Ok(container_id)) = (uid.parse(), cid.parse()) else {
-                self.drop_pod(&uid);
-                continue;
-            };
-            match facts_for(&self.config, &pod, &pod_uid, &container_id) {
-                Ok(facts) => {
-                    let ids: Vec<String> = self
-                        .lock()
-                        .keys()
-                        .filter(|(u, c, _)| u == &uid && c == &facts.evidence.container_name)
-                        .map(|(_, _, e)| e.clone())
-                        .collect();
-                    let _guard = self.mint_lock.lock().await;
-                    if let Some(reason) = self.mint(&facts, &ids).await {
-                        debug!(%reason, pod_uid = %uid, "rotation unavailable; retrying on backoff");
-                    }
-                }
-                Err(error) => {
-                    info!(%error, pod_uid = %uid, "container no longer attests; dropping its SVIDs");
-                    self.drop_pod(&uid);
-                }
-            }
-        }
-    }
-
-    /// Follows the watch and rotates until `shutdown`.
+    /// Follows `changes` until `shutdown`; pre-mint tasks run on `tasks`.
     pub async fn run(
-        self: Arc<Self>,
+        self,
         mut changes: mpsc::Receiver<PodChange>,
         shutdown: CancellationToken,
+        tasks: TaskTracker,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            tokio::select! {
+            let change = tokio::select! {
                 () = shutdown.cancelled() => return,
-                change = changes.recv() => match change {
-                    None => return,
-                    Some(PodChange::Deleted(uid)) => self.drop_pod(&uid),
-                    Some(PodChange::Applied(pod)) => {
-                        let terminating = pod.metadata.deletion_timestamp.is_some();
-                        match (terminating, pod.metadata.uid.as_deref()) {
-                            (true, Some(uid)) => self.drop_pod(uid),
-                            _ => self.premint(&pod).await,
-                        }
+                change = changes.recv() => change,
+            };
+            match change {
+                None => return,
+                Some(PodChange::Deleted(uid)) => self.drop_pod(&uid, "pod deleted"),
+                Some(PodChange::Applied(pod)) => {
+                    let Some(uid) = pod.metadata.uid.clone() else {
+                        continue;
+                    };
+                    if pod.metadata.deletion_timestamp.is_some() {
+                        self.drop_pod(&uid, "pod terminating");
+                        continue;
                     }
-                },
-                _ = tick.tick() => {
-                    self.drop_expired();
-                    self.rotate_due().await;
+                    // Containers that stopped or were replaced lose their SVIDs.
+                    self.cache.drop_scopes(|s| match s {
+                        Scope::Container {
+                            pod_uid,
+                            container_id,
+                        } => *pod_uid == uid && !container_live(&pod, container_id),
+                        Scope::Unix(_) => false,
+                    });
+                    self.spawn_premint(uid, &tasks, &shutdown);
                 }
             }
+        }
+    }
+
+    fn drop_pod(&self, uid: &str, why: &'static str) {
+        let removed = self.cache.drop_scopes(|s| s.pod_uid() == Some(uid));
+        if removed > 0 {
+            info!(pod_uid = uid, why, removed, "the pod's svids are dropped");
+        }
+    }
+
+    fn spawn_premint(&self, uid: String, tasks: &TaskTracker, shutdown: &CancellationToken) {
+        {
+            let mut running = self.preminting.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(again) = running.get_mut(&uid) {
+                *again = true;
+                return;
+            }
+            running.insert(uid.clone(), false);
+        }
+        let (cache, pods, sync) = (self.cache.clone(), self.pods.clone(), self.sync.clone());
+        let (preminting, shutdown) = (self.preminting.clone(), shutdown.clone());
+        let span = debug_span!("premint", pod_uid = %uid);
+        tasks.spawn(
+            async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = premint(&cache, &pods, &sync, &uid) => {}
+                    }
+                    let mut running = preminting.lock().unwrap_or_else(|p| p.into_inner());
+                    match running.get_mut(&uid) {
+                        Some(again) if *again => *again = false,
+                        _ => {
+                            running.remove(&uid);
+                            return;
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Pre-mints for the pod with `uid` as the watch shows it now: running containers with our
+/// token, their entitled entries.
+async fn premint(
+    cache: &SvidCache,
+    pods: &PodWorkloads,
+    sync: &watch::Receiver<Option<Arc<SyncState>>>,
+    uid: &str,
+) {
+    let Some(pod) = pods.index().by_uid(uid) else {
+        return;
+    };
+
+    let Some(state) = sync.borrow().clone() else {
+        debug!("pre-mint deferred: not synced yet");
+        return;
+    };
+    let Ok(pod_uid) = uid.parse::<PodUid>() else {
+        return;
+    };
+    let callers: Vec<K8sFacts> = running_containers(&pod)
+        .into_iter()
+        .filter_map(|(_, cid)| facts_for(pods.config(), &pod, &pod_uid, &cid).ok())
+        .collect();
+    let mints = callers.iter().map(|facts| {
+        let ids = entitled(facts, &state);
+        async move { cache.ensure(&evidence(facts), &ids).await }
+    });
+    for result in futures::future::join_all(mints).await {
+        if let Err(error) = result {
+            debug!(%error, "pre-mint deferred");
         }
     }
 }

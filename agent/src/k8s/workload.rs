@@ -131,13 +131,6 @@ impl std::fmt::Debug for K8sFacts {
     }
 }
 
-impl K8sFacts {
-    /// Cache scope: SVIDs are per (pod UID, container).
-    pub fn scope(&self) -> String {
-        format!("{}/{}", self.evidence.pod_uid, self.evidence.container_name)
-    }
-}
-
 /// Builds facts for `container_id` of `pod`, reading its token (W2, W3). `pod_uid` is the
 /// kernel's; the token is read from the kubelet's directory for it.
 pub fn facts_for(

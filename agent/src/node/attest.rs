@@ -1,4 +1,4 @@
-//! The `Attest` and `RenewAgent` calls (DESIGN.md §3.1, §3.3).
+//! The `Attest` and `RenewAgent` calls (docs/architecture.md, "Node attestation").
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use sworn_proto::agent::{
     attest_request,
 };
 
-use super::NodeSvid;
+use super::svid::NodeSvid;
 use crate::config::NodeAttestation;
 use crate::key::{self, KeyError};
 use crate::storage::StorageError;

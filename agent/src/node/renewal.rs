@@ -1,4 +1,4 @@
-//! The node task: first attestation, then renewal at half-life with jitter (issue 4).
+//! The node task: first attestation, then renewal at half-life with jitter.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -7,7 +7,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::attest::{self, Attested, NodeError};
-use super::{NodeStore, NodeSvid};
+use super::store::NodeStore;
+use super::svid::NodeSvid;
 use crate::backoff::Backoff;
 use crate::cert;
 use crate::config::NodeAttestation;

@@ -1,4 +1,4 @@
-//! The SPIFFE Workload API on a unix socket (DESIGN.md §5; issue 5 §1).
+//! The SPIFFE Workload API on a unix socket (docs/architecture.md, "Workload attestation").
 //!
 //! Order of checks for every call: the security header (`InvalidArgument`), the agent's
 //! readiness (`Unavailable`), the caller captured at accept (`PermissionDenied`), the
@@ -36,7 +36,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::cache::SvidCache;
-use crate::k8s::K8sSvids;
+use crate::k8s::PodWorkloads;
 use crate::sync::SyncState;
 use crate::telemetry::Metrics;
 
@@ -66,8 +66,8 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
     limits: Arc<Limits>,
     inspections: Arc<tokio::sync::Semaphore>,
-    /// Kubernetes mode: the pod watch and the per-pod SVID cache.
-    k8s: Option<Arc<K8sSvids>>,
+    /// Kubernetes mode: the pod watch and attestation settings.
+    k8s: Option<Arc<PodWorkloads>>,
 }
 
 impl Shared {
@@ -90,9 +90,9 @@ impl Shared {
         }
     }
 
-    /// Kubernetes mode: callers are attested by W1–W3 and served from `svids`.
-    pub fn with_k8s(mut self, svids: Arc<K8sSvids>) -> Self {
-        self.k8s = Some(svids);
+    /// Kubernetes mode: callers are pods, attested by W1–W3 against `pods`.
+    pub fn with_k8s(mut self, pods: Arc<PodWorkloads>) -> Self {
+        self.k8s = Some(pods);
         self
     }
 
@@ -109,7 +109,7 @@ impl Shared {
         };
         header::check(request.metadata()).map_err(|s| deny("header", s))?;
         // Attested and synced at least once. Afterwards valid cached SVIDs keep being served
-        // even if the agent SVID lapses or the server refuses it (DESIGN.md §6).
+        // even if the agent SVID lapses or the server refuses it (docs/architecture.md, "Outcomes").
         if self.sync.borrow().is_none() {
             return Err(deny(
                 "not_ready",
@@ -170,17 +170,9 @@ where
         let _permit = permit;
         let mut sync = shared.sync.clone();
         sync.borrow_and_update();
+        // Every change of the cache: new SVIDs, rotation, expiry, a pod's deletion.
         let mut cache = shared.cache.subscribe();
         cache.borrow_and_update();
-        // Kubernetes mode changes come from the per-pod cache (pre-mint, deletion, rotation).
-        let (_k8s_keep, mut k8s_changes) = match &shared.k8s {
-            Some(k) => (None, k.subscribe()),
-            None => {
-                let (tx, rx) = watch::channel(0u64);
-                (Some(tx), rx)
-            }
-        };
-        k8s_changes.borrow_and_update();
         let mut last = first.clone();
         yield Ok(first);
         loop {
@@ -191,7 +183,6 @@ where
                 }
                 changed = sync.changed() => if changed.is_err() { break },
                 changed = cache.changed() => if changed.is_err() { break },
-                changed = k8s_changes.changed() => if changed.is_err() { break },
             }
             match next(shared.clone()).await {
                 Ok(msg) if msg == last => {}

@@ -1,5 +1,5 @@
 //! What a caller is owed right now: the complete X509-SVID or bundle message, computed from
-//! the Sync state and the cache (SPIFFE Workload API spec §5.2, §5.3; DESIGN.md §5).
+//! the Sync state and the cache (SPIFFE Workload API spec §5.2, §5.3).
 //!
 //! Invariant: a message is never empty. A caller entitled to nothing gets `PermissionDenied`
 //! "no identity issued" (go-spiffe rejects an empty message), and the PID-reuse guard is
@@ -14,6 +14,7 @@ use tracing::info;
 
 use super::Shared;
 use super::attest::Attested;
+use crate::cache::Evidence;
 
 /// The client-facing refusal; the reason goes to the audit log.
 pub fn no_identity() -> Status {
@@ -28,11 +29,17 @@ impl Shared {
     /// The complete X509-SVID message for `who`.
     pub async fn x509_svids(&self, who: &Attested) -> Result<X509svidResponse, Status> {
         let state = self.sync.borrow().clone().ok_or_else(not_ready)?;
-        if let (Some(k8s), Some(facts)) = (&self.k8s, &who.k8s) {
-            let svids = k8s.ensure(facts).await.map_err(|e| {
-                info!(error = %e, pod_uid = %facts.evidence.pod_uid, "cannot mint for a kubernetes caller");
-                Status::unavailable("the server is unavailable; retry later")
-            })?;
+        if let (Some(_), Some(facts)) = (&self.k8s, &who.k8s) {
+            let entry_ids = crate::k8s::svids::entitled(facts, &state);
+            let evidence = crate::k8s::svids::evidence(facts);
+            let svids = self
+                .cache
+                .ensure(&evidence, &entry_ids)
+                .await
+                .map_err(|e| {
+                    info!(error = %e, pod_uid = %facts.evidence.pod_uid, "cannot mint for a kubernetes caller");
+                    Status::unavailable("the server is unavailable; retry later")
+                })?;
             return self.respond(who, &state, &svids);
         }
         let entry_ids = who.entitled(&state);
@@ -42,7 +49,7 @@ impl Shared {
         }
         let svids = self
             .cache
-            .ensure(&entry_ids, &who.evidence)
+            .ensure(&Evidence::Unix(who.evidence.clone()), &entry_ids)
             .await
             .map_err(|e| {
                 info!(error = %e, uid = who.uid(), "cannot mint for a new caller");

@@ -1,0 +1,92 @@
+//! A test hook on the mint path: hold the mint of chosen SPIFFE IDs for a while, after the
+//! server has verified the item and before it signs, so a test can show that one slow mint
+//! holds up nothing else (docs/architecture.md, "The agent's SVID cache").
+//!
+//! No configuration key reaches it: it is empty unless code holding the in-process server
+//! (`RunningServer::shared`) adds a stall, which only tests do.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// The stalls, by SPIFFE ID. Empty in production.
+#[derive(Debug)]
+pub struct MintStalls {
+    stalls: Mutex<HashMap<String, Duration>>,
+    /// How many mints of each SPIFFE ID are being held right now.
+    holding: watch::Sender<HashMap<String, usize>>,
+}
+
+impl Default for MintStalls {
+    fn default() -> Self {
+        MintStalls {
+            stalls: Mutex::new(HashMap::new()),
+            holding: watch::Sender::new(HashMap::new()),
+        }
+    }
+}
+
+impl MintStalls {
+    /// Every later mint of `spiffe_id` waits `delay` before it is signed.
+    pub fn stall(&self, spiffe_id: &str, delay: Duration) {
+        self.stalls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spiffe_id.to_owned(), delay);
+    }
+
+    /// Resolves once a mint of `spiffe_id` is being held.
+    pub async fn held(&self, spiffe_id: &str) {
+        let mut rx = self.holding.subscribe();
+        // The sender lives in `self`, so waiting cannot fail while `self` is borrowed.
+        let _ = rx.wait_for(|h| h.contains_key(spiffe_id)).await;
+    }
+
+    /// Whether a mint of `spiffe_id` is being held right now.
+    pub fn holding(&self, spiffe_id: &str) -> bool {
+        self.holding.borrow().contains_key(spiffe_id)
+    }
+
+    /// Waits out the stall of `spiffe_id`, if there is one (the mint path calls this).
+    pub async fn before_signing(&self, spiffe_id: &str) {
+        let delay = self
+            .stalls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(spiffe_id)
+            .copied();
+        let Some(delay) = delay else {
+            return;
+        };
+        self.holding.send_modify(|h| {
+            *h.entry(spiffe_id.to_owned()).or_default() += 1;
+        });
+        // Counted down even if the call is cancelled while held.
+        let _held = Held {
+            holding: &self.holding,
+            spiffe_id,
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// One held mint, counted while it lives.
+struct Held<'a> {
+    holding: &'a watch::Sender<HashMap<String, usize>>,
+    spiffe_id: &'a str,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.holding.send_modify(|h| {
+            if let Some(n) = h.get_mut(self.spiffe_id) {
+                *n -= 1;
+                if *n == 0 {
+                    h.remove(self.spiffe_id);
+                }
+            }
+        });
+    }
+}
