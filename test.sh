@@ -55,7 +55,7 @@ done
 # Every step's script must be there and executable: a lost exec bit fails the
 # run here, instead of silently dropping the step.
 for script in dev/k8s/build.sh deploy/helm/build.sh tests/interop/setup.sh dev/cargo-tool.sh \
-  agent/caller/fuzz/run.sh bench/run; do
+  agent/caller/fuzz/run.sh bench/run .ci/import-cycles; do
   [[ -f $script ]] || { echo "test.sh: $script is missing" >&2; exit 1; }
   [[ -x $script ]] || { echo "test.sh: $script is not executable (chmod +x $script)" >&2; exit 1; }
 done
@@ -83,6 +83,9 @@ cargo nextest --version
 
 step "rustfmt"
 cargo fmt --all -- --check
+
+step "file-level import cycles (none allowed; docs/architecture.md, \"Layering\")"
+.ci/import-cycles
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -13,6 +13,7 @@ mod conn;
 mod h2_authority;
 mod header;
 mod limits;
+mod refusal;
 mod state;
 
 use std::pin::Pin;
@@ -118,7 +119,7 @@ impl Shared {
         }
         let caller = attest::caller_of(request).map_err(|e| {
             info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, "caller refused");
-            deny("caller", state::no_identity())
+            deny("caller", refusal::no_identity())
         })?;
         let permit = self
             .limits
@@ -140,11 +141,11 @@ impl Shared {
                 .map(|facts| Attested::kubernetes(caller, facts))
                 .map_err(|e| {
                     info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, "kubernetes caller refused");
-                    deny("caller", state::no_identity())
+                    deny("caller", refusal::no_identity())
                 }),
             None => attest::attest(caller).await.map_err(|e| {
                 info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, "caller refused");
-                deny("caller", state::no_identity())
+                deny("caller", refusal::no_identity())
             }),
         };
         drop(turn);

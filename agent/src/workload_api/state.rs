@@ -14,16 +14,8 @@ use tracing::info;
 
 use super::Shared;
 use super::attest::Attested;
+use super::refusal::{no_identity, not_ready};
 use crate::cache::Evidence;
-
-/// The client-facing refusal; the reason goes to the audit log.
-pub fn no_identity() -> Status {
-    Status::permission_denied("no identity issued")
-}
-
-fn not_ready() -> Status {
-    Status::unavailable("the agent is not attested yet")
-}
 
 impl Shared {
     /// The complete X509-SVID message for `who`.
