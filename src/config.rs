@@ -1,6 +1,6 @@
 //! Server configuration: one TOML file, parsed once into types.
 //!
-//! Only `trust_domain` and `data_dir` are required (DESIGN.md §8); every other
+//! Only `trust_domain` and `data_dir` are required (docs/architecture.md, "Command line"); every other
 //! key has a default documented beside its field. Unknown keys and bad values
 //! stop startup with a [`ConfigError`] naming the key; `main` maps it to exit
 //! code 64 (`EX_USAGE`).
@@ -62,7 +62,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// CA and SVID key algorithm. Only ECDSA P-256 exists today (DESIGN.md §3.4);
+/// CA and SVID key algorithm. Only ECDSA P-256 exists today (docs/architecture.md, "Outcomes");
 /// the key is here so configs state it explicitly and a future type is not a
 /// breaking change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -112,7 +112,7 @@ pub struct UpstreamCa {
     pub bundle_file: Option<PathBuf>,
 }
 
-/// One Kubernetes cluster whose agents may attest (DESIGN.md §3.1).
+/// One Kubernetes cluster whose agents may attest (docs/architecture.md, "Node attestation").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {

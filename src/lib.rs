@@ -1,5 +1,5 @@
 //! sworn server: the CA, attestation verifiers, policy, datastore, the agent
-//! API (mTLS) and the admin API (unix socket). See DESIGN.md §2–§7.
+//! API (mTLS) and the admin API (unix socket). See docs/architecture.md, "Components" and "Server modules".
 
 pub mod admin;
 pub mod agentapi;

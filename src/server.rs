@@ -1,5 +1,5 @@
 //! Server lifecycle: open the store and CA, bind the sockets, run every
-//! service until shutdown (DESIGN.md §2).
+//! service until shutdown (docs/architecture.md, "Components").
 //!
 //! [`start`] binds everything before it returns, so tests and `sworn-dev`
 //! can start a server in-process on port 0 and read the bound addresses from

@@ -1,5 +1,5 @@
 //! Logging setup, Prometheus metrics, and the `/metrics`, `/healthz`,
-//! `/readyz` HTTP endpoints (DESIGN.md §9), on a port separate from the APIs.
+//! `/readyz` HTTP endpoints (docs/architecture.md, "Observability"), on a port separate from the APIs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Agent configuration: one TOML file, parsed once into types (DESIGN.md §8).
+//! Agent configuration: one TOML file, parsed once into types (docs/architecture.md, "Command line").
 //!
 //! Only `trust_domain`, `data_dir` and `server_address` are required; every other key has a
 //! default documented beside its field. Unknown keys and bad values stop startup with a
@@ -18,7 +18,7 @@ use crate::socket_path::SocketPath;
 /// Exit code for a configuration error (BSD `EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
 
-/// Default Workload API socket (DESIGN.md §5).
+/// Default Workload API socket (docs/architecture.md, "Protocols").
 pub const DEFAULT_SOCKET_PATH: &str = "/run/sworn/agent.sock";
 /// Default metrics/health address: loopback only, the probes run on the node.
 pub const DEFAULT_HEALTH_ADDRESS: &str = "127.0.0.1:8082";
@@ -105,7 +105,7 @@ impl ServerAddress {
     }
 }
 
-/// How the agent gets its first trust in the server (DESIGN.md §3.1).
+/// How the agent gets its first trust in the server (docs/architecture.md, "Node attestation").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bootstrap {
     /// Roots from a PEM file (normally the ConfigMap the server publishes). Key `bundle_file`.
@@ -119,7 +119,7 @@ pub enum Bootstrap {
 /// How the agent proves which node it runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeAttestation {
-    /// Unix mode: a one-time join token (DESIGN.md §3.3). `None` when the agent is expected to
+    /// Unix mode: a one-time join token (docs/architecture.md, "Trust model"). `None` when the agent is expected to
     /// carry on with the SVID persisted in `data_dir`.
     JoinToken(Option<JoinToken>),
     /// Kubernetes: the agent pod's projected token, re-read for every (re-)attestation.

@@ -1,4 +1,4 @@
-//! `sworn-agent fetch x509`: a small Workload API client (DESIGN.md §8).
+//! `sworn-agent fetch x509`: a small Workload API client (docs/architecture.md, "Command line").
 //!
 //! It sends the security header, reads the first message of `FetchX509SVID` and, with
 //! `--write DIR`, writes `svid.pem`, `svid.key` (0600) and `bundle.pem` atomically. The socket

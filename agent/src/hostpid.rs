@@ -1,6 +1,6 @@
 //! Refuse to run when the agent is plainly not in the node's PID namespace.
 //!
-//! Workload attestation (DESIGN.md §3.2, W1) turns the peer pid of a Workload
+//! Workload attestation (docs/architecture.md, "Workload attestation", W1) turns the peer pid of a Workload
 //! API connection into `/proc/<pid>/cgroup`. That only works when the agent
 //! sees the workloads' processes, which in Kubernetes means `hostPID: true`.
 //! Without it the agent sees only its own pod, every caller's pid is

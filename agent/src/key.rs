@@ -1,4 +1,4 @@
-//! Key pairs and CSRs made on the agent (DESIGN.md §3.4, issue 5 §3).
+//! Key pairs and CSRs made on the agent (docs/architecture.md, "Outcomes").
 //!
 //! Every SVID key, the agent's own and each workload's, is ECDSA P-256 generated here; only
 //! the CSR (public key plus proof of possession) goes to the server, so a private key never

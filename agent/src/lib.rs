@@ -1,4 +1,4 @@
-//! sworn node agent (DESIGN.md §2, §3.1, §3.3, §5, §6).
+//! sworn node agent (docs/architecture.md, "Components", "Node attestation", "Trust model", "Protocols", "The agent").
 //!
 //! Attests its node to the server (join token or Kubernetes token), keeps an agent SVID,
 //! follows the server's Sync stream, and serves the SPIFFE Workload API on a unix socket,

@@ -1,4 +1,4 @@
-//! `sworn-agent healthcheck`: asks the agent's `/readyz` (DESIGN.md §8, §9); also a small
+//! `sworn-agent healthcheck`: asks the agent's `/readyz` (docs/architecture.md, "Command line", "Observability"); also a small
 //! GET for the other health endpoints.
 
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! The Workload API socket path as a type, and preparing it for `bind` (DESIGN.md §5).
+//! The Workload API socket path as a type, and preparing it for `bind` (docs/architecture.md, "Protocols").
 //!
 //! Invariants of [`SocketPath`]: absolute, no NUL, at most 107 bytes (`sun_path` is 108 bytes
 //! including the terminating NUL), so a too-long path is refused when the config is parsed, not

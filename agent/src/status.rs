@@ -1,5 +1,5 @@
 //! The agent's readiness, shared by `/readyz`, the Workload API and embedders
-//! (issue 4 "Audit and status").
+//!.
 //!
 //! The agent is *attested* once it holds a valid agent SVID and has received the server's
 //! first Sync message (bundle and entries); only then can it answer workloads. Until then the

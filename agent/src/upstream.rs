@@ -1,4 +1,4 @@
-//! The agent's link to the server's agent API (DESIGN.md §3.1, §5).
+//! The agent's link to the server's agent API (docs/architecture.md, "Node attestation", "Protocols").
 //!
 //! One mTLS channel at a time is published on a `watch`: after an SVID renewal a new channel
 //! is connected with the new certificate and, only once it works, replaces the old one. Calls

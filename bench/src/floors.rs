@@ -1,4 +1,4 @@
-//! Floors measured in the same run, for context (issue 9 §3): what the hardware costs before
+//! Floors measured in the same run, for context: what the hardware costs before
 //! any identity system adds its own work.
 //!
 //! - ECDSA P-256 sign + verify (ring): the cryptographic cost of one SVID (the server signs

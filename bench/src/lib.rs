@@ -1,4 +1,4 @@
-//! sworn-bench: side-by-side benchmarks of sworn and SPIRE (issue 9).
+//! sworn-bench: side-by-side benchmarks of sworn and SPIRE.
 //!
 //! The runner ([`runner`]) starts both systems with equivalent settings ([`peer`]), drives
 //! real workload processes under distinct uids ([`workers`], the `sworn-bench-worker`

@@ -7,7 +7,7 @@ use clap::Parser;
 use sworn_bench::peer::Binaries;
 use sworn_bench::runner::{self, Options};
 
-/// Side-by-side benchmarks of sworn and SPIRE (issue 9).
+/// Side-by-side benchmarks of sworn and SPIRE.
 #[derive(Debug, Parser)]
 #[command(name = "sworn-bench")]
 struct Cli {

@@ -1,4 +1,4 @@
-//! Local sworn environments (DESIGN.md §2 `dev/`, §8 `sworn-dev`, §10 testing).
+//! Local sworn environments (docs/architecture.md, "Components" `dev/`, "Command line" `sworn-dev`, "Testing" testing).
 //!
 //! - [`k8s`]: a real local Kubernetes control plane (etcd + kube-apiserver built
 //!   from Go modules by `dev/k8s/build.sh`) and a kubelet stand-in that plays the

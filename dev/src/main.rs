@@ -1,4 +1,4 @@
-//! `sworn-dev`: local sworn environments (DESIGN.md §8). Parses the command
+//! `sworn-dev`: local sworn environments (docs/architecture.md, "Command line"). Parses the command
 //! line and calls into the library.
 
 use std::ffi::OsString;

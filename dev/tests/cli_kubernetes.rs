@@ -1,4 +1,4 @@
-//! End to end through the `sworn-dev` binary (DESIGN.md §8): `up --kubernetes`,
+//! End to end through the `sworn-dev` binary (docs/architecture.md, "Command line"): `up --kubernetes`,
 //! `env`, `pod create`, `exec`, the pinned kubectl, and a clean stop.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

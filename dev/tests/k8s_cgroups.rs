@@ -1,5 +1,5 @@
 //! "Container" processes land in real cgroups named like the kubelet names
-//! them (DESIGN.md §3.2 W1, §10), and go away with their handles.
+//! them (docs/architecture.md, "Workload attestation" W1, "Testing"), and go away with their handles.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

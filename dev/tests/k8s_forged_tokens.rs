@@ -1,5 +1,5 @@
-//! What the real API server does with tokens it would never issue (DESIGN.md
-//! §3.2 W4, §10). These tokens are signed by the harness with the API server's
+//! What the real API server does with tokens it would never issue (docs/architecture.md
+//! "Workload attestation" W4, "Testing"). These tokens are signed by the harness with the API server's
 //! own service-account key; the test says so in every name.
 //!
 //! The finding the server's W4 checks rely on: TokenReview validates the

@@ -1,5 +1,5 @@
 //! Harnesses are isolated from each other and leave nothing behind, also
-//! when the test using them panics (DESIGN.md §10).
+//! when the test using them panics (docs/architecture.md, "Testing").
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

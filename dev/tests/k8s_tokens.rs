@@ -1,5 +1,5 @@
-//! Bound service-account tokens against the real kube-apiserver (DESIGN.md
-//! §3.2 W4, §10): what TokenReview reports for a pod's token, that audiences
+//! Bound service-account tokens against the real kube-apiserver (docs/architecture.md
+//! "Workload attestation" W4, "Testing"): what TokenReview reports for a pod's token, that audiences
 //! are enforced, that deleting or replacing the pod invalidates the token, and
 //! that tokens the API would never issue (expired) are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,5 +1,5 @@
 //! sworn-helper: mTLS bootstrap for programs that do not speak the SPIFFE Workload API
-//! (DESIGN.md §2; issue 7).
+//! (docs/architecture.md, "Components").
 //!
 //! Three ways in, all fed by one rotating [`tls::MaterialWatch`] that follows the Workload API
 //! (any implementation: the sworn agent, SPIRE, ...):

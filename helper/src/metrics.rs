@@ -1,4 +1,4 @@
-//! Prometheus metrics of the helper (DESIGN.md §9): connections, handshakes, denials,
+//! Prometheus metrics of the helper (docs/architecture.md, "Observability"): connections, handshakes, denials,
 //! rotations; served on `/metrics` (and `/healthz`) of a separate listener.
 
 use std::net::SocketAddr;

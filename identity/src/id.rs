@@ -5,13 +5,13 @@
 //! stricter than what the `spiffe` crate accepts in three places, enforced here:
 //!
 //! - §2: the scheme is `spiffe` in lower case (the crate accepts `SPIFFE://`);
-//! - §2.1: trust domain names are lower case (the crate silently lower-cases `Example.ORG`,
+//! - "Components".1: trust domain names are lower case (the crate silently lower-cases `Example.ORG`,
 //!   so two different strings would name one identity);
-//! - §2.3: at most 2048 bytes (the crate only enforces it when building from segments).
+//! - "Components".3: at most 2048 bytes (the crate only enforces it when building from segments).
 //!
 //! sworn adds: a workload ID has a non-empty path (the trust domain ID `spiffe://td` names the
 //! trust domain, not a workload), and the first path segment `sworn` is reserved for sworn's own
-//! identities (DESIGN.md §3.1). Reserved IDs can only be built through the `sworn_*`
+//! identities (docs/architecture.md, "Node attestation"). Reserved IDs can only be built through the `sworn_*`
 //! constructors or read back with [`SpiffeIdentity::parse_including_reserved`].
 
 use std::fmt;
@@ -20,7 +20,7 @@ use std::str::FromStr;
 use spiffe::spiffe_id::SpiffeIdError;
 use spiffe::{SpiffeId, TrustDomain};
 
-/// Maximum length of a SPIFFE ID URI in bytes (SPIFFE-ID spec §2.3).
+/// Maximum length of a SPIFFE ID URI in bytes (SPIFFE-ID spec "Components").
 pub const MAX_SPIFFE_ID_BYTES: usize = 2048;
 
 /// First path segment reserved for sworn's own identities (`spiffe://<td>/sworn/...`).
@@ -118,7 +118,7 @@ impl SpiffeIdentity {
         Self::build(trust_domain, &[RESERVED_SEGMENT, "server"])
     }
 
-    /// An agent identity, `spiffe://<td>/sworn/agent/<segments...>` (DESIGN.md §3.1).
+    /// An agent identity, `spiffe://<td>/sworn/agent/<segments...>` (docs/architecture.md, "Node attestation").
     pub fn sworn_agent(trust_domain: &TrustDomain, segments: &[&str]) -> Result<Self, IdError> {
         let mut all = vec![RESERVED_SEGMENT, "agent"];
         all.extend_from_slice(segments);

@@ -1,4 +1,4 @@
-//! The admin API on a 0600 unix socket (DESIGN.md §5); the `sworn-server`
+//! The admin API on a 0600 unix socket (docs/architecture.md, "Protocols"); the `sworn-server`
 //! CLI subcommands are its clients.
 
 pub mod client;

@@ -1,4 +1,4 @@
-//! The agent API: TCP + TLS 1.3 (rustls), `sworn.agent.v1` (DESIGN.md §5).
+//! The agent API: TCP + TLS 1.3 (rustls), `sworn.agent.v1` (docs/architecture.md, "Protocols").
 //!
 //! `Attest` needs no client certificate; every other call requires the
 //! agent's SVID and is checked against the agent record ([`auth`]).

@@ -1,7 +1,7 @@
 //! TLS for the agent API.
 //!
 //! The server presents an X509-SVID for `spiffe://<td>/sworn/server` (agents
-//! pin that ID, DESIGN.md §3.1). Client certificates are optional at the TLS
+//! pin that ID, docs/architecture.md, "Node attestation"). Client certificates are optional at the TLS
 //! layer because `Attest` is the one call made before an agent has an SVID;
 //! a certificate that *is* presented must chain to the current bundle, and
 //! every other RPC requires one (see [`super::auth`]). TLS 1.3 only.

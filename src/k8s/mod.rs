@@ -1,5 +1,5 @@
 //! Reading Kubernetes for attestation: per-cluster clients, TokenReview, and
-//! the facts of a Pod as the server itself reads them (DESIGN.md §3.1, §3.2).
+//! the facts of a Pod as the server itself reads them (docs/architecture.md, "Node attestation", "Workload attestation").
 //!
 //! Every name that comes from a token's extras is validated (DNS-1123 /
 //! UUID) before it is used in a request path. Any failure to reach the API

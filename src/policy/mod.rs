@@ -1,4 +1,4 @@
-//! Policy: which identities a workload gets (DESIGN.md §3.2 W5, §3.3).
+//! Policy: which identities a workload gets (docs/architecture.md, "Workload attestation" W5, "Trust model").
 //!
 //! - [`entry`]: validation of new registration entries at the admin boundary.
 //! - [`template`]: SPIFFE ID templates rendered from the server's read of a pod.

@@ -1,4 +1,4 @@
-//! SPIFFE ID templates (`entry create --spiffe-id-template`), DESIGN.md §3.2 W5.
+//! SPIFFE ID templates (`entry create --spiffe-id-template`), docs/architecture.md, "Workload attestation" W5.
 //!
 //! A template is a SPIFFE ID in which `{placeholder}`s stand for pod facts:
 //! `{namespace}`, `{service_account}`, `{pod_name}`, `{pod_uid}`,

@@ -1,4 +1,4 @@
-//! `/proc/<pid>/cgroup` → pod UID and container ID: the kernel factor W1 (DESIGN.md §3.2).
+//! `/proc/<pid>/cgroup` → pod UID and container ID: the kernel factor W1 (docs/architecture.md, "Workload attestation").
 //!
 //! Only `/proc/<pid>/cgroup` counts; mountinfo is never read, because a process can shape its
 //! own mount namespace but not the cgroup the kernel reports for it.

@@ -1,4 +1,4 @@
-//! The one error type of a caller's attestation by this crate (DESIGN.md §3.2 W1, §3.3).
+//! The one error type of a caller's attestation by this crate (docs/architecture.md, "Workload attestation" W1, "Trust model").
 //!
 //! Every variant means "refuse": the agent answers the client a generic `PermissionDenied`
 //! and writes the variant, in full, to the audit log. Messages hold pids, tick counts and

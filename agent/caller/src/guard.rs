@@ -1,4 +1,4 @@
-//! The PID-reuse guard's clock and rule (DESIGN.md §3.2 W1, §3.3).
+//! The PID-reuse guard's clock and rule (docs/architecture.md, "Workload attestation" W1, "Trust model").
 //!
 //! Times are clock ticks since boot (`sysconf(_SC_CLK_TCK)` per second), the unit of field 22
 //! of `/proc/<pid>/stat`, which the kernel derives from CLOCK_BOOTTIME. Both sides truncate

@@ -1,4 +1,4 @@
-//! The kernel's view of a Workload API caller (DESIGN.md §3.2 W1, §3.3).
+//! The kernel's view of a Workload API caller (docs/architecture.md, "Workload attestation" W1, "Trust model").
 //!
 //! A [`Caller`] is captured when a connection is accepted on the Workload API socket: peer
 //! credentials, a pidfd where the kernel has one, an open `/proc/<pid>` and the start and

@@ -1,5 +1,5 @@
 //! The process at the other end of a Workload API connection, captured at accept time
-//! (DESIGN.md §3.2 W1, §3.3; the PID-reuse guard).
+//! (docs/architecture.md, "Workload attestation" W1, "Trust model"; the PID-reuse guard).
 //!
 //! At accept: `SO_PEERCRED` (pid, uid, gid), `SO_PEERPIDFD` where the kernel has it (Linux
 //! 6.5+; else a `pidfd_open` fallback, else none), an open `/proc/<pid>` directory, the
@@ -11,7 +11,7 @@
 //!   and exits, is refused;
 //! - all reads go through the held `/proc/<pid>` directory (see `procfs`).
 //!
-//! Known limit (DESIGN.md §3.3): a process can connect, fork and exec; the facts describe the
+//! Known limit (docs/architecture.md, "Trust model"): a process can connect, fork and exec; the facts describe the
 //! process that connected, as it is when inspected.
 
 use std::os::fd::{AsFd, OwnedFd};

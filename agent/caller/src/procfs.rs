@@ -1,5 +1,5 @@
 //! Reading one process's `/proc/<pid>` through a directory handle held since accept
-//! (DESIGN.md §3.2 W1, PID-reuse guard).
+//! (docs/architecture.md, "Workload attestation" W1, PID-reuse guard).
 //!
 //! Invariant: every read goes through `openat`/`readlinkat` on the held `/proc/<pid>`
 //! directory fd, never through a fresh `/proc/<pid>/…` path. A procfs pid directory stays

@@ -1,4 +1,4 @@
-//! Serving tonic on Workload API connections that carry their [`Caller`] (DESIGN.md §5).
+//! Serving tonic on Workload API connections that carry their [`Caller`] (docs/architecture.md, "Protocols").
 //!
 //! [`incoming`] accepts on a `UnixListener` and captures each peer at once, so the accept
 //! time of the PID-reuse guard is the real accept time. A connection whose capture failed

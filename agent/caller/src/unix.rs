@@ -1,5 +1,5 @@
 //! Unix-mode workload facts: uid, gid, supplementary gids, executable path and SHA-256
-//! (DESIGN.md §3.3; selectors `unix:uid`, `unix:gid`, `unix:path`, `unix:sha256`).
+//! (docs/architecture.md, "Trust model"; selectors `unix:uid`, `unix:gid`, `unix:path`, `unix:sha256`).
 //!
 //! Invariant: the facts come from one [`Caller::inspect`], so they all describe the process
 //! that connected, alive and unchanged from before the first read to after the last. The

@@ -1,6 +1,6 @@
 //! W2, the orchestrator's view: one watch of the pods on this node
 //! (`fieldSelector=spec.nodeName=<node>`, a kube-runtime reflector), and the
-//! calling container's state in it (DESIGN.md §3.2, §6).
+//! calling container's state in it (docs/architecture.md, "Workload attestation", "The agent").
 //!
 //! The watch also drives the cache: pods that appear are offered for
 //! pre-minting, pods that disappear are dropped (and their streams redacted).

@@ -1,5 +1,5 @@
 //! W3, possession: the pod's projected service-account token for the
-//! workload audience, read from the kubelet's pod directory (DESIGN.md §3.2).
+//! workload audience, read from the kubelet's pod directory (docs/architecture.md, "Workload attestation").
 //!
 //! Invariants: exactly one projected volume in the pod spec carries a
 //! `serviceAccountToken` source with our audience, and a container mounts it

@@ -1,4 +1,4 @@
-//! The Workload API security header (SPIFFE Workload Endpoint spec §4; DESIGN.md §5).
+//! The Workload API security header (SPIFFE Workload Endpoint spec "The CA"; docs/architecture.md, "Protocols").
 //!
 //! Every call must carry `workload.spiffe.io: true`: exactly one value, exactly `"true"`.
 //! Anything else is `InvalidArgument`, decided before any attestation, so a browser or a

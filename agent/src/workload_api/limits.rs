@@ -1,4 +1,4 @@
-//! Per-caller limits on Workload API connections and streams (issue 5 §4).
+//! Per-caller limits on Workload API connections and streams.
 //!
 //! One local user must not be able to exhaust the agent's fds or memory: connections are
 //! capped per uid and in total, streams per uid and per pid. Counts live in a map and are

@@ -1,4 +1,4 @@
-//! The two systems under test, started with equivalent settings (issue 9 §1): SQLite
+//! The two systems under test, started with equivalent settings: SQLite
 //! datastore, P-256 keys, X509-SVID TTL 1 h, join-token node attestation, unix workload
 //! attestation, one server and one agent on loopback.
 //!

@@ -1,4 +1,4 @@
-//! SPIRE under test, configured to match sworn (issue 9 §1): `sql` datastore on SQLite,
+//! SPIRE under test, configured to match sworn: `sql` datastore on SQLite,
 //! `ca_key_type = "ec-p256"`, `default_x509_svid_ttl = "1h"`, `join_token` node attestation,
 //! the `unix` workload attestor with `discover_workload_path = true` (sworn always derives
 //! `unix:path` and `unix:sha256`, so both agents hash the caller's executable on every call),

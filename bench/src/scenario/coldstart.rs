@@ -1,4 +1,4 @@
-//! Server memory at large datastores and cold start (issue 9 §2 "Memory", "Cold start").
+//! Server memory at large datastores and cold start.
 //!
 //! Per system: a fresh instance gets one entry for a probe workload on its agent; the agent
 //! is stopped, and entries scoped to 100 agents that never connect are added in bulk (so the

@@ -1,4 +1,4 @@
-//! The scenarios of issue 9 §2. Each takes the run context, measures sworn and SPIRE
+//! The benchmark scenarios (bench/README.md). Each takes the run context, measures sworn and SPIRE
 //! interleaved (A B A B), and returns rows: one value per repetition per system, summarised
 //! as median and spread by the report.
 

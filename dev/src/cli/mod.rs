@@ -1,4 +1,4 @@
-//! `sworn-dev` subcommands for Kubernetes mode (DESIGN.md §8).
+//! `sworn-dev` subcommands for Kubernetes mode (docs/architecture.md, "Command line").
 //!
 //! `up --kubernetes` runs a [`crate::k8s::ControlPlane`] and records in the
 //! state directory what later invocations need ([`state`]): the kubeconfig,

@@ -1,4 +1,4 @@
-//! Real cgroups for "container" processes, kubelet style (DESIGN.md §3.2 W1).
+//! Real cgroups for "container" processes, kubelet style (docs/architecture.md, "Workload attestation" W1).
 //!
 //! Everything lives under a per-run root directly below the cgroup v2 mount
 //! (found in `/proc/self/mountinfo`; `/sys/fs/cgroup` on unified hosts,

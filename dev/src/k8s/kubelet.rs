@@ -1,4 +1,4 @@
-//! A kubelet stand-in acting against the real API server (DESIGN.md §10).
+//! A kubelet stand-in acting against the real API server (docs/architecture.md, "Testing").
 //!
 //! It does what a kubelet and the missing controllers would: creates Nodes,
 //! Namespaces and ServiceAccounts (no controller-manager runs, so none exist by

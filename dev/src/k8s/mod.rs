@@ -1,4 +1,4 @@
-//! A real local Kubernetes control plane for tests and demos (DESIGN.md §10).
+//! A real local Kubernetes control plane for tests and demos (docs/architecture.md, "Testing").
 //!
 //! [`ControlPlane`] starts etcd and kube-apiserver (built at pinned versions by
 //! `dev/k8s/build.sh`) on free loopback ports in a private directory, the way

@@ -1,4 +1,4 @@
-//! Flags of `sworn-helper` (DESIGN.md §8), parsed into types once, at the edge.
+//! Flags of `sworn-helper` (docs/architecture.md, "Command line"), parsed into types once, at the edge.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Files mode (issue 7, item 1; the spiffe-helper use case): keep `svid.pem`, `svid.key` and
+//! Files mode (the spiffe-helper use case): keep `svid.pem`, `svid.key` and
 //! `bundle.pem` current in a directory and notify the consumer on every change.
 //!
 //! The first material is written at once; then every Workload API update that changes the

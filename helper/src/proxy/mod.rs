@@ -1,4 +1,4 @@
-//! The SPIFFE-authorizing TLS proxy (issue 7, item 2; the ghostunnel use case).
+//! The SPIFFE-authorizing TLS proxy.
 //!
 //! - [`server`]: accept mTLS, authorize the client's SPIFFE ID, forward plaintext to a backend.
 //! - [`client`]: accept plaintext on loopback, dial upstream with mTLS, authorize the server's

@@ -1,4 +1,4 @@
-//! Fuzz target for `parse_proc_cgroup` (DESIGN.md §3.2 W1).
+//! Fuzz target for `parse_proc_cgroup` (docs/architecture.md, "Workload attestation" W1).
 //!
 //! Input: the first byte picks a root configuration, the rest is the file's contents.
 //! Invariants checked on every input:

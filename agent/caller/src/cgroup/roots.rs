@@ -1,4 +1,4 @@
-//! The configured cgroup roots under which pod cgroups may sit (DESIGN.md §3.2, W1 anchoring).
+//! The configured cgroup roots under which pod cgroups may sit (docs/architecture.md, "Workload attestation", W1 anchoring).
 //!
 //! Invariant: a [`CgroupRoot`] is an absolute cgroup path of named segments only (no `.`,
 //! `..`, empty segments, `:` or control characters), so anchoring compares plain segment
