@@ -63,6 +63,14 @@ mod bytes_codec {
     }
 }
 
+/// Waits (bounded) until the agent's synced state holds `entries`.
+async fn synced(agent: &sworn_agent::RunningAgent, entries: &[&str]) {
+    tokio::time::timeout(Duration::from_secs(10), agent.entries_synced(entries))
+        .await
+        .expect("the entries reach the agent in time")
+        .unwrap();
+}
+
 async fn raw_call(socket: &std::path::Path, body: Vec<u8>) -> Result<(), tonic::Status> {
     let channel = sworn_agent::fetch::channel(socket).await.unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
@@ -132,11 +140,22 @@ async fn garbage_and_oversized_requests_are_refused_and_the_server_keeps_serving
     let env = Env::start().await;
     let agent = env.agent("a").await;
     let socket = agent.socket_path().as_path().to_owned();
-    // A field tag with an invalid wire type: not protobuf.
+    // Positive control on the same raw path: a well-formed (empty) request is
+    // decoded and reaches the caller check (this caller has no entry).
+    let err = raw_call(&socket, Vec::new())
+        .await
+        .expect_err("no entry for this caller");
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::PermissionDenied, "no identity issued"),
+        "{err:?}"
+    );
+    // A field tag with an invalid wire type: not protobuf, refused while decoding.
     let err = raw_call(&socket, vec![0xff; 16])
         .await
         .expect_err("garbage refused");
-    assert_ne!(err.code(), Code::Ok);
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert!(err.message().contains("decod"), "{err:?}");
     // Larger than the 4 KiB inbound limit.
     let big = vec![0x0a; sworn_agent::MAX_REQUEST_BYTES + 1];
     let err = raw_call(&socket, big).await.expect_err("oversized refused");
@@ -156,8 +175,15 @@ async fn many_connections_from_one_process_are_bounded_and_leak_no_fds() {
     let env = Env::start().await;
     let agent = env.agent("a").await;
     let socket = agent.socket_path().as_path().to_owned();
-    // Let the agent's own connections settle before counting.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Count once the agent's own connections have settled: two samples 50 ms
+    // apart agree.
+    let mut last = fd_count();
+    let settled = eventually(Duration::from_secs(10), move || {
+        let now = fd_count();
+        std::mem::replace(&mut last, now) == now
+    })
+    .await;
+    assert!(settled, "the fd count never settled");
     let baseline = fd_count();
     let attempts = sworn_agent::MAX_CONNECTIONS_PER_UID + 72;
     let mut clients = Vec::new();
@@ -208,14 +234,15 @@ async fn a_client_that_never_reads_its_stream_does_not_grow_memory() {
     let env = Env::start().await;
     let agent = env.agent("a").await;
     let node = agent.agent_id().unwrap().to_string();
-    env.entry(
-        "spiffe://example.org/steady",
-        &uid_selector(my_uid()),
-        &node,
-        600,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let steady = env
+        .entry(
+            "spiffe://example.org/steady",
+            &uid_selector(my_uid()),
+            &node,
+            600,
+        )
+        .await;
+    synced(&agent, &[&steady]).await;
     let mut c = client(agent.socket_path().as_path()).await;
     // Opened and never read until the end.
     let response = c.fetch_x509svid(secured(X509svidRequest {})).await.unwrap();
@@ -230,10 +257,20 @@ async fn a_client_that_never_reads_its_stream_does_not_grow_memory() {
                 600,
             )
             .await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        synced(&agent, &[&id]).await;
         env.delete_entry(&id).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The agent's state is a snapshot per revision: once it holds an entry
+    // created after the last deletion, it has applied every change above.
+    let sentinel = env
+        .entry(
+            "spiffe://example.org/sentinel",
+            &uid_selector(my_uid().wrapping_add(4242)),
+            &node,
+            600,
+        )
+        .await;
+    synced(&agent, &[&sentinel]).await;
     let grown = rss_kib().saturating_sub(before);
     assert!(grown < 64 * 1024, "rss grew by {grown} KiB");
     // The stream still works and ends up at the complete current state.
@@ -349,14 +386,15 @@ async fn fetch_and_healthcheck_commands_work_as_separate_processes() {
     let env = Env::start().await;
     let agent = env.agent("a").await;
     let node = agent.agent_id().unwrap().to_string();
-    env.entry(
-        "spiffe://example.org/cli",
-        &uid_selector(my_uid()),
-        &node,
-        600,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cli = env
+        .entry(
+            "spiffe://example.org/cli",
+            &uid_selector(my_uid()),
+            &node,
+            600,
+        )
+        .await;
+    synced(&agent, &[&cli]).await;
     let out_dir = env.dir.path().join("out");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sworn-agent"))
         .args(["fetch", "x509", "--write"])

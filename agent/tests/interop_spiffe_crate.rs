@@ -14,14 +14,18 @@ async fn x509_source_gets_the_svid_and_sees_a_rotation() {
     let env = Env::start().await;
     let agent = env.agent("a").await;
     let node = agent.agent_id().unwrap().to_string();
-    env.entry(
-        "spiffe://example.org/interop",
-        &uid_selector(my_uid()),
-        &node,
-        6,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let entry = env
+        .entry(
+            "spiffe://example.org/interop",
+            &uid_selector(my_uid()),
+            &node,
+            6,
+        )
+        .await;
+    tokio::time::timeout(Duration::from_secs(10), agent.entries_synced(&[&entry]))
+        .await
+        .expect("the entry reaches the agent in time")
+        .unwrap();
 
     let source = tokio::time::timeout(
         Duration::from_secs(120),

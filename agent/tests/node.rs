@@ -100,6 +100,9 @@ async fn the_agent_svid_is_renewed_and_sync_keeps_flowing() {
     let env = Env::start_with(|c| c.agent_svid_ttl = Duration::from_secs(8)).await;
     let agent = env.agent("a").await;
     let id = agent.agent_id().unwrap();
+    let store = env.server.shared.store.clone();
+    let record = || async { store.get_agent(&id.to_string()).await.unwrap().unwrap() };
+    let first_serial = record().await.serial;
     let svid_file = env.dir.path().join("a").join("agent_svid.pem");
     let first = std::fs::read(&svid_file).unwrap();
     let renewed = support::eventually(Duration::from_secs(20), || {
@@ -108,23 +111,44 @@ async fn the_agent_svid_is_renewed_and_sync_keeps_flowing() {
     .await;
     assert!(renewed, "the agent svid was not renewed");
     assert_eq!(agent.agent_id().unwrap(), id, "renewal keeps the agent id");
-    // Let the renewed certificate supersede the old one on the server, then check that the
-    // agent still hears about entries and can mint over the new channel.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    env.entry(
-        "spiffe://example.org/after-renewal",
-        &uid_selector(my_uid()),
-        &id.to_string(),
-        600,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The renewed certificate supersedes the old one on the server once the agent uses it
+    // (the previous serial is forgotten); then the agent still hears about entries and can
+    // mint over the new channel.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = record().await;
+        if now.serial != first_serial && now.prev_serial.is_none() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewed certificate never superseded the first: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let entry = env
+        .entry(
+            "spiffe://example.org/after-renewal",
+            &uid_selector(my_uid()),
+            &id.to_string(),
+            600,
+        )
+        .await;
+    synced(&agent, &[&entry]).await;
     let svids = sworn_agent::fetch::fetch_x509(agent.socket_path().as_path())
         .await
         .unwrap();
     assert_eq!(svids[0].spiffe_id, "spiffe://example.org/after-renewal");
     assert!(agent.readiness().is_ready());
     agent.shutdown().await.unwrap();
+}
+
+/// Waits (bounded) until the agent's synced state holds `entries`.
+async fn synced(agent: &sworn_agent::RunningAgent, entries: &[&str]) {
+    tokio::time::timeout(Duration::from_secs(10), agent.entries_synced(entries))
+        .await
+        .expect("the entries reach the agent in time")
+        .unwrap();
 }
 
 fn path_selector(path: &std::path::Path) -> String {
@@ -156,11 +180,13 @@ async fn server_down_keeps_cached_svids_and_back_up_serves_new_callers() {
         format!("unix:uid:{}", my_uid()),
         path_selector(std::path::Path::new(env!("CARGO_BIN_EXE_sworn-agent"))),
     ];
-    env.entry("spiffe://example.org/cached", &me, &node, 600)
+    let cached = env
+        .entry("spiffe://example.org/cached", &me, &node, 600)
         .await;
-    env.entry("spiffe://example.org/cli", &cli, &node, 600)
+    let cli = env
+        .entry("spiffe://example.org/cli", &cli, &node, 600)
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    synced(&agent, &[&cached, &cli]).await;
     let socket = agent.socket_path().as_path().to_owned();
     let mut stream = client(&socket)
         .await
@@ -214,14 +240,15 @@ async fn a_banned_join_token_agent_is_not_ready_but_keeps_serving_cached_svids()
     let env = Env::start_with(|c| c.agent_svid_ttl = Duration::from_secs(10)).await;
     let agent = env.agent("a").await;
     let node = agent.agent_id().unwrap().to_string();
-    env.entry(
-        "spiffe://example.org/kept",
-        &uid_selector(my_uid()),
-        &node,
-        600,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kept = env
+        .entry(
+            "spiffe://example.org/kept",
+            &uid_selector(my_uid()),
+            &node,
+            600,
+        )
+        .await;
+    synced(&agent, &[&kept]).await;
     let socket = agent.socket_path().as_path().to_owned();
     sworn_agent::fetch::fetch_x509(&socket).await.unwrap();
 
@@ -265,14 +292,23 @@ async fn a_caller_that_exits_during_attestation_gets_nothing_minted() {
     f.set_len(f.metadata().unwrap().len() + (2 << 30)).unwrap();
     drop(f);
     let binary = big.as_path();
-    env.entry(
-        "spiffe://example.org/exits",
-        &[format!("unix:uid:{}", my_uid()), path_selector(binary)],
-        &node,
-        600,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let exits = env
+        .entry(
+            "spiffe://example.org/exits",
+            &[format!("unix:uid:{}", my_uid()), path_selector(binary)],
+            &node,
+            600,
+        )
+        .await;
+    synced(&agent, &[&exits]).await;
+    // The agent runs in this process: while it hashes the caller's executable, one of this
+    // process's descriptors is that file.
+    let hashing = || {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .any(|target| target == binary)
+    };
     // Kill the caller while the agent hashes its executable.
     let mut child = tokio::process::Command::new(binary)
         .args(["fetch", "x509", "--socket"])
@@ -280,28 +316,41 @@ async fn a_caller_that_exits_during_attestation_gets_nothing_minted() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        support::eventually(Duration::from_secs(30), hashing).await,
+        "the agent never inspected the caller"
+    );
     child.kill().await.unwrap();
-    // Give the inspection time to finish and (wrongly) mint if it were going to.
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let mut events = env
-        .admin
-        .clone()
-        .list_audit(sworn_proto::admin::ListAuditRequest {
-            follow: false,
-            after_id: 0,
-            limit: 10_000,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    while let Some(event) = events.message().await.unwrap() {
-        assert!(
-            !(event.kind == "mint" && event.detail.contains("spiffe://example.org/exits")),
-            "minted for a caller that had exited: {}",
-            event.detail
-        );
-    }
+    // Once the inspection is over, anything it (wrongly) minted is in the audit log.
+    assert!(
+        support::eventually(Duration::from_secs(60), || !hashing()).await,
+        "the inspection never finished"
+    );
+    let minted_for_exits = || async {
+        let mut events = env
+            .admin
+            .clone()
+            .list_audit(sworn_proto::admin::ListAuditRequest {
+                follow: false,
+                after_id: 0,
+                limit: 10_000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut minted = Vec::new();
+        while let Some(event) = events.message().await.unwrap() {
+            if event.kind == "mint" && event.detail.contains("spiffe://example.org/exits") {
+                minted.push(event.detail);
+            }
+        }
+        minted
+    };
+    let minted = minted_for_exits().await;
+    assert!(
+        minted.is_empty(),
+        "minted for a caller that had exited: {minted:?}"
+    );
     // The agent carries on serving.
     let err = client(agent.socket_path().as_path())
         .await
@@ -309,5 +358,11 @@ async fn a_caller_that_exits_during_attestation_gets_nothing_minted() {
         .await
         .expect_err("no header");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    // And nothing was minted by the time the agent has stopped.
     agent.shutdown().await.unwrap();
+    let minted = minted_for_exits().await;
+    assert!(
+        minted.is_empty(),
+        "minted for a caller that had exited: {minted:?}"
+    );
 }

@@ -21,6 +21,14 @@ fn with_header<T>(msg: T, values: &[&'static str]) -> Request<T> {
     r
 }
 
+/// Waits (bounded) until the agent's synced state holds `entries`.
+async fn synced(agent: &sworn_agent::RunningAgent, entries: &[&str]) {
+    tokio::time::timeout(Duration::from_secs(10), agent.entries_synced(entries))
+        .await
+        .expect("the entries reach the agent in time")
+        .unwrap();
+}
+
 async fn next(stream: &mut Streaming<X509svidResponse>) -> Result<X509svidResponse, tonic::Status> {
     tokio::time::timeout(Duration::from_secs(120), stream.message())
         .await
@@ -55,14 +63,16 @@ async fn caller_without_entry_gets_permission_denied() {
     let env = Env::start().await;
     let agent = env.agent("a").await;
     let node = agent.agent_id().unwrap().to_string();
-    // An entry for someone else on this node.
-    env.entry(
-        "spiffe://example.org/other",
-        &uid_selector(my_uid().wrapping_add(4242)),
-        &node,
-        600,
-    )
-    .await;
+    // An entry for someone else on this node, held by the agent before the call.
+    let other = env
+        .entry(
+            "spiffe://example.org/other",
+            &uid_selector(my_uid().wrapping_add(4242)),
+            &node,
+            600,
+        )
+        .await;
+    synced(&agent, &[&other]).await;
     let mut c = client(agent.socket_path().as_path()).await;
     let err = c
         .fetch_x509svid(with_header(X509svidRequest {}, &["true"]))
@@ -100,7 +110,7 @@ async fn entitled_caller_gets_svid_and_bundle_then_redaction_then_permission_den
         )
         .await;
     // The entries reach the agent over its Sync stream.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    synced(&agent, &[&first, &second]).await;
     let mut c = client(agent.socket_path().as_path()).await;
     let mut stream = c
         .fetch_x509svid(with_header(X509svidRequest {}, &["true"]))
@@ -161,14 +171,15 @@ async fn rotation_is_pushed_to_open_streams() {
     let env = Env::start().await;
     let agent = env.agent("a").await;
     let node = agent.agent_id().unwrap().to_string();
-    env.entry(
-        "spiffe://example.org/short",
-        &uid_selector(my_uid()),
-        &node,
-        4,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let entry = env
+        .entry(
+            "spiffe://example.org/short",
+            &uid_selector(my_uid()),
+            &node,
+            4,
+        )
+        .await;
+    synced(&agent, &[&entry]).await;
     let mut stream = client(agent.socket_path().as_path())
         .await
         .fetch_x509svid(with_header(X509svidRequest {}, &["true"]))
@@ -208,14 +219,15 @@ async fn a_bundle_change_is_pushed_to_open_streams() {
     let env = Env::start_with_clock(|_| {}, clock.clone()).await;
     let agent = env.agent("a").await;
     let node = agent.agent_id().unwrap().to_string();
-    env.entry(
-        "spiffe://example.org/b",
-        &uid_selector(my_uid()),
-        &node,
-        3600,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let entry = env
+        .entry(
+            "spiffe://example.org/b",
+            &uid_selector(my_uid()),
+            &node,
+            3600,
+        )
+        .await;
+    synced(&agent, &[&entry]).await;
     let mut c = client(agent.socket_path().as_path()).await;
     let mut svids = c
         .fetch_x509svid(with_header(X509svidRequest {}, &["true"]))

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use rustls_pki_types::ServerName;
-use support::agent::Cluster;
+use support::agent::{Cluster, Node};
 use support::{HelperProcess, echo_backend, key_matches_cert, leaf_serial, payload, round_trip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,9 +19,30 @@ const FRONTEND: &str = "spiffe://example.org/frontend";
 const BACKEND: &str = "spiffe://example.org/backend";
 const INTRUDER: &str = "spiffe://example.org/intruder";
 
-/// Lets a new entry reach the agent over its Sync stream.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(500)).await;
+/// Waits (bounded) until each node's agent holds every entry the server has
+/// for it, so a caller they match is served at once.
+async fn synced(cluster: &Cluster, nodes: &[&Node]) {
+    let mut admin = sworn_server::admin::client::connect(&cluster.server.admin_socket)
+        .await
+        .unwrap();
+    let entries = admin
+        .list_entries(sworn_proto::admin::ListEntriesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    for node in nodes {
+        let ids: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.node == node.id)
+            .map(|e| e.id.as_str())
+            .collect();
+        assert!(!ids.is_empty(), "no entry for node {}", node.id);
+        tokio::time::timeout(Duration::from_secs(10), node.agent.entries_synced(&ids))
+            .await
+            .expect("the entries reach the agent in time")
+            .unwrap();
+    }
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -48,7 +69,7 @@ async fn client_helper_to_server_helper_through_real_agents_with_rotation_and_a_
     cluster
         .entitle(&c, INTRUDER, Duration::from_secs(600))
         .await;
-    settle().await;
+    synced(&cluster, &[&a, &b, &c]).await;
     let shutdown = CancellationToken::new();
     let backend = echo_backend(shutdown.clone()).await;
 
@@ -188,7 +209,7 @@ async fn files_mode_through_a_real_agent_rotates_and_signals_the_process() {
     cluster
         .entitle(&a, "spiffe://example.org/db", Duration::from_secs(12))
         .await;
-    settle().await;
+    synced(&cluster, &[&a]).await;
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("svid");
     let seen = out.path().join("seen");
@@ -196,7 +217,7 @@ async fn files_mode_through_a_real_agent_rotates_and_signals_the_process() {
     let pid_file = out.path().join("db.pid");
     // The "database": reloads on SIGHUP by copying what it finds.
     let script = format!(
-        "n=0; trap 'n=$((n+1)); cp {d}/svid.pem {s}/$n.pem; cp {d}/svid.key {s}/$n.key; cp {d}/bundle.pem {s}/$n.bundle' HUP; echo $$ > {p}.tmp; mv {p}.tmp {p}; while :; do sleep 0.05; done",
+        "n=0; trap 'n=$((n+1)); cp {d}/svid.pem {s}/$n.pem; cp {d}/svid.key {s}/$n.key; cp {d}/bundle.pem {s}/$n.bundle; touch {s}/$n.done' HUP; echo $$ > {p}.tmp; mv {p}.tmp {p}; while :; do sleep 0.05; done",
         d = dir.display(),
         s = seen.display(),
         p = pid_file.display()
@@ -220,20 +241,15 @@ async fn files_mode_through_a_real_agent_rotates_and_signals_the_process() {
         "--pid-file",
         pid_file.to_str().unwrap(),
     ]);
-    // The first write and two rotations, each followed by a signal.
-    let seen_dir = seen.clone();
-    let ok = support::eventually(Duration::from_secs(60), move || {
-        std::fs::read_dir(&seen_dir)
-            .map(|d| d.count() >= 9)
-            .unwrap_or(false)
-    })
-    .await;
+    // The first write and two rotations, each followed by a signal; the
+    // handler marks each signal done after its copies.
+    let third = seen.join("3.done");
+    let ok = support::eventually(Duration::from_secs(60), move || third.exists()).await;
     assert!(
         ok,
         "fewer than 3 signals handled; helper log:\n{}",
         helper.log()
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut serials = Vec::new();
     for n in 1..=3 {
         let cert = std::fs::read_to_string(seen.join(format!("{n}.pem"))).unwrap();
@@ -265,7 +281,7 @@ async fn files_once_writes_and_exits_zero() {
     cluster
         .entitle(&a, "spiffe://example.org/init", Duration::from_secs(600))
         .await;
-    settle().await;
+    synced(&cluster, &[&a]).await;
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("svid");
     let marker = out.path().join("ran");
@@ -333,7 +349,7 @@ async fn go_spiffe_spiffetls_client_talks_to_the_proxy_in_server_mode() {
         .entitle(&a, FRONTEND, Duration::from_secs(600))
         .await;
     cluster.entitle(&b, BACKEND, Duration::from_secs(600)).await;
-    settle().await;
+    synced(&cluster, &[&a, &b]).await;
     let shutdown = CancellationToken::new();
     let backend = echo_backend(shutdown.clone()).await;
     let allowing = HelperProcess::spawn(&[

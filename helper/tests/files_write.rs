@@ -169,7 +169,7 @@ async fn every_rotation_signals_the_process_after_the_files_changed() {
     std::fs::create_dir(&seen).unwrap();
     // A real process with a SIGHUP handler that copies what it sees on each signal.
     let script = format!(
-        "n=0; trap 'n=$((n+1)); cp {d}/svid.pem {s}/$n.pem; cp {d}/svid.key {s}/$n.key' HUP; echo $$ > {p}.tmp; mv {p}.tmp {p}; while :; do sleep 0.05; done",
+        "n=0; trap 'n=$((n+1)); cp {d}/svid.pem {s}/$n.pem; cp {d}/svid.key {s}/$n.key; touch {s}/$n.done' HUP; echo $$ > {p}.tmp; mv {p}.tmp {p}; while :; do sleep 0.05; done",
         d = dir.display(),
         s = seen.display(),
         p = pid_file.display()
@@ -195,16 +195,10 @@ async fn every_rotation_signals_the_process_after_the_files_changed() {
     let seen_path = out.path().join("seen");
     let mut serials = Vec::new();
     for n in 1..=3usize {
-        let seen = seen_path.clone();
-        let ok = support::eventually(Duration::from_secs(10), move || {
-            std::fs::read_dir(&seen)
-                .map(|d| d.count() >= 2 * n)
-                .unwrap_or(false)
-        })
-        .await;
+        // The handler marks each signal done after both copies.
+        let done = seen_path.join(format!("{n}.done"));
+        let ok = support::eventually(Duration::from_secs(10), move || done.exists()).await;
         assert!(ok, "signal {n} not handled");
-        // Give the handler time to finish both copies.
-        tokio::time::sleep(Duration::from_millis(200)).await;
         let cert = std::fs::read_to_string(seen_path.join(format!("{n}.pem"))).unwrap();
         let key = std::fs::read_to_string(seen_path.join(format!("{n}.key"))).unwrap();
         assert!(key_matches_cert(&cert, &key), "signal {n}: mismatched pair");

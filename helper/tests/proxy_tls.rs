@@ -586,7 +586,13 @@ async fn connection_count_is_bounded() {
     .await;
     // One silent connection takes the only slot until its handshake times out.
     let _silent = TcpStream::connect(server.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        support::eventually(Duration::from_secs(5), || {
+            counter(&server.metrics, "sworn_helper_connections_total") == 1
+        })
+        .await,
+        "the server never took the silent connection"
+    );
     let started = Instant::now();
     assert_good_client_works(&ca, server.addr).await;
     let waited = started.elapsed();

@@ -29,10 +29,11 @@ async fn two_services_talk_mtls_through_sworn_helper_in_the_unix_quickstart() {
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let mut paths = Vec::new();
+    let mut entries = Vec::new();
     for name in ["frontend", "backend"] {
         let path = bin.join(format!("{name}-helper"));
         std::fs::copy(support::helper_bin(), &path).unwrap();
-        admin
+        let entry = admin
             .create_entry(CreateEntryRequest {
                 spiffe_id: format!("spiffe://example.org/{name}"),
                 selectors: vec![format!("unix:path:{}", path.display())],
@@ -40,10 +41,16 @@ async fn two_services_talk_mtls_through_sworn_helper_in_the_unix_quickstart() {
                 ..Default::default()
             })
             .await
-            .unwrap();
+            .unwrap()
+            .into_inner();
+        entries.push(entry.id);
         paths.push(path);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids: Vec<&str> = entries.iter().map(String::as_str).collect();
+    tokio::time::timeout(Duration::from_secs(10), env.agent.entries_synced(&ids))
+        .await
+        .expect("the entries reach the agent in time")
+        .unwrap();
     let socket = format!("unix://{}", env.state.socket.display());
     let shutdown = CancellationToken::new();
     let backend = echo_backend(shutdown.clone()).await;

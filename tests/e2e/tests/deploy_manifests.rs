@@ -7,6 +7,7 @@
 
 mod deploy_support;
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 use std::time::Instant;
 
@@ -395,26 +396,96 @@ fn dockerfiles_are_multi_stage_distroless_and_shell_free() {
     assert!(agent.contains("/proc/<pid>/cgroup") && agent.contains("/var/lib/kubelet/pods"));
 }
 
+/// `name` on this process's `PATH`.
+fn on_path(name: &str) -> std::path::PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found on PATH"))
+}
+
+/// `deploy/helm/build.sh` run with exactly `vars` and a `PATH` holding only
+/// `date`: no Go toolchain, so it can only answer from the cache or fail.
+fn helm_build_sh(
+    vars: &[(&str, std::path::PathBuf)],
+    tools: &std::path::Path,
+) -> std::process::Output {
+    Command::new(on_path("bash"))
+        .arg(deploy_dir().join("helm/build.sh"))
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (*k, v)))
+        .env("PATH", tools)
+        .output()
+        .unwrap()
+}
+
+/// The cache `deploy/helm/build.sh` keeps, tested on environments the test
+/// sets itself (never the one it runs in): where the cache is for each way of
+/// naming its root, that an empty cache means a build (which needs Go), and
+/// that a filled one answers at once with the path `helm_bin` computes for
+/// the same root (`<root>/k8s/helm-<HELM_VERSION>/bin/helm`).
 #[test]
 fn helm_build_script_is_cached_and_fast() {
-    if std::env::var_os("SWORN_HELM").is_some_and(|v| !v.is_empty()) {
-        // An explicit helm is in use; the cache may legitimately be absent.
-        helm_bin();
-        return;
-    }
-    let helm = helm_bin();
-    let started = Instant::now();
-    let out = run_ok(
-        &mut Command::new(deploy_dir().join("helm/build.sh")),
-        None,
-        "deploy/helm/build.sh",
-    );
-    assert_eq!(out.lines().last().unwrap(), helm.to_str().unwrap());
+    let script = std::fs::read_to_string(deploy_dir().join("helm/build.sh")).unwrap();
     assert!(
-        started.elapsed().as_secs() < 10,
-        "cached build.sh took {:?}",
-        started.elapsed()
+        script
+            .lines()
+            .any(|l| l == format!("HELM_VERSION={HELM_VERSION}")),
+        "deploy/helm/build.sh pins helm {HELM_VERSION}"
     );
+    let tools = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(on_path("date"), tools.path().join("date")).unwrap();
+    // (variables set, the cache root they give); `NAME=` is set but empty.
+    let cases: [(&[&str], &str); 5] = [
+        (&["SWORN_CACHE_DIR"], "SWORN_CACHE_DIR"),
+        (
+            &["SWORN_CACHE_DIR", "XDG_CACHE_HOME", "HOME"],
+            "SWORN_CACHE_DIR",
+        ),
+        (&["XDG_CACHE_HOME", "HOME"], "XDG_CACHE_HOME/sworn"),
+        (&["HOME"], "HOME/.cache/sworn"),
+        (
+            &["HOME", "SWORN_CACHE_DIR=", "XDG_CACHE_HOME="],
+            "HOME/.cache/sworn",
+        ),
+    ];
+    for (names, root) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let vars: Vec<(&str, std::path::PathBuf)> = names
+            .iter()
+            .map(|n| match n.strip_suffix('=') {
+                Some(empty) => (empty, std::path::PathBuf::new()),
+                None => (*n, tmp.path().join(n)),
+            })
+            .collect();
+        let helm = tmp
+            .path()
+            .join(root)
+            .join(format!("k8s/helm-{HELM_VERSION}/bin/helm"));
+
+        let out = helm_build_sh(&vars, tools.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("go toolchain not found"),
+            "{names:?}: an empty cache means a build: {stderr}"
+        );
+        std::fs::create_dir_all(helm.parent().unwrap()).unwrap();
+        std::fs::write(&helm, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let started = Instant::now();
+        let out = helm_build_sh(&vars, tools.path());
+        assert!(out.status.success(), "{names:?}: {out:?}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().lines().last(),
+            helm.to_str(),
+            "{names:?}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "cached build.sh took {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 /// A Pod built from a workload's pod template, as its controller would.

@@ -17,8 +17,8 @@ use deploy_support::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::Api;
 use sworn_dev::k8s::{ControlPlane, Kubelet, PodHandle, PodParams, TokenVolume};
-use sworn_e2e::{TestServer, attest, connect, key_and_csr, uri_san};
-use sworn_proto::admin as apb;
+use sworn_e2e::{TestServer, attest, audit_after, audit_checkpoint, connect, key_and_csr, uri_san};
+use sworn_identity::Factor;
 use sworn_proto::agent as pb;
 use tokio_util::sync::CancellationToken;
 
@@ -63,25 +63,24 @@ fn k8s(token: String) -> pb::attest_request::Method {
     })
 }
 
-async fn audit_details(server: &TestServer, kind: &str) -> Vec<String> {
-    let mut s = server
-        .admin()
+/// The `kind` audit rows written after `checkpoint`, as "<decision> <detail>".
+async fn audit_details(server: &TestServer, checkpoint: i64, kind: &str) -> Vec<String> {
+    audit_after(server, checkpoint)
         .await
-        .list_audit(apb::ListAuditRequest {
-            follow: false,
-            after_id: 0,
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(ev) = s.message().await.unwrap() {
-        if ev.kind == kind {
-            out.push(format!("{} {}", ev.decision, ev.detail));
-        }
-    }
-    out
+        .into_iter()
+        .filter(|ev| ev.kind == kind)
+        .map(|ev| format!("{} {}", ev.decision, ev.detail))
+        .collect()
+}
+
+/// The one `kind` audit row written after `checkpoint`, and its factor.
+async fn one_audited(server: &TestServer, checkpoint: i64, kind: &str) -> (String, Factor) {
+    let rows = audit_details(server, checkpoint, kind).await;
+    assert_eq!(rows.len(), 1, "one {kind} decision audited: {rows:?}");
+    let (_, detail) = rows[0].split_once(' ').unwrap();
+    let detail: serde_json::Value = serde_json::from_str(detail).unwrap();
+    let factor = detail["factor"].as_str().unwrap().parse().unwrap();
+    (rows[0].clone(), factor)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,10 +203,12 @@ async fn server_and_agent_work_under_exactly_the_deployed_rbac() {
                 .await
                 .unwrap()
                 .into_inner();
-            match resp.results.into_iter().next().unwrap().result.unwrap() {
-                pb::mint_result::Result::Svid(s) => Ok(s.spiffe_id),
-                pb::mint_result::Result::Denied(d) => Err(d),
-                pb::mint_result::Result::Unavailable(u) => Err(format!("unavailable: {u}")),
+            match resp.results.into_iter().next().unwrap() {
+                pb::MintResult {
+                    result: Some(pb::mint_result::Result::Svid(s)),
+                    ..
+                } => Ok(s.spiffe_id),
+                other => Err(other),
             }
         }
     };
@@ -221,12 +222,16 @@ async fn server_and_agent_work_under_exactly_the_deployed_rbac() {
     far.token_volume = Some(TokenVolume::for_audience("sworn"));
     let far = kubelet.create_pod(&far).await.unwrap();
     let far_token = std::fs::read_to_string(kubelet.token_path(&far).unwrap()).unwrap();
-    assert!(mint(&far, far_token).await.is_err());
-    let mints = audit_details(&server, "mint").await;
-    assert!(
-        mints.last().unwrap().contains("\"factor\":\"W4\""),
-        "{mints:?}"
+    let checkpoint = audit_checkpoint(&server).await;
+    let refused = mint(&far, far_token).await.unwrap_err();
+    let (last, factor) = one_audited(&server, checkpoint, "mint").await;
+    assert_eq!(
+        (refused.factor.as_str(), factor),
+        ("W4", Factor::W4),
+        "{last}"
     );
+    assert!(last.starts_with("deny "), "{last}");
+    let mints = audit_details(&server, 0, "mint").await;
     assert!(
         !mints.iter().any(|m| m.contains("forbidden")),
         "no RBAC denial in any decision: {mints:?}"
@@ -238,22 +243,28 @@ async fn server_and_agent_work_under_exactly_the_deployed_rbac() {
         .request_token(&workload, "not-sworn", 600)
         .await
         .unwrap();
-    assert!(mint(&workload, wrong).await.is_err());
-    let last = audit_details(&server, "mint").await.pop().unwrap();
+    let checkpoint = audit_checkpoint(&server).await;
+    let refused = mint(&workload, wrong).await.unwrap_err();
+    let (last, factor) = one_audited(&server, checkpoint, "mint").await;
     println!("audit (wrong workload audience): {last}");
+    assert_eq!(refused.factor, "W4");
     assert!(
         last.starts_with("deny ")
-            && last.contains("\"factor\":\"W4\"")
+            && factor == Factor::W4
             && last.contains("token not authenticated"),
         "workload token for the wrong audience: {last}"
     );
     let mut c = server.agent_client().await;
     let wrong = kubelet.request_token(&agent, "sworn", 600).await.unwrap();
-    assert!(attest(&mut c, k8s(wrong)).await.is_err());
-    let last = audit_details(&server, "agent.attest").await.pop().unwrap();
+    let checkpoint = audit_checkpoint(&server).await;
+    let err = attest(&mut c, k8s(wrong)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    let (last, factor) = one_audited(&server, checkpoint, "agent.attest").await;
     println!("audit (agent refused): {last}");
     assert!(
-        last.contains("\"factor\":\"N1\"") && last.contains("token not authenticated"),
+        last.starts_with("deny ")
+            && factor == Factor::N1
+            && last.contains("token not authenticated"),
         "agent token for the wrong audience: {last}"
     );
     let mut p = PodParams::new("sworn-system", "rogue-agent", "default", "node-a");
@@ -263,11 +274,14 @@ async fn server_and_agent_work_under_exactly_the_deployed_rbac() {
         .request_token(&rogue, "sworn-agent", 600)
         .await
         .unwrap();
-    assert!(attest(&mut c, k8s(t)).await.is_err());
-    let last = audit_details(&server, "agent.attest").await.pop().unwrap();
+    let checkpoint = audit_checkpoint(&server).await;
+    let err = attest(&mut c, k8s(t)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    let (last, factor) = one_audited(&server, checkpoint, "agent.attest").await;
     println!("audit (agent refused): {last}");
     assert!(
-        last.contains("\"factor\":\"N2\"")
+        last.starts_with("deny ")
+            && factor == Factor::N2
             && last.contains("service account not allowed")
             && last.contains("sworn-system:default"),
         "agent under another service account: {last}"
@@ -398,19 +412,19 @@ async fn server_and_agent_work_under_exactly_the_deployed_rbac() {
         .await
         .unwrap();
     let mut client = bare.agent_client().await;
+    let checkpoint = audit_checkpoint(&bare).await;
     let err = attest(&mut client, k8s(agent_token)).await.unwrap_err();
-    assert_ne!(err.code(), tonic::Code::Ok);
-    let attests = audit_details(&bare, "agent.attest").await;
+    let attests = audit_details(&bare, 0, "agent.attest").await;
     assert!(
         attests.iter().all(|a| !a.starts_with("allow")),
         "{attests:?}"
     );
     // The audit names the cause the README's troubleshooting points at.
-    let last = attests.last().unwrap();
+    let (last, factor) = one_audited(&bare, checkpoint, "agent.attest").await;
     println!("audit (server without RBAC): {last}");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     assert!(
-        last.contains("\"factor\":\"api\"") && last.contains("forbidden"),
+        last.starts_with("unavailable ") && factor == Factor::Api && last.contains("forbidden"),
         "{last}"
     );
     bare.stop().await;

@@ -9,50 +9,40 @@ use std::time::Duration;
 
 use sworn_dev::k8s::{CgroupStyle, PodParams};
 use sworn_e2e::k8s_env::setup_with;
+use sworn_e2e::{audit_after, audit_checkpoint, eventually};
 use sworn_proto::admin as apb;
 
-async fn attestations(env: &sworn_e2e::k8s_env::Env, agent_id: &str) -> usize {
-    let mut admin = env.server.admin().await;
-    let mut s = admin
-        .list_audit(apb::ListAuditRequest {
-            follow: false,
-            after_id: 0,
-            limit: 0,
-        })
+/// The allowed attestations of `agent_id` audited after `checkpoint`.
+async fn attestations(env: &sworn_e2e::k8s_env::Env, agent_id: &str, checkpoint: i64) -> usize {
+    audit_after(&env.server, checkpoint)
         .await
-        .unwrap()
-        .into_inner();
-    let mut n = 0;
-    while let Some(ev) = s.message().await.unwrap() {
-        if ev.kind == "agent.attest" && ev.decision == "allow" && ev.detail.contains(agent_id) {
-            n += 1;
-        }
-    }
-    n
+        .iter()
+        .filter(|ev| {
+            ev.kind == "agent.attest" && ev.decision == "allow" && ev.detail.contains(agent_id)
+        })
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_agent_re_attests_with_a_fresh_token_and_keeps_serving() {
     let env = setup_with("agent_svid_ttl = \"20s\"").await;
     let agent_id = env.agents[0].1.agent_id().unwrap().to_string();
-    assert_eq!(attestations(&env, &agent_id).await, 1);
+    assert_eq!(attestations(&env, &agent_id, 0).await, 1);
+    let checkpoint = audit_checkpoint(&env.server).await;
     let web = env
         .kubelet
         .create_pod(&PodParams::new("default", "web", "web", "node-a"))
         .await
         .unwrap();
 
-    // A fresh token, as the kubelet would project before the old one is reused.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // A fresh token, as the kubelet projects it before the agent needs it
+    // again (each token attests only once).
     env.kubelet.write_tokens(&env.agent_pods[0]).await.unwrap();
-    let mut renewed = false;
-    for _ in 0..40 {
-        if attestations(&env, &agent_id).await >= 2 {
-            renewed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // Half of the 20 s SVID plus room for a busy machine.
+    let renewed = eventually(Duration::from_secs(30), || async {
+        attestations(&env, &agent_id, checkpoint).await >= 1
+    })
+    .await;
     assert!(renewed, "the agent did not re-attest at half-life");
     // Same agent record (one per agent pod), and workloads still get SVIDs.
     let agents = env

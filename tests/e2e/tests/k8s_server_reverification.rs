@@ -1,17 +1,26 @@
-//! The server re-verifies every workload factor itself (DESIGN.md §3.2 W4,
-//! W5), so a compromised agent holding a valid agent SVID cannot mint for
-//! pods that are not on its node. The "agent" here is a test client of the
-//! agent API with a real agent SVID from real node attestation — the lying
+//! The server re-verifies every workload factor itself (docs/architecture.md,
+//! "Factors": W4, W5), so a compromised agent holding a valid agent SVID cannot
+//! mint for pods that are not on its node. The "agent" here is a test client of
+//! the agent API with a real agent SVID from real node attestation — the lying
 //! agent of the deny matrix. Tokens come from TokenRequest, except where the
-//! API refuses to produce the case (expired, SA mismatch): those are signed
-//! by the harness with the API server's own key, as each step says.
+//! API refuses to produce the case (expired, SA mismatch): those are signed by
+//! the harness with the API server's own key, as each step says.
+//!
+//! Every refusal is checked twice: the item's result names the factor, and the
+//! one `mint` audit row written since a checkpoint taken just before the call
+//! names the same factor. Each matrix has a positive control on the same setup.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
-use sworn_dev::k8s::{ControlPlane, Kubelet, PodHandle, PodParams, TokenVolume};
-use sworn_e2e::{AgentCreds, TestServer, attest, connect, key_and_csr, uri_san};
+use sworn_dev::k8s::{ControlPlane, Kubelet, ObjectRef, PodHandle, PodParams, TokenVolume};
+use sworn_e2e::{
+    AgentCreds, TestServer, attest, audit_after, audit_checkpoint, connect, issued, mint_one,
+    summary,
+};
+use sworn_identity::Factor;
 use sworn_proto::admin as apb;
 use sworn_proto::agent as pb;
 
@@ -71,48 +80,98 @@ fn evidence(pod: &PodHandle, container: &str, token: String) -> pb::K8sEvidence 
     }
 }
 
-async fn mint(env: &Env, entry_id: &str, ev: pb::K8sEvidence) -> Result<String, String> {
-    let (_, csr) = key_and_csr();
-    let mut c = connect(env.server.server.agent_api_addr, Some(&env.agent_a)).await;
-    let resp = c
-        .mint_x509_svids(pb::MintX509SvidsRequest {
-            items: vec![pb::MintItem {
-                entry_id: entry_id.into(),
-                csr,
-                evidence: Some(pb::mint_item::Evidence::K8s(ev)),
-            }],
-        })
+/// A refused item, as the audit log recorded it.
+#[derive(Debug)]
+struct Refused {
+    /// `deny` or `unavailable`.
+    decision: String,
+    /// The factor the item's result and the audit row both name.
+    factor: Factor,
+    /// The audited reason (never sent to the agent).
+    reason: String,
+}
+
+/// Mints one item as `agent` would; returns the SPIFFE ID issued, or the
+/// refusal from the one `mint` audit row written since a checkpoint taken just
+/// before the call (checked against the item's own result and factor).
+async fn mint(
+    server: &TestServer,
+    agent: &AgentCreds,
+    entry_id: &str,
+    ev: pb::K8sEvidence,
+) -> Result<String, Refused> {
+    let checkpoint = audit_checkpoint(server).await;
+    let mut c = connect(server.server.agent_api_addr, Some(agent)).await;
+    let r = mint_one(&mut c, entry_id, pb::mint_item::Evidence::K8s(ev)).await;
+    let rows: Vec<_> = audit_after(server, checkpoint)
         .await
-        .map_err(|s| format!("status: {s:?}"))?
-        .into_inner();
-    match resp.results.into_iter().next().unwrap().result.unwrap() {
-        pb::mint_result::Result::Svid(s) => {
-            assert_eq!(uri_san(&s.chain[0]), s.spiffe_id);
-            Ok(s.spiffe_id)
+        .into_iter()
+        .filter(|e| e.kind == "mint")
+        .collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "one mint decision audited for one item ({}): {rows:?}",
+        summary(&r)
+    );
+    if let Some(id) = issued(&r) {
+        assert_eq!(rows[0].decision, "allow", "{rows:?}");
+        return Ok(id);
+    }
+    let detail: serde_json::Value = serde_json::from_str(&rows[0].detail).unwrap();
+    let factor: Factor = detail["factor"]
+        .as_str()
+        .unwrap_or_else(|| panic!("audit row without a factor: {detail}"))
+        .parse()
+        .unwrap();
+    assert_eq!(
+        r.factor,
+        factor.as_str(),
+        "the item names the audited factor: {detail}"
+    );
+    let decision = match &r.result {
+        Some(pb::mint_result::Result::Denied(_)) => "deny",
+        Some(pb::mint_result::Result::Unavailable(_)) => "unavailable",
+        _ => panic!("neither issued nor refused: {}", summary(&r)),
+    };
+    assert_eq!(rows[0].decision, decision, "{detail}");
+    Err(Refused {
+        decision: decision.to_owned(),
+        factor,
+        reason: detail["reason"].as_str().unwrap_or_default().to_owned(),
+    })
+}
+
+/// Asserts that `minted` was denied on `factor`; returns the audited reason.
+fn denied_on(minted: Result<String, Refused>, factor: Factor, what: &str) -> String {
+    match minted {
+        Ok(id) => panic!("{what}: issued {id}, must be denied on {factor}"),
+        Err(r) => {
+            assert_eq!(
+                (r.decision.as_str(), r.factor),
+                ("deny", factor),
+                "{what}: {r:?}"
+            );
+            r.reason
         }
-        pb::mint_result::Result::Denied(d) => Err(d),
-        pb::mint_result::Result::Unavailable(u) => Err(format!("unavailable: {u}")),
     }
 }
 
-async fn last_mint_denial(env: &Env) -> String {
-    let mut admin = env.server.admin().await;
-    let mut s = admin
-        .list_audit(apb::ListAuditRequest {
-            follow: false,
-            after_id: 0,
-            limit: 0,
-        })
+/// The API server's own TokenReview of `token` for `audience`.
+async fn token_review(cp: &ControlPlane, token: &str, audience: &str) -> TokenReviewStatus {
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: token.to_owned(),
+            audiences: Some(vec![audience.to_owned()]),
+        },
+        ..Default::default()
+    };
+    Api::<TokenReview>::all(cp.client())
+        .create(&PostParams::default(), &review)
         .await
         .unwrap()
-        .into_inner();
-    let mut last = String::new();
-    while let Some(ev) = s.message().await.unwrap() {
-        if ev.kind == "mint" && ev.decision == "deny" {
-            last = ev.detail;
-        }
-    }
-    last
+        .status
+        .unwrap_or_default()
 }
 
 async fn pod(env: &Env, params: PodParams) -> (PodHandle, String) {
@@ -124,37 +183,42 @@ async fn pod(env: &Env, params: PodParams) -> (PodHandle, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_denies_whatever_a_lying_agent_claims() {
     let env = setup().await;
+    let (server, agent) = (&env.server, &env.agent_a);
     let (web, web_token) = pod(&env, PodParams::new("default", "web", "web", "node-a")).await;
 
     // Positive control: the default identity.
-    let id = mint(&env, "", evidence(&web, "app", web_token.clone()))
+    let id = mint(server, agent, "", evidence(&web, "app", web_token.clone()))
         .await
         .unwrap();
     assert_eq!(id, "spiffe://example.org/ns/default/sa/web");
 
     // A pod on another node, claimed by node-a's agent.
     let (far, far_token) = pod(&env, PodParams::new("default", "far", "web", "node-b")).await;
-    assert!(
-        mint(&env, "", evidence(&far, "app", far_token))
-            .await
-            .is_err()
+    let reason = denied_on(
+        mint(server, agent, "", evidence(&far, "app", far_token)).await,
+        Factor::W4,
+        "pod on another node",
     );
-    assert!(last_mint_denial(&env).await.contains("\"factor\":\"W4\""));
+    assert_eq!(reason, "token node-name differs");
 
     // A container ID that is not in the pod's status.
     let mut ev = evidence(&web, "app", web_token.clone());
     ev.container_id = "ab".repeat(32);
-    assert!(mint(&env, "", ev).await.is_err());
-    assert!(last_mint_denial(&env).await.contains("\"factor\":\"W2\""));
+    denied_on(
+        mint(server, agent, "", ev).await,
+        Factor::W2,
+        "container ID not in the pod",
+    );
 
     // The token of another pod presented for this one (UID mismatch).
-    let (other, other_token) = pod(&env, PodParams::new("default", "other", "web", "node-a")).await;
-    let _ = other;
-    assert!(
-        mint(&env, "", evidence(&web, "app", other_token))
-            .await
-            .is_err()
+    let (_other, other_token) =
+        pod(&env, PodParams::new("default", "other", "web", "node-a")).await;
+    let reason = denied_on(
+        mint(server, agent, "", evidence(&web, "app", other_token)).await,
+        Factor::W4,
+        "another pod's token",
     );
+    assert_eq!(reason, "token pod-uid differs");
 
     // A token for the wrong audience.
     let wrong = env
@@ -162,7 +226,12 @@ async fn server_denies_whatever_a_lying_agent_claims() {
         .request_token(&web, "not-sworn", 600)
         .await
         .unwrap();
-    assert!(mint(&env, "", evidence(&web, "app", wrong)).await.is_err());
+    let reason = denied_on(
+        mint(server, agent, "", evidence(&web, "app", wrong)).await,
+        Factor::W4,
+        "wrong audience",
+    );
+    assert!(reason.contains("token not authenticated"), "{reason}");
 
     // Expired (harness-signed with the API server's key; TokenRequest's minimum is 600 s).
     let claims = env
@@ -172,25 +241,56 @@ async fn server_denies_whatever_a_lying_agent_claims() {
         .unwrap()
         .expired(60, 600);
     let expired = env.cp.forge_token_with_apiserver_key(&claims).unwrap();
-    assert!(
-        mint(&env, "", evidence(&web, "app", expired))
-            .await
-            .is_err()
+    let reason = denied_on(
+        mint(server, agent, "", evidence(&web, "app", expired)).await,
+        Factor::W4,
+        "expired token",
     );
+    assert!(reason.contains("token not authenticated"), "{reason}");
 
-    // Service account mismatch (harness-signed: the API never binds a token to another SA's pod).
+    // Service account mismatch: a token bound to this very pod (its real name
+    // and UID) that names another service account of the namespace by its real
+    // name and UID. Harness-signed: TokenRequest never binds a token to a pod of
+    // another account. The API server accepts it, because it checks that the
+    // bound pod and the named account exist with those UIDs, not that the pod
+    // runs as that account; so only sworn's own comparison of the token's
+    // account with the pod's (W4) refuses it.
+    let admin_sa = env
+        .kubelet
+        .create_service_account("default", "admin")
+        .await
+        .unwrap();
     let mut claims = env
         .kubelet
         .forge_claims_for_pod(&web, "sworn")
         .await
         .unwrap();
-    env.kubelet
-        .create_service_account("default", "admin")
-        .await
-        .unwrap();
-    claims.service_account.name = "admin".into();
+    claims.service_account = ObjectRef {
+        name: "admin".into(),
+        uid: admin_sa.metadata.uid.clone().unwrap(),
+    };
     let sa_lie = env.cp.forge_token_with_apiserver_key(&claims).unwrap();
-    assert!(mint(&env, "", evidence(&web, "app", sa_lie)).await.is_err());
+    let reviewed = token_review(&env.cp, &sa_lie, "sworn").await;
+    assert_eq!(
+        reviewed.authenticated,
+        Some(true),
+        "the API server must accept the forged token, or this row tests TokenReview, not sworn: {reviewed:?}"
+    );
+    let user = reviewed.user.unwrap_or_default();
+    assert_eq!(
+        user.username.as_deref(),
+        Some("system:serviceaccount:default:admin")
+    );
+    assert_eq!(
+        user.extra.unwrap_or_default()["authentication.kubernetes.io/pod-uid"],
+        std::slice::from_ref(&web.uid)
+    );
+    let reason = denied_on(
+        mint(server, agent, "", evidence(&web, "app", sa_lie)).await,
+        Factor::W4,
+        "service account mismatch",
+    );
+    assert_eq!(reason, "token service account differs from the pod's");
 
     // Ephemeral containers are refused; a running init container of a Pending pod is not.
     let mut debug = web.clone();
@@ -198,11 +298,18 @@ async fn server_denies_whatever_a_lying_agent_claims() {
         .add_ephemeral_container(&mut debug, "debugger")
         .await
         .unwrap();
-    assert!(
-        mint(&env, "", evidence(&debug, "debugger", web_token.clone()))
-            .await
-            .is_err()
+    let reason = denied_on(
+        mint(
+            server,
+            agent,
+            "",
+            evidence(&debug, "debugger", web_token.clone()),
+        )
+        .await,
+        Factor::W2,
+        "ephemeral container",
     );
+    assert_eq!(reason, "ephemeral containers are refused");
     let mut p = PodParams::new("default", "initpod", "web", "node-a");
     p.init_containers = vec!["setup".into()];
     let init = env.kubelet.create_pod_object(&p).await.unwrap();
@@ -213,32 +320,39 @@ async fn server_denies_whatever_a_lying_agent_claims() {
         .await
         .unwrap();
     assert_eq!(
-        mint(&env, "", evidence(&init, "setup", init_token.clone()))
-            .await
-            .unwrap(),
+        mint(
+            server,
+            agent,
+            "",
+            evidence(&init, "setup", init_token.clone())
+        )
+        .await
+        .unwrap(),
         "spiffe://example.org/ns/default/sa/web"
     );
-    // ...but its regular container, still waiting, is not running.
-    assert!(
-        mint(&env, "", evidence(&init, "app", init_token))
-            .await
-            .is_err()
+    // ...but its regular container, still waiting, has not started: its status
+    // carries no container ID yet.
+    let reason = denied_on(
+        mint(server, agent, "", evidence(&init, "app", init_token)).await,
+        Factor::W2,
+        "waiting container",
     );
+    assert_eq!(reason, "container ID not in the pod's statuses");
 
     // Deleted: denied at once by the server's own pod read, even while
     // TokenReview's cache may still accept the token.
     env.kubelet.delete_pod(&web).await.unwrap();
-    assert!(
-        mint(&env, "", evidence(&web, "app", web_token.clone()))
-            .await
-            .is_err()
+    denied_on(
+        mint(server, agent, "", evidence(&web, "app", web_token.clone())).await,
+        Factor::W4,
+        "deleted pod",
     );
     // Recreated with the same name (new UID): the old evidence stays denied.
     let (_web2, _) = pod(&env, PodParams::new("default", "web", "web", "node-a")).await;
-    assert!(
-        mint(&env, "", evidence(&web, "app", web_token))
-            .await
-            .is_err()
+    denied_on(
+        mint(server, agent, "", evidence(&web, "app", web_token)).await,
+        Factor::W4,
+        "replaced pod",
     );
     env.cp.stop().await;
 }
@@ -259,10 +373,16 @@ async fn entries_and_templates_match_on_the_servers_own_pod_read() {
         .await
         .unwrap()
         .into_inner();
+    // Positive control.
     assert_eq!(
-        mint(&env, &by_label.id, evidence(&api, "app", token.clone()))
-            .await
-            .unwrap(),
+        mint(
+            &env.server,
+            &env.agent_a,
+            &by_label.id,
+            evidence(&api, "app", token.clone())
+        )
+        .await
+        .unwrap(),
         "spiffe://example.org/ns/shop/app/checkout"
     );
     // A template needing a label the pod lacks: denied, never a different ID.
@@ -275,12 +395,18 @@ async fn entries_and_templates_match_on_the_servers_own_pod_read() {
         .await
         .unwrap()
         .into_inner();
-    assert!(
-        mint(&env, &missing.id, evidence(&api, "app", token.clone()))
-            .await
-            .is_err()
+    let reason = denied_on(
+        mint(
+            &env.server,
+            &env.agent_a,
+            &missing.id,
+            evidence(&api, "app", token.clone()),
+        )
+        .await,
+        Factor::W5,
+        "template label missing",
     );
-    assert!(last_mint_denial(&env).await.contains("template"));
+    assert!(reason.starts_with("template: "), "{reason}");
     // Selectors that do not match the pod.
     let other_ns = admin
         .create_entry(apb::CreateEntryRequest {
@@ -291,11 +417,18 @@ async fn entries_and_templates_match_on_the_servers_own_pod_read() {
         .await
         .unwrap()
         .into_inner();
-    assert!(
-        mint(&env, &other_ns.id, evidence(&api, "app", token.clone()))
-            .await
-            .is_err()
+    let reason = denied_on(
+        mint(
+            &env.server,
+            &env.agent_a,
+            &other_ns.id,
+            evidence(&api, "app", token.clone()),
+        )
+        .await,
+        Factor::W5,
+        "selectors of another namespace",
     );
+    assert_eq!(reason, "entry selectors do not match the pod");
     // Entry templates with pod-controlled values must pin the namespace.
     let err = admin
         .create_entry(apb::CreateEntryRequest {
@@ -307,7 +440,7 @@ async fn entries_and_templates_match_on_the_servers_own_pod_read() {
         .unwrap_err();
     assert!(err.message().contains("namespace"), "{err:?}");
 
-    // API server down: refused as unavailable, nothing issued.
+    // API server down: refused as unavailable (factor api), nothing issued.
     let Env {
         cp,
         kubelet,
@@ -315,34 +448,13 @@ async fn entries_and_templates_match_on_the_servers_own_pod_read() {
         agent_a,
     } = env;
     cp.stop().await;
-    let env = Env2 { server, agent_a };
-    let r = mint2(&env, evidence(&api, "app", token)).await;
-    assert!(r.unwrap_err().contains("unavailable"));
-    drop(kubelet);
-}
-
-struct Env2 {
-    server: TestServer,
-    agent_a: AgentCreds,
-}
-
-async fn mint2(env: &Env2, ev: pb::K8sEvidence) -> Result<String, String> {
-    let (_, csr) = key_and_csr();
-    let mut c = connect(env.server.server.agent_api_addr, Some(&env.agent_a)).await;
-    let resp = c
-        .mint_x509_svids(pb::MintX509SvidsRequest {
-            items: vec![pb::MintItem {
-                entry_id: String::new(),
-                csr,
-                evidence: Some(pb::mint_item::Evidence::K8s(ev)),
-            }],
-        })
+    let r = mint(&server, &agent_a, "", evidence(&api, "app", token))
         .await
-        .map_err(|s| format!("status: {s:?}"))?
-        .into_inner();
-    match resp.results.into_iter().next().unwrap().result.unwrap() {
-        pb::mint_result::Result::Svid(s) => Ok(s.spiffe_id),
-        pb::mint_result::Result::Denied(d) => Err(d),
-        pb::mint_result::Result::Unavailable(u) => Err(format!("unavailable: {u}")),
-    }
+        .unwrap_err();
+    assert_eq!(
+        (r.decision.as_str(), r.factor),
+        ("unavailable", Factor::Api),
+        "{r:?}"
+    );
+    drop(kubelet);
 }

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sworn_e2e::{attest, connect};
+use sworn_e2e::{attest, audit_after, audit_checkpoint, connect};
+use sworn_identity::Factor;
 use sworn_proto::admin as apb;
 use sworn_proto::agent as pb;
 use sworn_server::clock::FakeClock;
@@ -46,14 +47,25 @@ async fn health_ready_and_metrics_reflect_what_the_server_did() {
     )
     .await
     .unwrap();
-    assert!(
-        attest(
-            &mut c,
-            pb::attest_request::Method::JoinToken(pb::JoinTokenAttestation { token })
-        )
+    // The same token again: refused, and audited as a failed credential (N1).
+    let checkpoint = audit_checkpoint(&server).await;
+    let err = attest(
+        &mut c,
+        pb::attest_request::Method::JoinToken(pb::JoinTokenAttestation { token }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    let denied: Vec<Factor> = audit_after(&server, checkpoint)
         .await
-        .is_err()
-    );
+        .iter()
+        .filter(|e| e.kind == "agent.attest" && e.decision == "deny")
+        .map(|e| {
+            let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+            detail["factor"].as_str().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(denied, [Factor::N1], "a replayed join token");
     let (code, body) = http_get(addr, "/metrics").await;
     assert_eq!(code, 200);
     assert!(
