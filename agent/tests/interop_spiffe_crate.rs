@@ -1,5 +1,5 @@
 //! Interoperability: the public Rust `spiffe` crate's `X509Source`, unmodified, against our
-//! agent (issue 5 "Interoperability tests"). It must get the SVID and see a rotation.
+//! agent. It must get the SVID and see a rotation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

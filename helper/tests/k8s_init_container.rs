@@ -1,7 +1,7 @@
 //! `sworn-helper files --once` as an init container, in the Kubernetes dev environment: a real
 //! kube-apiserver and etcd (built by `dev/k8s/build.sh`), a real sworn server and a real agent
 //! attested with its projected token, and the helper running as a real process in the init
-//! container's cgroup while the pod is still Pending (issue 7: an init container is attested
+//! container's cgroup while the pod is still Pending (an init container is attested
 //! as running while its pod is Pending). The app container of the same Pending pod is not
 //! running yet, so it gets nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,4 +1,4 @@
-//! The Kubernetes deployment in `deploy/` (issue 8): the kustomize base and
+//! The Kubernetes deployment in `deploy/`: the kustomize base and
 //! the Helm chart render the same objects, the shipped configs parse with the
 //! real config parsers, the image definitions follow the rules, and the
 //! manifests pass the real API server's validation, admission and RBAC

@@ -1,4 +1,4 @@
-//! The deployed RBAC is enough (issue 8): the server runs with the
+//! The deployed RBAC is enough: the server runs with the
 //! credentials of its deployed ServiceAccount — a TokenRequest token for
 //! `sworn-system/sworn-server`, bound to its pod as in-cluster, with exactly
 //! the RBAC of `deploy/kustomize` applied, not admin — and Kubernetes node

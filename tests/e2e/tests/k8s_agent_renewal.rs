@@ -1,5 +1,5 @@
 //! A Kubernetes agent renews its SVID by attesting again with a fresh
-//! projected token at half-life (DESIGN.md §3.1), without dropping the
+//! projected token at half-life (docs/architecture.md, "Node attestation"), without dropping the
 //! workloads it serves. The agent SVID TTL is shortened to 20 s so renewal
 //! happens within the test; the kubelet stand-in refreshes the agent pod's
 //! token, as the kubelet does, because each token attests only once.

@@ -1,4 +1,4 @@
-//! Kubernetes node attestation (DESIGN.md §3.1, N1–N5) against a real
+//! Kubernetes node attestation (docs/architecture.md, "Node attestation", N1–N5) against a real
 //! kube-apiserver and etcd. Tokens come from the real TokenRequest API;
 //! where the API refuses to produce a case (an expired token, a token whose
 //! node differs from its pod's) the token is signed by the harness with the

@@ -1,6 +1,6 @@
 //! What operators and agents see of a running server: the health and metrics
 //! endpoints, and a CA rotation reaching agents on the Sync stream before
-//! the new key signs anything (DESIGN.md §4, §9).
+//! the new key signs anything (docs/architecture.md, "The CA", "Observability").
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
