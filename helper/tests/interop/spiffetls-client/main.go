@@ -47,13 +47,23 @@ func run(addr, expect, socket, message string) error {
 		return fmt.Errorf("dial: %w", err)
 	}
 	defer conn.Close()
+	// In TLS 1.3 a server refuses the client's certificate after the client's handshake
+	// is done, so a write can fail before the client has read the server's alert. Then
+	// read once more: the alert, if it arrived, says why.
+	withAlert := func(what string, werr error) error {
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, rerr := io.ReadAll(conn); rerr != nil {
+			return fmt.Errorf("%s: %w (then read: %v)", what, werr, rerr)
+		}
+		return fmt.Errorf("%s: %w", what, werr)
+	}
 	if _, err := conn.Write([]byte(message)); err != nil {
-		return fmt.Errorf("write: %w", err)
+		return withAlert("write", err)
 	}
 	type closeWriter interface{ CloseWrite() error }
 	if cw, ok := conn.(closeWriter); ok {
 		if err := cw.CloseWrite(); err != nil {
-			return fmt.Errorf("close write: %w", err)
+			return withAlert("close write", err)
 		}
 	}
 	reply, err := io.ReadAll(conn)
