@@ -233,6 +233,63 @@ async fn peer_with_another_spiffe_id_is_refused_with_an_alert_and_an_audit_line(
     shutdown.cancel();
 }
 
+/// In TLS 1.3 a client learns of the refusal only after its own handshake is done, so it may
+/// be sending by then (go-spiffe's spiffetls client writes at once). The proxy must still get
+/// the alert to it: were the refused socket closed with the client's bytes unread, the kernel
+/// would answer with a reset and the client would see "broken pipe" instead of the reason.
+#[tokio::test]
+async fn a_refused_client_that_keeps_writing_still_reads_the_alert() {
+    let ca = TestCa::new("example.org");
+    let shutdown = CancellationToken::new();
+    let backend = echo_backend(shutdown.clone()).await;
+    let server = start_server(
+        ca.material(BACKEND, &[]),
+        ids(&[FRONTEND]),
+        backend,
+        Limits::default(),
+        &shutdown,
+    )
+    .await;
+    let (chain, key) = ca.mint("spiffe://example.org/intruder", HOUR);
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = raw_client(chain, key)
+        .connect(
+            rustls_pki_types::ServerName::try_from("proxy.test").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("the client's side of a TLS 1.3 handshake completes before the refusal");
+    tls.write_all(&payload(16 * 1024)).await.unwrap();
+    tls.flush().await.unwrap();
+    // The server has refused and let go of the connection.
+    sworn_harness::wait_until(
+        "the refused connection to be closed by the proxy",
+        Duration::from_secs(10),
+        || {
+            counter(
+                &server.metrics,
+                "sworn_helper_handshakes_total{result=\"failed\"}",
+            ) == 1
+                && counter(&server.metrics, "sworn_helper_active_connections") == 0
+        },
+    )
+    .await;
+    let outcome: std::io::Result<usize> = async {
+        tls.write_all(b"still talking").await?;
+        tls.flush().await?;
+        let mut byte = [0u8; 1];
+        tls.read(&mut byte).await
+    }
+    .await;
+    let err = outcome.expect_err("a refused client gets no data");
+    assert_eq!(
+        alert_of(&err),
+        Some(AlertDescription::AccessDenied),
+        "the client must read the alert, not a reset: {err:?}"
+    );
+    shutdown.cancel();
+}
+
 #[tokio::test]
 async fn peer_from_another_trust_domain_is_refused() {
     let ca = TestCa::new("example.org");

@@ -1,9 +1,11 @@
 //! Server mode: mTLS in, SPIFFE ID authorization, plaintext to the backend.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::ServerConfig;
 use sworn_identity::leaf_spiffe_id;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -46,15 +48,17 @@ async fn handle(
     stop: CancellationToken,
 ) {
     let _active = ActiveGuard::new(&metrics);
-    let mut tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+    let accept = acceptor.accept(tcp).into_fallible();
+    let mut tls = match tokio::time::timeout(limits.handshake_timeout, accept).await {
         Err(_) => {
             handshake_metric(&metrics, "timeout");
             info!("tls handshake timed out");
             return;
         }
-        Ok(Err(error)) => {
+        Ok(Err((error, tcp))) => {
             handshake_metric(&metrics, "failed");
             info!(%error, "tls handshake failed");
+            close_after_alert(tcp).await;
             return;
         }
         Ok(Ok(tls)) => tls,
@@ -84,4 +88,33 @@ async fn handle(
         },
         () = stop.cancelled() => debug!("closed by shutdown"),
     }
+}
+
+/// How long, and for how many bytes, a refused connection is drained after its alert.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+const DRAIN_BYTES: usize = 64 * 1024;
+
+/// Closes a connection whose handshake failed, after rustls has written its alert.
+///
+/// In TLS 1.3 the server judges the client's certificate after the client considers the
+/// handshake done, so the client may already be sending data. Closing a socket with unread
+/// data makes the kernel answer with a reset, and a reset can discard the alert before the
+/// client reads it: the client would see "broken pipe" instead of the reason. So send FIN,
+/// then read and discard what the client sends, bounded in time and bytes
+/// (docs/architecture.md, "The helper").
+async fn close_after_alert(mut tcp: TcpStream) {
+    if tcp.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < DRAIN_BYTES {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
 }
