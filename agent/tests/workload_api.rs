@@ -74,12 +74,25 @@ async fn caller_without_entry_gets_permission_denied() {
         .await;
     synced(&agent, &[&other]).await;
     let mut c = client(agent.socket_path().as_path()).await;
+    let before = sworn_harness::trace::checkpoint();
     let err = c
         .fetch_x509svid(with_header(X509svidRequest {}, &["true"]))
         .await
         .expect_err("refused");
     assert_eq!(err.code(), Code::PermissionDenied);
     assert_eq!(err.message(), "no identity issued");
+    // The agent's audit line names the factor that refused: no entry's selectors match.
+    let pid = format!("pid={}", std::process::id());
+    let audited: Vec<_> = sworn_harness::trace::lines_since(before)
+        .into_iter()
+        .filter(|l| l.contains("sworn::audit") && l.contains(&pid))
+        .collect();
+    assert!(
+        audited
+            .iter()
+            .any(|l| l.contains("factor=policy") && l.contains("no entry matches the caller")),
+        "{audited:#?}"
+    );
     let err = c
         .fetch_x509_bundles(with_header(X509BundlesRequest {}, &["true"]))
         .await

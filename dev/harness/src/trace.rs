@@ -64,6 +64,29 @@ pub fn lines() -> (Vec<String>, u64) {
     (ring.lines.iter().cloned().collect(), ring.dropped)
 }
 
+/// A position in the kept lines: everything logged so far is before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint(u64);
+
+/// Marks the present, so that [`lines_since`] returns only what is logged afterwards (an
+/// assertion on a denial must not pass on an older one).
+pub fn checkpoint() -> Checkpoint {
+    let ring = ring().lock().unwrap_or_else(PoisonError::into_inner);
+    Checkpoint(ring.dropped + ring.lines.len() as u64)
+}
+
+/// The kept lines logged after `since`, oldest first. Lines already dropped from the ring
+/// are missing, which only matters past [`KEPT_LINES`] lines.
+pub fn lines_since(since: Checkpoint) -> Vec<String> {
+    let ring = ring().lock().unwrap_or_else(PoisonError::into_inner);
+    let skip = since.0.saturating_sub(ring.dropped);
+    ring.lines
+        .iter()
+        .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+        .cloned()
+        .collect()
+}
+
 /// Hands each event a buffer that joins the ring whole when the event is written.
 #[derive(Debug, Clone, Copy)]
 struct RingWriter;
@@ -103,5 +126,32 @@ impl Drop for EventBuffer {
             }
             ring.lines.push_back(line.to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_since_a_checkpoint_leave_out_what_came_before() {
+        assert!(capture());
+        tracing::info!("logged before the checkpoint");
+        let before = checkpoint();
+        tracing::info!("logged after the checkpoint");
+        let after = lines_since(before);
+        assert!(
+            after
+                .iter()
+                .any(|l| l.contains("logged after the checkpoint")),
+            "{after:?}"
+        );
+        assert!(
+            !after
+                .iter()
+                .any(|l| l.contains("logged before the checkpoint")),
+            "{after:?}"
+        );
+        assert!(lines_since(checkpoint()).is_empty());
     }
 }
