@@ -541,7 +541,7 @@ fn stored_unix_entry_without_node_is_logged_at_startup_and_listed_invalid() {
 
     // An entry stored before `entry create` refused unscoped unix entries: written
     // straight into the server's SQLite store, since the admin API no longer accepts it.
-    const LEGACY: &str = "stored-before-the-node-rule";
+    const LEGACY: &str = "00000000-0000-4000-8000-0000000001e9";
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use sworn_server::store::{Entry, EntryTarget, Store};
@@ -551,7 +551,7 @@ fn stored_unix_entry_without_node_is_logged_at_startup_and_listed_invalid() {
                 .unwrap();
         store
             .create_entry(&Entry {
-                id: LEGACY.into(),
+                id: LEGACY.parse().unwrap(),
                 target: EntryTarget::Id("spiffe://example.org/legacy".into()),
                 selectors: vec!["unix:uid:1000".parse().unwrap()],
                 node: None,
@@ -607,5 +607,93 @@ fn stored_unix_entry_without_node_is_logged_at_startup_and_listed_invalid() {
     let shown: serde_json::Value =
         serde_json::from_str(&s.ok(&["entry", "show", LEGACY, "--output", "json"])).unwrap();
     assert_eq!(shown["invalid"], "unix entry without --node");
+    s.stop();
+}
+
+/// Entry IDs and agent IDs have one encoding: the CLI refuses any other spelling before
+/// calling the server, naming the argument, and so does the admin API (`InvalidArgument`
+/// naming the field) for a client that skips the CLI. Nothing is looked up or changed.
+#[test]
+fn malformed_entry_and_agent_ids_are_refused_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let created: serde_json::Value = serde_json::from_str(&s.ok(&[
+        "entry",
+        "create",
+        "--spiffe-id",
+        "spiffe://example.org/web",
+        "--selector",
+        "k8s:ns:shop",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let upper = id.to_uppercase();
+
+    for (args, needle) in [
+        (vec!["entry", "show", "not-a-uuid"], "\"not-a-uuid\""),
+        (vec!["entry", "show", &upper], upper.as_str()),
+        (vec!["entry", "delete", &upper], upper.as_str()),
+        (
+            vec!["agent", "ban", "spiffe://example.org/web"],
+            "is not an agent id",
+        ),
+        (vec!["agent", "unban", "not-an-id"], "agent id"),
+    ] {
+        let out = s.cli(&args);
+        refused(&out, needle);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("<ID>"), "{args:?}: names the argument: {err}");
+    }
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sworn_proto::admin as pb;
+        let mut admin = sworn_server::admin::client::connect(&s.socket())
+            .await
+            .unwrap();
+        for bad in ["not-a-uuid", upper.as_str(), ""] {
+            let err = admin
+                .get_entry(pb::EntryId { id: bad.into() })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}: {err}");
+            assert!(err.message().starts_with("entry id "), "{bad:?}: {err}");
+            let err = admin
+                .delete_entry(pb::EntryId { id: bad.into() })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}: {err}");
+        }
+        for (bad, needle) in [
+            ("spiffe://example.org/web", "not an agent id"),
+            (
+                "spiffe://other.org/sworn/agent/join/x",
+                "not in trust domain example.org",
+            ),
+            ("", "agent id"),
+        ] {
+            let err = admin
+                .ban_agent(pb::AgentId { id: bad.into() })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}: {err}");
+            assert!(err.message().contains(needle), "{bad:?}: {err}");
+        }
+        // A well-formed agent ID that never attested is only not found.
+        let err = admin
+            .ban_agent(pb::AgentId {
+                id: "spiffe://example.org/sworn/agent/join/x".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+    });
+    // The entry refused under another spelling is still there, under its own.
+    assert!(
+        s.ok(&["entry", "show", &id])
+            .contains("spiffe://example.org/web")
+    );
     s.stop();
 }

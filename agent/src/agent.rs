@@ -11,8 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spiffe::SpiffeId;
-use sworn_identity::SpiffeIdentity;
+use sworn_identity::{AgentId, SpiffeIdentity};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -111,7 +110,7 @@ impl RunningAgent {
                 if let Some(state) = state.as_ref()
                     && entry_ids
                         .iter()
-                        .all(|id| state.entries.iter().any(|e| e.id == *id))
+                        .all(|id| state.entries.iter().any(|e| e.id.to_string() == *id))
                 {
                     return Ok(());
                 }
@@ -129,7 +128,7 @@ impl RunningAgent {
 
     /// Waits until the agent is attested and synced; returns its SPIFFE ID. Fails if the agent
     /// stopped first.
-    pub async fn ready(&self) -> Result<SpiffeId, AgentError> {
+    pub async fn ready(&self) -> Result<AgentId, AgentError> {
         let mut rx = self.status.subscribe();
         loop {
             {
@@ -157,7 +156,7 @@ impl RunningAgent {
     }
 
     /// The agent's SPIFFE ID, once attested.
-    pub fn agent_id(&self) -> Option<SpiffeId> {
+    pub fn agent_id(&self) -> Option<AgentId> {
         self.status.get().agent_id
     }
 

@@ -7,14 +7,14 @@
 //! whose certificate the server refuses is *rejected*: it keeps serving cached SVIDs but is
 //! not ready, because it cannot recover without an operator.
 
-use spiffe::SpiffeId;
+use sworn_identity::AgentId;
 use tokio::sync::watch;
 
 /// A snapshot of the agent's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Readiness {
     /// The agent's SPIFFE ID once attested.
-    pub agent_id: Option<SpiffeId>,
+    pub agent_id: Option<AgentId>,
     /// Holds a currently valid agent SVID.
     pub attested: bool,
     /// Has received at least one Sync message.

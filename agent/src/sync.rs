@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sworn_identity::EntryId;
 use sworn_identity::selector::Selector;
 use sworn_proto::agent::{Entry, SyncRequest, SyncResponse};
 use tokio::sync::watch;
@@ -25,7 +26,7 @@ use crate::upstream::Upstream;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncedEntry {
     /// The entry ID, half of the SVID cache's key (the other is the workload scope).
-    pub id: String,
+    pub id: EntryId,
     /// All must be among the caller's selectors.
     pub selectors: Vec<Selector>,
 }
@@ -42,8 +43,8 @@ pub struct SyncState {
 }
 
 impl SyncState {
-    /// Parses a message. Entries scoped to another agent, or with a selector this agent does
-    /// not understand, are left out (and logged): they can never match here.
+    /// Parses a message. Entries scoped to another agent, or with an ID or a selector this agent
+    /// does not understand, are left out (and logged): they can never match here.
     pub fn from_message(msg: SyncResponse, agent_id: &str) -> Self {
         let entries = msg
             .entries
@@ -73,14 +74,18 @@ fn parse_entry(entry: Entry, agent_id: &str) -> Option<SyncedEntry> {
         }
     }
     // An entry without selectors would match every caller; the server never sends one.
-    if selectors.is_empty() || entry.id.is_empty() {
-        warn!(entry_id = %entry.id, "ignoring an entry without id or selectors");
+    if selectors.is_empty() {
+        warn!(entry_id = %entry.id, "ignoring an entry without selectors");
         return None;
     }
-    Some(SyncedEntry {
-        id: entry.id,
-        selectors,
-    })
+    let id = match entry.id.parse::<EntryId>() {
+        Ok(id) => id,
+        Err(error) => {
+            warn!(entry_id = %entry.id, %error, "ignoring an entry whose id is not an entry id");
+            return None;
+        }
+    };
+    Some(SyncedEntry { id, selectors })
 }
 
 /// Follows the Sync stream and publishes its state.
@@ -174,9 +179,43 @@ impl SyncTask {
         // Publish first, then prune: streams woken by the pruning already see the new entries
         // and never re-mint a deleted one.
         self.state.send_replace(Some(state.clone()));
-        let live: std::collections::HashSet<&str> =
-            state.entries.iter().map(|e| e.id.as_str()).collect();
+        let live: std::collections::HashSet<EntryId> = state.entries.iter().map(|e| e.id).collect();
         self.cache.retain(&live);
         self.status.update(|r| r.synced = true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const AGENT: &str = "spiffe://example.org/sworn/agent/join/a";
+    const ID: &str = "0c4a1a6e-3b5d-4f7e-9a2b-1c2d3e4f5a6b";
+
+    fn entry(id: &str) -> Entry {
+        Entry {
+            id: id.into(),
+            selectors: vec!["unix:uid:1000".into()],
+            node: AGENT.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn entries_whose_id_is_not_an_entry_id_are_left_out() {
+        let msg = SyncResponse {
+            bundle: vec![vec![1]],
+            entries: ["", "not-a-uuid", &ID.to_uppercase(), ID]
+                .into_iter()
+                .map(entry)
+                .collect(),
+            revision: 7,
+        };
+        let state = SyncState::from_message(msg, AGENT);
+        let ids: Vec<String> = state.entries.iter().map(|e| e.id.to_string()).collect();
+        assert_eq!(ids, [ID], "only the entry in the one encoding is kept");
+        assert_eq!(state.revision, 7);
     }
 }

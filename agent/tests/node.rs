@@ -101,7 +101,7 @@ async fn the_agent_svid_is_renewed_and_sync_keeps_flowing() {
     let agent = env.agent("a").await;
     let id = agent.agent_id().unwrap();
     let store = env.server.shared.store.clone();
-    let record = || async { store.get_agent(&id.to_string()).await.unwrap().unwrap() };
+    let record = || async { store.get_agent(&id).await.unwrap().unwrap() };
     let first_serial = record().await.serial;
     let svid_file = env.dir.path().join("a").join("agent_svid.pem");
     let first = std::fs::read(&svid_file).unwrap();
@@ -130,7 +130,7 @@ async fn the_agent_svid_is_renewed_and_sync_keeps_flowing() {
         .entry(
             "spiffe://example.org/after-renewal",
             &uid_selector(my_uid()),
-            &id.to_string(),
+            id.as_str(),
             600,
         )
         .await;

@@ -16,12 +16,17 @@
 //!   [`check_x509_svid`].
 //! - [`fs::write_atomic`]: the one way a file (a key, a bundle) is replaced on disk.
 //! - [`PodUid`] and [`ContainerId`]: the Kubernetes identifiers of a workload, one spelling each.
+//! - [`AgentId`] (a node agent's SPIFFE ID, `/sworn/agent/...`) and [`EntryId`] (a
+//!   registration entry's UUID), one spelling each; [`Grant`]: an entry or a pod's default
+//!   identity, what a mint item asks for.
 //! - [`pod::PodFacts`] (read from a Pod with the `k8s` feature) and [`unix::UnixFacts`]: the
 //!   facts of a caller, and the one function from each to its selectors, used by both sides.
 //! - [`evidence::K8sEvidence`]: what an agent sends for a Kubernetes caller, and (with the
 //!   `proto` feature) its one encoding on the wire.
 
+mod agent_id;
 pub mod dns;
+mod entry_id;
 pub mod evidence;
 pub mod factor;
 pub mod fs;
@@ -37,7 +42,10 @@ mod svid;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod unix;
+mod uuid_text;
 
+pub use agent_id::{AgentId, AgentIdError};
+pub use entry_id::{EntryId, EntryIdError, Grant};
 pub use factor::Factor;
 pub use id::{IdError, MAX_SPIFFE_ID_BYTES, RESERVED_SEGMENT, SpiffeIdentity, parse_trust_domain};
 pub use pod_id::{ContainerId, PodIdError, PodUid};

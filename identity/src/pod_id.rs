@@ -42,12 +42,9 @@ impl FromStr for PodUid {
     /// writes. Braced, URN, simple (undashed) and uppercase forms are refused so that one UID
     /// has exactly one spelling.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let uuid = Uuid::try_parse(s).map_err(|_| PodIdError::PodUid)?;
-        let mut buf = Uuid::encode_buffer();
-        if uuid.hyphenated().encode_lower(&mut buf) != s {
-            return Err(PodIdError::PodUid);
-        }
-        Ok(Self(uuid))
+        crate::uuid_text::parse_canonical(s)
+            .map(Self)
+            .ok_or(PodIdError::PodUid)
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use sworn_identity::outcome::Refusal;
-use sworn_identity::{Factor, SpiffeIdentity};
+use sworn_identity::{AgentId, EntryId, Factor, SpiffeIdentity};
 use sworn_proto::admin as pb;
 use tonic::{Request, Response, Status};
 
@@ -42,11 +42,11 @@ fn internal(e: StoreError) -> Status {
 fn entry_to_pb(e: &Entry) -> pb::Entry {
     let (spiffe_id, spiffe_id_template) = target_fields(&e.target);
     pb::Entry {
-        id: e.id.clone(),
+        id: e.id.to_string(),
         spiffe_id,
         spiffe_id_template,
         selectors: e.selectors.iter().map(ToString::to_string).collect(),
-        node: e.node.clone().unwrap_or_default(),
+        node: e.node.as_ref().map(ToString::to_string).unwrap_or_default(),
         ttl_seconds: ttl_seconds(e.ttl),
         dns_names: e.dns_names.clone(),
         hint: e.hint.clone(),
@@ -55,18 +55,26 @@ fn entry_to_pb(e: &Entry) -> pb::Entry {
     }
 }
 
-fn agent_to_pb(a: &AgentRecord) -> pb::Agent {
+/// The entry ID of a request (`entry show`, `entry delete`): only the one encoding.
+fn entry_id(req: pb::EntryId) -> Result<EntryId, Status> {
+    req.id
+        .parse()
+        .map_err(|e: sworn_identity::EntryIdError| Status::invalid_argument(e.to_string()))
+}
+
+fn agent_to_pb(record: &AgentRecord) -> pb::Agent {
+    let a = &record.agent;
     pb::Agent {
-        id: a.id.clone(),
+        id: a.id.to_string(),
         method: a.method.as_str().to_owned(),
         node_name: a.node_name.clone(),
         node_uid: a.node_uid.clone(),
         pod_uid: a.pod_uid.clone(),
         cluster: a.cluster.clone(),
-        serial: a.serial.to_string(),
-        expires_at: a.expires_at,
-        banned: a.banned,
-        attested_at: a.attested_at,
+        serial: record.serial.to_string(),
+        expires_at: record.expires_at,
+        banned: record.banned,
+        attested_at: record.attested_at,
     }
 }
 
@@ -98,7 +106,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
             dns_names: r.dns_names,
             hint: r.hint,
         };
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = EntryId::generate();
         let entry = validate(new, &self.shared.config.trust_domain, id, self.shared.now())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.shared
@@ -139,10 +147,10 @@ impl pb::admin_api_server::AdminApi for AdminService {
     }
 
     async fn get_entry(&self, req: Request<pb::EntryId>) -> Result<Response<pb::Entry>, Status> {
-        let id = req.into_inner().id;
+        let id = entry_id(req.into_inner())?;
         match self.shared.store.get_entry(&id).await.map_err(internal)? {
             Some(e) => Ok(Response::new(entry_to_pb(&e))),
-            None => Err(Status::not_found(format!("no entry {id:?}"))),
+            None => Err(Status::not_found(format!("no entry {id}"))),
         }
     }
 
@@ -150,7 +158,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
         &self,
         req: Request<pb::EntryId>,
     ) -> Result<Response<pb::DeleteEntryResponse>, Status> {
-        let id = req.into_inner().id;
+        let id = entry_id(req.into_inner())?;
         if !self
             .shared
             .store
@@ -158,7 +166,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
             .await
             .map_err(internal)?
         {
-            return Err(Status::not_found(format!("no entry {id:?}")));
+            return Err(Status::not_found(format!("no entry {id}")));
         }
         self.shared
             .audit
@@ -367,13 +375,15 @@ impl pb::admin_api_server::AdminApi for AdminService {
 
 impl AdminService {
     async fn set_ban(&self, id: String, banned: bool) -> Result<Response<pb::Agent>, Status> {
+        let id = AgentId::parse_in(&id, &self.shared.config.trust_domain)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let agent = self
             .shared
             .store
             .set_agent_banned(&id, banned)
             .await
             .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("no agent {id:?}")))?;
+            .ok_or_else(|| Status::not_found(format!("no agent {id}")))?;
         self.shared
             .audit
             .record(

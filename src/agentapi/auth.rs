@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use sworn_identity::Serial;
+use sworn_identity::{AgentId, Serial};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
 
@@ -28,7 +28,7 @@ pub struct Authenticated {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerCert {
     /// The agent's SPIFFE ID.
-    pub id: String,
+    pub id: AgentId,
     /// Its serial.
     pub serial: Serial,
 }
@@ -42,11 +42,11 @@ pub fn serial_of(der: &[u8]) -> Option<Serial> {
 pub fn peer_cert(der: &[u8], td: &spiffe::TrustDomain) -> Result<PeerCert, Status> {
     let bad = || Status::unauthenticated("client certificate is not a sworn agent SVID");
     let id = sworn_identity::leaf_spiffe_id(der).map_err(|_| bad())?;
-    if id.trust_domain() != td || !id.path().starts_with("/sworn/agent/") {
-        return Err(bad());
-    }
+    let id = AgentId::from_spiffe_id(id)
+        .and_then(|id| id.check_trust_domain(td))
+        .map_err(|_| bad())?;
     Ok(PeerCert {
-        id: id.as_str().to_owned(),
+        id,
         serial: serial_of(der).ok_or_else(bad)?,
     })
 }
@@ -84,10 +84,10 @@ pub async fn authenticate<T>(
             // First use of the new certificate retires the previous one.
             if let Err(e) = shared
                 .store
-                .mark_serial_used(&record.id, &peer.serial)
+                .mark_serial_used(record.id(), &peer.serial)
                 .await
             {
-                tracing::warn!(error = %e, agent = %record.id, "cannot retire the previous serial");
+                tracing::warn!(error = %e, agent = %record.id(), "cannot retire the previous serial");
             }
         }
     } else if record.prev_serial.as_ref() != Some(&peer.serial) {

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sworn_identity::evidence::{K8sEvidence, MAX_TOKEN_BYTES};
 use sworn_identity::outcome::Refusal;
 use sworn_identity::pod::{CallingError, PodFacts};
-use sworn_identity::{Factor, SpiffeIdentity};
+use sworn_identity::{AgentId, Factor, Grant, SpiffeIdentity};
 use sworn_proto::agent as pb;
 
 use super::auth::Authenticated;
@@ -186,13 +186,13 @@ pub async fn verify_node(
             json!({"token_node_uid": u, "node_uid": node_uid}),
         ));
     }
-    let id = SpiffeIdentity::sworn_agent(
+    let id = AgentId::new(
         &shared.config.trust_domain,
         &["k8s", &cluster.config.name, &node_uid, &pod_uid],
     )
-    .map_err(|e| deny(Factor::N4, format!("agent ID: {e}"), json!({})))?;
+    .map_err(|e| deny(Factor::N4, e.to_string(), json!({})))?;
     // N5: not banned.
-    match shared.store.get_agent(id.as_str()).await {
+    match shared.store.get_agent(&id).await {
         Ok(Some(a)) if a.banned => {
             return Err(deny(
                 Factor::N5,
@@ -224,7 +224,7 @@ pub async fn verify_node(
     });
     Ok((
         AttestedAgent {
-            id: id.as_str().to_owned(),
+            id,
             method: AgentMethod::K8s,
             node_name,
             node_uid,
@@ -238,7 +238,7 @@ pub async fn verify_node(
 /// The audit fields of Kubernetes evidence, before anything is verified.
 pub fn evidence_detail(agent: &Authenticated, ev: &pb::K8sEvidence) -> Value {
     json!({
-        "agent_node": agent.record.node_name,
+        "agent_node": agent.record.agent.node_name,
         "pod_uid": ev.pod_uid, "pod": ev.pod_name, "namespace": ev.namespace,
         "container_id": ev.container_id,
     })
@@ -249,22 +249,23 @@ pub fn evidence_detail(agent: &Authenticated, ev: &pb::K8sEvidence) -> Value {
 pub async fn verify_workload(
     shared: &Shared,
     agent: &Authenticated,
-    entry_id: &str,
+    grant: Grant,
     ev: &pb::K8sEvidence,
 ) -> Result<Verified, Failed> {
     let deadline = shared.config.k8s_call_timeout;
-    if agent.record.method != AgentMethod::K8s {
+    let record = &agent.record.agent;
+    if record.method != AgentMethod::K8s {
         return Err(deny(
             Factor::AgentMethod,
             "kubernetes evidence from an agent that did not attest through kubernetes",
-            json!({"agent_method": agent.record.method.as_str()}),
+            json!({"agent_method": record.method.as_str()}),
         ));
     }
-    let cluster = shared.clusters.get(&agent.record.cluster).ok_or_else(|| {
+    let cluster = shared.clusters.get(&record.cluster).ok_or_else(|| {
         deny(
             Factor::Cluster,
             "agent's cluster is not configured",
-            json!({"cluster": agent.record.cluster}),
+            json!({"cluster": record.cluster}),
         )
     })?;
     // Names from the agent are validated before any use.
@@ -296,12 +297,12 @@ pub async fn verify_workload(
         (
             "node-name",
             r.node_name.as_deref(),
-            Some(agent.record.node_name.as_str()),
+            Some(record.node_name.as_str()),
         ),
         (
             "node-uid",
             r.node_uid.as_deref(),
-            Some(agent.record.node_uid.as_str()),
+            Some(record.node_uid.as_str()),
         ),
     ];
     for (what, token_value, expected) in checks {
@@ -332,7 +333,7 @@ pub async fn verify_workload(
     if facts.deleting {
         return Err(deny(Factor::W4, "pod is being deleted", json!({})));
     }
-    if facts.node_name.as_deref() != Some(agent.record.node_name.as_str()) {
+    if facts.node_name.as_deref() != Some(record.node_name.as_str()) {
         return Err(deny(
             Factor::W4,
             "pod runs on another node",
@@ -370,7 +371,7 @@ pub async fn verify_workload(
     let factors = json!({"W1": "agent", "W2": "ok", "W3": "ok", "W4": "ok"});
     // W5: policy.
     let td = &shared.config.trust_domain;
-    if entry_id.is_empty() {
+    let Grant::Entry(entry_id) = grant else {
         if !cluster.config.default_identity {
             return Err(deny(Factor::W5, "default identity is disabled", json!({})));
         }
@@ -388,13 +389,13 @@ pub async fn verify_workload(
             hint: String::new(),
             detail,
         });
-    }
-    let entry = match shared.store.get_entry(entry_id).await {
+    };
+    let entry = match shared.store.get_entry(&entry_id).await {
         Ok(Some(e)) => e,
         Ok(None) => return Err(deny(Factor::Entry, "no such entry", json!({}))),
         Err(e) => return Err(Refusal::unavailable(Factor::Store, e.to_string()).into()),
     };
-    check_scope(&entry, &agent.record.id).map_err(|reason| {
+    check_scope(&entry, agent.record.id()).map_err(|reason| {
         deny(
             Factor::EntryScope,
             reason,

@@ -13,7 +13,7 @@ use futures::Stream;
 use serde_json::{Value, json};
 use sworn_identity::outcome::{Outcome, Refusal};
 use sworn_identity::unix::UnixFacts;
-use sworn_identity::{Factor, SpiffeIdentity};
+use sworn_identity::{AgentId, Factor, Grant, SpiffeIdentity};
 use sworn_proto::agent as pb;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status};
@@ -30,6 +30,12 @@ use crate::join_token;
 use crate::policy::matching::{check_scope, entry_matches, entry_scoped_to};
 use crate::shared::Shared;
 use crate::store::{AgentMethod, AgentRecord, AttestedAgent, EntryTarget, StoreError, TokenUse};
+
+/// What a mint item asks for, read from its `entry_id` at the boundary: an ID that is not
+/// the one encoding names no entry, so it is denied like an unknown entry (factor `entry`).
+fn grant_of(entry_id: &str) -> Result<Grant, Failed> {
+    Grant::from_wire(entry_id).map_err(|e| Refusal::denied(Factor::Entry, e.to_string()).into())
+}
 use crate::telemetry::Metrics;
 
 /// What the agent is told of an outcome: the generic text, never the audit detail.
@@ -143,8 +149,7 @@ impl AgentService {
         csr: Vec<u8>,
         detail: serde_json::Value,
     ) -> Result<pb::AttestResponse, Status> {
-        let id = SpiffeIdentity::parse_including_reserved(&agent.id)
-            .map_err(|_| Status::internal("agent ID"))?;
+        let id = agent.id.spiffe_identity().clone();
         let svid = self
             .shared
             .ca
@@ -172,7 +177,7 @@ impl AgentService {
             .await
             .map_err(unavailable)?;
         let mut detail = detail;
-        detail["agent_id"] = record.id.clone().into();
+        detail["agent_id"] = record.id().as_str().into();
         detail["serial"] = serial.to_string().into();
         detail["expires_at"] = record.expires_at.into();
         self.shared
@@ -182,11 +187,11 @@ impl AgentService {
             .map_err(unavailable)?;
         Metrics::count(
             &self.shared.metrics.attestations,
-            record.method.as_str(),
+            record.agent.method.as_str(),
             "allow",
         );
         Ok(pb::AttestResponse {
-            agent_id: record.id,
+            agent_id: record.agent.id.to_string(),
             svid_chain: svid.chain_der,
             bundle: self.shared.ca.bundle().roots_der,
             expires_at: unix_secs(svid.not_after),
@@ -226,13 +231,13 @@ impl AgentService {
                 )
                 .await);
         }
-        let id = SpiffeIdentity::sworn_agent(
+        let id = AgentId::new(
             &self.shared.config.trust_domain,
             &["join", &uuid::Uuid::new_v4().to_string()],
         )
         .map_err(|_| Status::internal("agent ID"))?;
         let record = AttestedAgent {
-            id: id.as_str().to_owned(),
+            id,
             method: AgentMethod::JoinToken,
             node_name: String::new(),
             node_uid: String::new(),
@@ -252,27 +257,33 @@ impl AgentService {
     async fn verify_unix(
         &self,
         agent: &Authenticated,
-        entry_id: &str,
+        grant: Grant,
         ev: pb::UnixEvidence,
     ) -> Result<Verified, Failed> {
         // A Kubernetes agent's callers are pods, attested by W1–W4; unix facts from it are
         // only its word, so it could copy them from any entry's selectors.
-        if agent.record.method != AgentMethod::JoinToken {
+        let method = agent.record.agent.method;
+        if method != AgentMethod::JoinToken {
             return Err(Failed {
                 refusal: Refusal::denied(
                     Factor::AgentMethod,
                     "unix evidence from an agent that did not attest by join token",
                 ),
-                extra: json!({"agent_method": agent.record.method.as_str()}),
+                extra: json!({"agent_method": method.as_str()}),
             });
         }
+        let Grant::Entry(entry_id) = grant else {
+            return Err(
+                Refusal::denied(Factor::Entry, "unix callers have no default identity").into(),
+            );
+        };
         let facts = UnixFacts::from(ev);
-        let entry = match self.shared.store.get_entry(entry_id).await {
+        let entry = match self.shared.store.get_entry(&entry_id).await {
             Ok(Some(e)) => e,
             Ok(None) => return Err(Refusal::denied(Factor::Entry, "no such entry").into()),
             Err(e) => return Err(Refusal::unavailable(Factor::Store, e.to_string()).into()),
         };
-        check_scope(&entry, &agent.record.id).map_err(|reason| Failed {
+        check_scope(&entry, agent.record.id()).map_err(|reason| Failed {
             refusal: Refusal::denied(Factor::EntryScope, reason),
             extra: json!({"entry_node": entry.node}),
         })?;
@@ -303,20 +314,25 @@ impl AgentService {
     /// Decides one mint item: verify the evidence, mint, and audit. Exactly one outcome.
     async fn mint_item(&self, agent: &Authenticated, mut item: pb::MintItem) -> Outcome<Minted> {
         let mut detail = json!({
-            "via": "agent", "agent_id": agent.record.id, "entry_id": item.entry_id,
+            "via": "agent", "agent_id": agent.record.id(), "entry_id": item.entry_id,
         });
+        let grant = grant_of(&item.entry_id);
         let (mode, verified) = match item.evidence.take() {
             Some(pb::mint_item::Evidence::Unix(ev)) => {
                 detail["evidence"] =
                     json!({"uid": ev.uid, "gid": ev.gid, "path": ev.path, "sha256": ev.sha256});
-                (
-                    "workload",
-                    self.verify_unix(agent, &item.entry_id, ev).await,
-                )
+                let v = match grant {
+                    Ok(grant) => self.verify_unix(agent, grant, ev).await,
+                    Err(failed) => Err(failed),
+                };
+                ("workload", v)
             }
             Some(pb::mint_item::Evidence::K8s(ev)) => {
                 merge(&mut detail, &super::k8s::evidence_detail(agent, &ev));
-                let v = super::k8s::verify_workload(&self.shared, agent, &item.entry_id, &ev).await;
+                let v = match grant {
+                    Ok(grant) => super::k8s::verify_workload(&self.shared, agent, grant, &ev).await,
+                    Err(failed) => Err(failed),
+                };
                 ("k8s", v)
             }
             None => (
@@ -397,7 +413,11 @@ impl AgentService {
         outcome
     }
 
-    async fn sync_state(&self, agent_id: &str, revision: u64) -> Result<pb::SyncResponse, Status> {
+    async fn sync_state(
+        &self,
+        agent_id: &AgentId,
+        revision: u64,
+    ) -> Result<pb::SyncResponse, Status> {
         let entries = self
             .shared
             .store
@@ -447,14 +467,14 @@ impl pb::agent_api_server::AgentApi for AgentService {
         req: Request<pb::RenewAgentRequest>,
     ) -> Result<Response<pb::AttestResponse>, Status> {
         let agent = authenticate(&self.shared, &req).await?;
-        if agent.record.method == AgentMethod::K8s {
+        if agent.record.agent.method == AgentMethod::K8s {
             return Err(Status::failed_precondition(
                 "kubernetes agents renew by attesting again with a fresh token",
             ));
         }
         let csr = req.into_inner().csr;
         let detail = serde_json::json!({"method": "renew", "previous_serial": agent.serial});
-        self.issue_agent(agent.record.into(), csr, detail)
+        self.issue_agent(agent.record.agent, csr, detail)
             .await
             .map(Response::new)
     }
@@ -470,7 +490,10 @@ impl pb::agent_api_server::AgentApi for AgentService {
                 "at most {MAX_MINT_ITEMS} items per request"
             )));
         }
-        if !self.mint_limit.allow(&agent.record.id, items.len() as f64) {
+        if !self
+            .mint_limit
+            .allow(agent.record.id().as_str(), items.len() as f64)
+        {
             return Err(Status::resource_exhausted("mint rate limit; retry later"));
         }
         let mut results = Vec::with_capacity(items.len());
@@ -489,7 +512,7 @@ impl pb::agent_api_server::AgentApi for AgentService {
         let this = self.clone();
         let mut changes = self.shared.changes.subscribe();
         let mut bundle = self.shared.ca.subscribe();
-        let agent_id = agent.record.id;
+        let agent_id = agent.record.agent.id;
         let shutdown = self.shutdown.clone();
         let stream = async_stream::try_stream! {
             loop {

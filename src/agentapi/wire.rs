@@ -9,11 +9,11 @@ use crate::store::Entry;
 pub fn entry_to_pb(e: &Entry) -> pb::Entry {
     let (spiffe_id, spiffe_id_template) = target_fields(&e.target);
     pb::Entry {
-        id: e.id.clone(),
+        id: e.id.to_string(),
         spiffe_id,
         spiffe_id_template,
         selectors: e.selectors.iter().map(ToString::to_string).collect(),
-        node: e.node.clone().unwrap_or_default(),
+        node: e.node.as_ref().map(ToString::to_string).unwrap_or_default(),
         ttl_seconds: ttl_seconds(e.ttl),
         dns_names: e.dns_names.clone(),
         hint: e.hint.clone(),

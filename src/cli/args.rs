@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sworn_identity::{AgentId, EntryId};
 
 /// Default admin socket when neither `--admin-socket` nor `SWORN_ADMIN_SOCKET`
 /// is given: the default of a server whose `data_dir` is `/var/lib/sworn/server`.
@@ -130,8 +131,8 @@ pub enum EntryCommand {
     },
     /// Show one entry.
     Show {
-        /// Entry ID.
-        id: String,
+        /// Entry ID (a lowercase hyphenated UUID, as `entry list` prints it).
+        id: EntryId,
         #[command(flatten)]
         out: OutputArgs,
         #[command(flatten)]
@@ -139,8 +140,8 @@ pub enum EntryCommand {
     },
     /// Delete an entry; agents redact its SVIDs within a second.
     Delete {
-        /// Entry ID.
-        id: String,
+        /// Entry ID (a lowercase hyphenated UUID, as `entry list` prints it).
+        id: EntryId,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -158,15 +159,15 @@ pub enum AgentCommand {
     },
     /// Ban an agent: refused at once, cannot re-attest until unbanned.
     Ban {
-        /// Agent SPIFFE ID.
-        id: String,
+        /// Agent SPIFFE ID (`spiffe://<td>/sworn/agent/...`).
+        id: AgentId,
         #[command(flatten)]
         admin: AdminArgs,
     },
     /// Lift a ban.
     Unban {
-        /// Agent SPIFFE ID.
-        id: String,
+        /// Agent SPIFFE ID (`spiffe://<td>/sworn/agent/...`).
+        id: AgentId,
         #[command(flatten)]
         admin: AdminArgs,
     },

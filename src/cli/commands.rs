@@ -103,7 +103,7 @@ pub async fn execute(cmd: Command) -> Result<()> {
         Command::Entry(EntryCommand::Show { id, out, admin }) => {
             let e = client(&admin)
                 .await?
-                .get_entry(pb::EntryId { id })
+                .get_entry(pb::EntryId { id: id.to_string() })
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -112,7 +112,7 @@ pub async fn execute(cmd: Command) -> Result<()> {
         Command::Entry(EntryCommand::Delete { id, admin }) => {
             client(&admin)
                 .await?
-                .delete_entry(pb::EntryId { id: id.clone() })
+                .delete_entry(pb::EntryId { id: id.to_string() })
                 .await
                 .map_err(status)?;
             println!("deleted entry {id}");
@@ -129,7 +129,7 @@ pub async fn execute(cmd: Command) -> Result<()> {
         Command::Agent(AgentCommand::Ban { id, admin }) => {
             let a = client(&admin)
                 .await?
-                .ban_agent(pb::AgentId { id })
+                .ban_agent(pb::AgentId { id: id.to_string() })
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -138,7 +138,7 @@ pub async fn execute(cmd: Command) -> Result<()> {
         Command::Agent(AgentCommand::Unban { id, admin }) => {
             let a = client(&admin)
                 .await?
-                .unban_agent(pb::AgentId { id })
+                .unban_agent(pb::AgentId { id: id.to_string() })
                 .await
                 .map_err(status)?
                 .into_inner();

@@ -16,9 +16,9 @@
 use std::time::Duration;
 
 use spiffe::TrustDomain;
-use sworn_identity::SpiffeIdentity;
 use sworn_identity::dns::{DnsNameError, check_dns_names};
 use sworn_identity::selector::Selector;
+use sworn_identity::{AgentId, EntryId, SpiffeIdentity};
 
 use super::matching::unscoped_unix;
 use super::template::IdTemplate;
@@ -70,7 +70,7 @@ pub enum EntryError {
     /// A template needs pod facts, so it needs k8s selectors.
     #[error("templates render pod facts, so they need k8s selectors")]
     TemplateNeedsK8s,
-    /// `--node` is not an agent ID.
+    /// `--node` is not an agent ID of this trust domain.
     #[error("--node {0:?} is not an agent ID (spiffe://<td>/sworn/agent/...)")]
     Node(String),
     /// Unix selectors and no `--node`: see [`EntryDefect::UnscopedUnix`].
@@ -133,7 +133,7 @@ pub fn entry_defect(entry: &Entry) -> Option<EntryDefect> {
 pub fn validate(
     req: NewEntry,
     td: &TrustDomain,
-    id: String,
+    id: EntryId,
     created_at: i64,
 ) -> Result<Entry, EntryError> {
     let target = match (req.spiffe_id.is_empty(), req.spiffe_id_template.is_empty()) {
@@ -174,12 +174,7 @@ pub fn validate(
     let node = if req.node.is_empty() {
         None
     } else {
-        let n = SpiffeIdentity::parse_including_reserved(&req.node)
-            .map_err(|_| EntryError::Node(req.node.clone()))?;
-        if n.trust_domain() != td || !n.path().starts_with("/sworn/agent/") {
-            return Err(EntryError::Node(req.node));
-        }
-        Some(n.as_str().to_owned())
+        Some(AgentId::parse_in(&req.node, td).map_err(|_| EntryError::Node(req.node))?)
     };
     let ttl = match req.ttl_seconds {
         0 => None,
@@ -218,6 +213,10 @@ mod tests {
         TrustDomain::new("example.org").unwrap()
     }
 
+    fn new_id() -> EntryId {
+        EntryId::generate()
+    }
+
     fn req(id: &str, sels: &[&str]) -> NewEntry {
         NewEntry {
             spiffe_id: id.into(),
@@ -245,12 +244,12 @@ mod tests {
         let e = validate(
             scoped("spiffe://example.org/web", &["unix:uid:1000"]),
             &td(),
-            "id".into(),
+            new_id(),
             1,
         )
         .unwrap();
         assert_eq!(e.target, EntryTarget::Id("spiffe://example.org/web".into()));
-        assert_eq!(e.node.as_deref(), Some(NODE));
+        assert_eq!(e.node.as_ref().map(AgentId::as_str), Some(NODE));
         assert_eq!(entry_defect(&e), None);
     }
 
@@ -266,21 +265,21 @@ mod tests {
             "http://example.org/web",
         ] {
             assert!(
-                validate(scoped(id, &["unix:uid:1"]), &td(), "i".into(), 1).is_err(),
+                validate(scoped(id, &["unix:uid:1"]), &td(), new_id(), 1).is_err(),
                 "{id}"
             );
         }
         let long = format!("spiffe://example.org/{}", "a".repeat(2100));
-        assert!(validate(scoped(&long, &["unix:uid:1"]), &td(), "i".into(), 1).is_err());
+        assert!(validate(scoped(&long, &["unix:uid:1"]), &td(), new_id(), 1).is_err());
         assert!(matches!(
-            validate(scoped("spiffe://example.org/w", &[]), &td(), "i".into(), 1),
+            validate(scoped("spiffe://example.org/w", &[]), &td(), new_id(), 1),
             Err(EntryError::NoSelectors)
         ));
         assert!(matches!(
             validate(
                 scoped("spiffe://example.org/w", &["unix:uid:1", "k8s:ns:a"]),
                 &td(),
-                "i".into(),
+                new_id(),
                 1
             ),
             Err(EntryError::MixedSelectors)
@@ -288,9 +287,29 @@ mod tests {
         let mut r = req("spiffe://example.org/w", &["unix:uid:1"]);
         r.node = "spiffe://example.org/web".into();
         assert!(matches!(
-            validate(r, &td(), "i".into(), 1),
+            validate(r, &td(), new_id(), 1),
             Err(EntryError::Node(_))
         ));
+    }
+
+    #[test]
+    fn node_must_be_an_agent_id_of_this_trust_domain() {
+        for bad in [
+            "spiffe://other.org/sworn/agent/join/n1",
+            "spiffe://example.org/sworn/server",
+            "spiffe://example.org/sworn/agent",
+            "spiffe://example.org/web",
+            "example.org/sworn/agent/join/n1",
+        ] {
+            let mut r = req("spiffe://example.org/w", &["unix:uid:1"]);
+            r.node = bad.into();
+            let err = validate(r, &td(), new_id(), 1).expect_err(bad);
+            assert!(
+                matches!(&err, EntryError::Node(n) if n == bad),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().contains("--node"), "{err}");
+        }
     }
 
     #[test]
@@ -301,15 +320,15 @@ mod tests {
             "unix:path:/usr/bin/app",
             &format!("unix:sha256:{}", "a".repeat(64)),
         ] {
-            let err = validate(req("spiffe://example.org/w", &[sel]), &td(), "i".into(), 1)
-                .expect_err(sel);
+            let err =
+                validate(req("spiffe://example.org/w", &[sel]), &td(), new_id(), 1).expect_err(sel);
             assert!(matches!(err, EntryError::UnscopedUnix), "{sel}: {err}");
             assert!(err.to_string().contains("--node"), "{err}");
         }
         let k8s = validate(
             req("spiffe://example.org/w", &["k8s:ns:shop"]),
             &td(),
-            "i".into(),
+            new_id(),
             1,
         )
         .unwrap();
@@ -322,7 +341,7 @@ mod tests {
         let mut e = validate(
             scoped("spiffe://example.org/w", &["unix:uid:1"]),
             &td(),
-            "i".into(),
+            new_id(),
             1,
         )
         .unwrap();
@@ -344,7 +363,7 @@ mod tests {
             "web.",
             "10.0.0.1",
         ] {
-            let err = validate(with_dns(&[bad]), &td(), "i".into(), 1).expect_err(bad);
+            let err = validate(with_dns(&[bad]), &td(), new_id(), 1).expect_err(bad);
             assert!(matches!(err, EntryError::Dns(_)), "{bad}: {err}");
             assert!(err.to_string().contains("--dns"), "{err}");
         }
@@ -353,13 +372,13 @@ mod tests {
             .collect();
         let over: Vec<&str> = over.iter().map(String::as_str).collect();
         assert!(matches!(
-            validate(with_dns(&over), &td(), "i".into(), 1),
+            validate(with_dns(&over), &td(), new_id(), 1),
             Err(EntryError::Dns(DnsNameError::TooMany(_)))
         ));
         let e = validate(
             with_dns(&["web.example.org", "web", "web.example.org"]),
             &td(),
-            "i".into(),
+            new_id(),
             1,
         )
         .unwrap();

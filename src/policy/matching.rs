@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 
+use sworn_identity::AgentId;
 use sworn_identity::selector::Selector;
 
 use crate::store::Entry;
@@ -30,8 +31,8 @@ pub fn unscoped_unix(entry: &Entry) -> bool {
 /// that agent only; a Kubernetes entry without it to every agent (the server re-verifies the
 /// pod and its node on every mint); a unix entry without it to none, since a unix caller's
 /// facts are only the agent's word.
-pub fn check_scope(entry: &Entry, agent_id: &str) -> Result<(), &'static str> {
-    match entry.node.as_deref() {
+pub fn check_scope(entry: &Entry, agent_id: &AgentId) -> Result<(), &'static str> {
+    match &entry.node {
         Some(n) if n == agent_id => Ok(()),
         Some(_) => Err("entry is scoped to another agent"),
         None if unscoped_unix(entry) => Err("unix entry without --node is scoped to no agent"),
@@ -40,7 +41,7 @@ pub fn check_scope(entry: &Entry, agent_id: &str) -> Result<(), &'static str> {
 }
 
 /// Whether `entry` may be used by `agent_id` ([`check_scope`] passes).
-pub fn entry_scoped_to(entry: &Entry, agent_id: &str) -> bool {
+pub fn entry_scoped_to(entry: &Entry, agent_id: &AgentId) -> bool {
     check_scope(entry, agent_id).is_ok()
 }
 
@@ -50,12 +51,17 @@ mod tests {
     use crate::store::EntryTarget;
     use sworn_identity::unix::UnixFacts;
 
+    /// The agent ID `spiffe://td/sworn/agent/<name>`.
+    fn agent(name: &str) -> AgentId {
+        format!("spiffe://td/sworn/agent/{name}").parse().unwrap()
+    }
+
     fn entry(sels: &[&str], node: Option<&str>) -> Entry {
         Entry {
-            id: "e".into(),
+            id: sworn_identity::EntryId::generate(),
             target: EntryTarget::Id("spiffe://td/w".into()),
             selectors: sels.iter().map(|s| s.parse().unwrap()).collect(),
-            node: node.map(Into::into),
+            node: node.map(agent),
             ttl: None,
             dns_names: vec![],
             hint: String::new(),
@@ -86,23 +92,29 @@ mod tests {
             &entry(&["unix:path:/usr/bin/other"], None),
             &f
         ));
-        assert!(entry_scoped_to(&entry(&["unix:uid:1"], Some("a")), "a"));
-        assert!(!entry_scoped_to(&entry(&["unix:uid:1"], Some("b")), "a"));
+        assert!(entry_scoped_to(
+            &entry(&["unix:uid:1"], Some("a")),
+            &agent("a")
+        ));
+        assert!(!entry_scoped_to(
+            &entry(&["unix:uid:1"], Some("b")),
+            &agent("a")
+        ));
     }
 
     #[test]
     fn a_unix_entry_without_node_is_scoped_to_no_agent() {
         let unscoped = entry(&["unix:uid:1"], None);
         assert!(unscoped_unix(&unscoped));
-        assert!(!entry_scoped_to(&unscoped, "a"));
-        assert!(check_scope(&unscoped, "a").is_err());
+        assert!(!entry_scoped_to(&unscoped, &agent("a")));
+        assert!(check_scope(&unscoped, &agent("a")).is_err());
         // Kubernetes entries without a node stay usable by every agent of the cluster.
         let k8s = entry(&["k8s:ns:default"], None);
         assert!(!unscoped_unix(&k8s));
-        assert!(entry_scoped_to(&k8s, "a"));
+        assert!(entry_scoped_to(&k8s, &agent("a")));
         assert!(!entry_scoped_to(
             &entry(&["k8s:ns:default"], Some("b")),
-            "a"
+            &agent("a")
         ));
     }
 }

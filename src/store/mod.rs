@@ -7,14 +7,17 @@
 //! the explicit `delete_*`/`remove_*` calls, and single-use records (join
 //! tokens, credential IDs) are consumed with a conditional update whose
 //! affected-row count decides, so concurrent use cannot succeed twice.
+//! Entry IDs, agent IDs and serials are written in their one encoding
+//! ([`EntryId`], [`AgentId`], [`Serial`]) and parsed on read: a stored value
+//! that does not parse is [`StoreError::Corrupt`] naming its row, never a panic.
 
 pub mod sqlite;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sworn_identity::Serial;
 use sworn_identity::selector::Selector;
+use sworn_identity::{AgentId, EntryId, Serial};
 
 /// Datastore failure.
 #[derive(Debug, thiserror::Error)]
@@ -52,14 +55,14 @@ pub enum EntryTarget {
 /// A registration entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// Server-assigned UUID.
-    pub id: String,
+    /// Server-assigned ID.
+    pub id: EntryId,
     /// The identity it grants.
     pub target: EntryTarget,
     /// All must match (AND).
     pub selectors: Vec<Selector>,
     /// Agent ID the entry is scoped to; `None` means every agent for a Kubernetes entry, and no agent for a unix entry (see `policy::matching::check_scope`).
-    pub node: Option<String>,
+    pub node: Option<AgentId>,
     /// SVID TTL; `None` means the server default.
     pub ttl: Option<Duration>,
     /// DNS SANs to add.
@@ -94,7 +97,7 @@ impl AgentMethod {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttestedAgent {
     /// The agent's SPIFFE ID.
-    pub id: String,
+    pub id: AgentId,
     /// How it attested.
     pub method: AgentMethod,
     /// Kubernetes node name (empty for join-token agents).
@@ -107,21 +110,11 @@ pub struct AttestedAgent {
     pub cluster: String,
 }
 
-/// An attested agent.
+/// An attested agent: its attested facts and its latest SVID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentRecord {
-    /// The agent's SPIFFE ID.
-    pub id: String,
-    /// How it attested.
-    pub method: AgentMethod,
-    /// Kubernetes node name (empty for join-token agents).
-    pub node_name: String,
-    /// Kubernetes node UID.
-    pub node_uid: String,
-    /// The agent's own pod UID.
-    pub pod_uid: String,
-    /// Cluster name.
-    pub cluster: String,
+    /// Who it is and how it attested.
+    pub agent: AttestedAgent,
     /// Serial of the latest agent SVID.
     pub serial: Serial,
     /// Serial of the previous SVID, accepted until `serial` is first used.
@@ -139,21 +132,8 @@ impl AgentRecord {
     /// `expires_at`, at `attested_at` (unix seconds). [`Store::upsert_agent`] keeps an existing
     /// ban and makes the stored serial the previous one.
     pub fn issued(agent: AttestedAgent, serial: Serial, expires_at: i64, attested_at: i64) -> Self {
-        let AttestedAgent {
-            id,
-            method,
-            node_name,
-            node_uid,
-            pod_uid,
-            cluster,
-        } = agent;
         AgentRecord {
-            id,
-            method,
-            node_name,
-            node_uid,
-            pod_uid,
-            cluster,
+            agent,
             serial,
             prev_serial: None,
             expires_at,
@@ -161,19 +141,10 @@ impl AgentRecord {
             attested_at,
         }
     }
-}
 
-impl From<AgentRecord> for AttestedAgent {
-    /// The attested facts of a record, to issue it a new SVID (renewal).
-    fn from(record: AgentRecord) -> Self {
-        AttestedAgent {
-            id: record.id,
-            method: record.method,
-            node_name: record.node_name,
-            node_uid: record.node_uid,
-            pod_uid: record.pod_uid,
-            cluster: record.cluster,
-        }
+    /// The agent's SPIFFE ID.
+    pub fn id(&self) -> &AgentId {
+        &self.agent.id
     }
 }
 
@@ -222,9 +193,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// All entries, oldest first.
     async fn list_entries(&self) -> Result<Vec<Entry>, StoreError>;
     /// One entry.
-    async fn get_entry(&self, id: &str) -> Result<Option<Entry>, StoreError>;
+    async fn get_entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError>;
     /// Deletes an entry; false when it did not exist.
-    async fn delete_entry(&self, id: &str) -> Result<bool, StoreError>;
+    async fn delete_entry(&self, id: &EntryId) -> Result<bool, StoreError>;
 
     /// Inserts or replaces an agent record (on attestation and renewal). Of an
     /// existing record, the banned flag is kept and the stored serial becomes
@@ -233,18 +204,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// both.
     async fn upsert_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
     /// One agent.
-    async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+    async fn get_agent(&self, id: &AgentId) -> Result<Option<AgentRecord>, StoreError>;
     /// All agents.
     async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
     /// Sets or clears the ban; `None` when there is no such agent.
     async fn set_agent_banned(
         &self,
-        id: &str,
+        id: &AgentId,
         banned: bool,
     ) -> Result<Option<AgentRecord>, StoreError>;
     /// The agent used `serial`: if it is the latest, the previous one stops
     /// being accepted.
-    async fn mark_serial_used(&self, id: &str, serial: &Serial) -> Result<(), StoreError>;
+    async fn mark_serial_used(&self, id: &AgentId, serial: &Serial) -> Result<(), StoreError>;
 
     /// Adds a root (idempotent).
     async fn put_root(&self, root: &StoredRoot) -> Result<(), StoreError>;

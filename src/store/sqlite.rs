@@ -10,11 +10,11 @@ use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sworn_identity::Serial;
+use sworn_identity::{AgentId, EntryId, Serial};
 
 use super::{
-    AgentMethod, AgentRecord, AuditRecord, Entry, EntryTarget, Store, StoreError, StoredRoot,
-    TokenUse,
+    AgentMethod, AgentRecord, AttestedAgent, AuditRecord, Entry, EntryTarget, Store, StoreError,
+    StoredRoot, TokenUse,
 };
 
 /// The SQLite datastore.
@@ -57,6 +57,7 @@ fn corrupt(what: &'static str, id: &str, reason: impl ToString) -> StoreError {
 
 fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
     let id: String = row.try_get("id")?;
+    let entry_id: EntryId = id.parse().map_err(|e| corrupt("entry", &id, e))?;
     let spiffe_id: Option<String> = row.try_get("spiffe_id")?;
     let template: Option<String> = row.try_get("spiffe_id_template")?;
     let target = match (spiffe_id, template) {
@@ -81,15 +82,19 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
     let dns_json: String = row.try_get("dns_names")?;
     let dns_names = serde_json::from_str(&dns_json).map_err(|e| corrupt("entry", &id, e))?;
     let ttl: Option<i64> = row.try_get("ttl_seconds")?;
+    let node = row
+        .try_get::<Option<String>, _>("node")?
+        .map(|n| n.parse::<AgentId>().map_err(|e| corrupt("entry", &id, e)))
+        .transpose()?;
     Ok(Entry {
+        id: entry_id,
         target,
         selectors,
-        node: row.try_get("node")?,
+        node,
         ttl: ttl.map(|s| Duration::from_secs(s.unsigned_abs())),
         dns_names,
         hint: row.try_get("hint")?,
         created_at: row.try_get("created_at")?,
-        id,
     })
 }
 
@@ -105,11 +110,14 @@ fn agent_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreErr
         text.parse().map_err(|e| corrupt("agent", &id, e))
     };
     Ok(AgentRecord {
-        method,
-        node_name: row.try_get("node_name")?,
-        node_uid: row.try_get("node_uid")?,
-        pod_uid: row.try_get("pod_uid")?,
-        cluster: row.try_get("cluster")?,
+        agent: AttestedAgent {
+            id: id.parse().map_err(|e| corrupt("agent", &id, e))?,
+            method,
+            node_name: row.try_get("node_name")?,
+            node_uid: row.try_get("node_uid")?,
+            pod_uid: row.try_get("pod_uid")?,
+            cluster: row.try_get("cluster")?,
+        },
         serial: serial(row.try_get("serial")?)?,
         prev_serial: row
             .try_get::<Option<String>, _>("prev_serial")?
@@ -118,7 +126,6 @@ fn agent_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreErr
         expires_at: row.try_get("expires_at")?,
         banned: row.try_get::<i64, _>("banned")? != 0,
         attested_at: row.try_get("attested_at")?,
-        id,
     })
 }
 
@@ -130,18 +137,19 @@ impl Store for SqliteStore {
             EntryTarget::Template(t) => (None, Some(t.as_str())),
         };
         let sels: Vec<String> = e.selectors.iter().map(ToString::to_string).collect();
-        let sels = serde_json::to_string(&sels).map_err(|err| corrupt("entry", &e.id, err))?;
+        let entry_id = e.id.to_string();
+        let sels = serde_json::to_string(&sels).map_err(|err| corrupt("entry", &entry_id, err))?;
         let dns =
-            serde_json::to_string(&e.dns_names).map_err(|err| corrupt("entry", &e.id, err))?;
+            serde_json::to_string(&e.dns_names).map_err(|err| corrupt("entry", &entry_id, err))?;
         let res = sqlx::query(
             "INSERT INTO entries (id, spiffe_id, spiffe_id_template, selectors, node, ttl_seconds, dns_names, hint, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(&e.id)
+        .bind(&entry_id)
         .bind(id)
         .bind(tpl)
         .bind(sels)
-        .bind(&e.node)
+        .bind(e.node.as_ref().map(AgentId::as_str))
         .bind(e.ttl.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
         .bind(dns)
         .bind(&e.hint)
@@ -164,17 +172,17 @@ impl Store for SqliteStore {
         rows.iter().map(entry_from_row).collect()
     }
 
-    async fn get_entry(&self, id: &str) -> Result<Option<Entry>, StoreError> {
+    async fn get_entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
         let row = sqlx::query("SELECT * FROM entries WHERE id = ?")
-            .bind(id)
+            .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(entry_from_row).transpose()
     }
 
-    async fn delete_entry(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete_entry(&self, id: &EntryId) -> Result<bool, StoreError> {
         let res = sqlx::query("DELETE FROM entries WHERE id = ?")
-            .bind(id)
+            .bind(id.to_string())
             .execute(&self.pool)
             .await?;
         Ok(res.rows_affected() == 1)
@@ -189,12 +197,12 @@ impl Store for SqliteStore {
                prev_serial = agents.serial, serial = excluded.serial,
                expires_at = excluded.expires_at, attested_at = excluded.attested_at",
         )
-        .bind(&a.id)
-        .bind(a.method.as_str())
-        .bind(&a.node_name)
-        .bind(&a.node_uid)
-        .bind(&a.pod_uid)
-        .bind(&a.cluster)
+        .bind(a.agent.id.as_str())
+        .bind(a.agent.method.as_str())
+        .bind(&a.agent.node_name)
+        .bind(&a.agent.node_uid)
+        .bind(&a.agent.pod_uid)
+        .bind(&a.agent.cluster)
         .bind(a.serial.to_string())
         .bind(a.prev_serial.as_ref().map(Serial::to_string))
         .bind(a.expires_at)
@@ -205,9 +213,9 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+    async fn get_agent(&self, id: &AgentId) -> Result<Option<AgentRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM agents WHERE id = ?")
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(agent_from_row).transpose()
@@ -222,22 +230,22 @@ impl Store for SqliteStore {
 
     async fn set_agent_banned(
         &self,
-        id: &str,
+        id: &AgentId,
         banned: bool,
     ) -> Result<Option<AgentRecord>, StoreError> {
         sqlx::query("UPDATE agents SET banned = ? WHERE id = ?")
             .bind(i64::from(banned))
-            .bind(id)
+            .bind(id.as_str())
             .execute(&self.pool)
             .await?;
         self.get_agent(id).await
     }
 
-    async fn mark_serial_used(&self, id: &str, serial: &Serial) -> Result<(), StoreError> {
+    async fn mark_serial_used(&self, id: &AgentId, serial: &Serial) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE agents SET prev_serial = NULL WHERE id = ? AND serial = ? AND prev_serial IS NOT NULL",
         )
-        .bind(id)
+        .bind(id.as_str())
         .bind(serial.to_string())
         .execute(&self.pool)
         .await?;
@@ -428,7 +436,7 @@ mod tests {
     fn agent(serial_text: &str) -> AgentRecord {
         AgentRecord::issued(
             AttestedAgent {
-                id: "spiffe://td/sworn/agent/join/x".into(),
+                id: "spiffe://td/sworn/agent/join/x".parse().unwrap(),
                 method: AgentMethod::JoinToken,
                 node_name: String::new(),
                 node_uid: String::new(),
@@ -448,28 +456,24 @@ mod tests {
         let (_d, s) = store().await;
         let first = agent("01");
         s.upsert_agent(&first).await.unwrap();
-        assert_eq!(s.get_agent(&first.id).await.unwrap().unwrap(), first);
-        s.set_agent_banned(&first.id, true).await.unwrap();
+        let id = first.id();
+        assert_eq!(s.get_agent(id).await.unwrap().unwrap(), first);
+        s.set_agent_banned(id, true).await.unwrap();
 
         s.upsert_agent(&agent("8002")).await.unwrap();
-        let got = s.get_agent(&first.id).await.unwrap().unwrap();
+        let got = s.get_agent(id).await.unwrap().unwrap();
         assert_eq!(
             (got.serial, got.prev_serial, got.banned),
             (serial("8002"), Some(serial("01")), true)
         );
-        s.mark_serial_used(&first.id, &serial("01")).await.unwrap();
+        s.mark_serial_used(id, &serial("01")).await.unwrap();
         assert_eq!(
-            s.get_agent(&first.id).await.unwrap().unwrap().prev_serial,
+            s.get_agent(id).await.unwrap().unwrap().prev_serial,
             Some(serial("01")),
             "using the previous serial does not retire it"
         );
-        s.mark_serial_used(&first.id, &serial("8002"))
-            .await
-            .unwrap();
-        assert_eq!(
-            s.get_agent(&first.id).await.unwrap().unwrap().prev_serial,
-            None
-        );
+        s.mark_serial_used(id, &serial("8002")).await.unwrap();
+        assert_eq!(s.get_agent(id).await.unwrap().unwrap().prev_serial, None);
     }
 
     /// Serials stored before the one encoding (hex of the DER INTEGER content, with the sign
@@ -514,7 +518,7 @@ mod tests {
             .iter()
             .map(|a| {
                 (
-                    a.id.rsplit('/').next().unwrap(),
+                    a.id().as_str().rsplit('/').next().unwrap(),
                     a.serial.to_string(),
                     a.prev_serial.as_ref().map(Serial::to_string),
                 )
@@ -531,20 +535,101 @@ mod tests {
         for a in &agents {
             assert_eq!(
                 (
-                    a.method,
-                    a.node_name.as_str(),
-                    a.node_uid.as_str(),
-                    a.pod_uid.as_str(),
-                    a.cluster.as_str(),
+                    a.agent.method,
+                    a.agent.node_name.as_str(),
+                    a.agent.node_uid.as_str(),
+                    a.agent.pod_uid.as_str(),
+                    a.agent.cluster.as_str(),
                     a.expires_at,
                     a.banned,
                     a.attested_at
                 ),
                 (AgentMethod::JoinToken, "n", "nu", "p", "c", 20, true, 5),
                 "{}",
-                a.id
+                a.id()
             );
         }
+    }
+
+    /// A stored ID that is not in its one encoding (a database edited by hand) is a store
+    /// error naming the row, for every read of it; it is never served, and never a panic.
+    #[tokio::test]
+    async fn stored_ids_that_do_not_parse_are_corrupt_rows_named_in_the_error() {
+        const GOOD: &str = "0c4a1a6e-3b5d-4f7e-9a2b-1c2d3e4f5a6b";
+        for (id, node, why) in [
+            ("not-a-uuid", None, "entry id is not a uuid"),
+            (
+                "0C4A1A6E-3B5D-4F7E-9A2B-1C2D3E4F5A6B",
+                None,
+                "entry id in upper case",
+            ),
+            (GOOD, Some("spiffe://td/web"), "node is not an agent id"),
+        ] {
+            let (_d, s) = store().await;
+            sqlx::query(
+                "INSERT INTO entries (id, spiffe_id, selectors, node, dns_names, hint, created_at)
+                 VALUES (?, 'spiffe://td/w', '[\"k8s:ns:a\"]', ?, '[]', '', 1)",
+            )
+            .bind(id)
+            .bind(node)
+            .execute(&s.pool)
+            .await
+            .unwrap();
+            let err = s.list_entries().await.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Corrupt { what: "entry", id: row, .. } if row == id),
+                "{why}: {err}"
+            );
+            if let Ok(parsed) = id.parse::<EntryId>() {
+                let err = s.get_entry(&parsed).await.unwrap_err();
+                assert!(err.to_string().contains(id), "{why}: {err}");
+            }
+        }
+
+        let (_d, s) = store().await;
+        let stored = "spiffe://td/not-an-agent";
+        sqlx::query(
+            "INSERT INTO agents (id, method, node_name, node_uid, pod_uid, cluster, serial, expires_at, banned, attested_at)
+             VALUES (?, 'join_token', '', '', '', '', '01', 20, 0, 5)",
+        )
+        .bind(stored)
+        .execute(&s.pool)
+        .await
+        .unwrap();
+        let err = s.list_agents().await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { what: "agent", id, .. } if id == stored),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not an agent id"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn entries_read_back_with_their_ids() {
+        let (_d, s) = store().await;
+        let entry = Entry {
+            id: EntryId::generate(),
+            target: EntryTarget::Id("spiffe://td/w".into()),
+            selectors: vec!["unix:uid:1".parse().unwrap()],
+            node: Some("spiffe://td/sworn/agent/join/x".parse().unwrap()),
+            ttl: None,
+            dns_names: vec![],
+            hint: String::new(),
+            created_at: 1,
+        };
+        s.create_entry(&entry).await.unwrap();
+        assert_eq!(s.get_entry(&entry.id).await.unwrap(), Some(entry.clone()));
+        assert_eq!(
+            s.list_entries().await.unwrap(),
+            std::slice::from_ref(&entry)
+        );
+        let stored: String = sqlx::query_scalar("SELECT id FROM entries")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, entry.id.to_string(), "written in the one encoding");
+        assert!(s.delete_entry(&entry.id).await.unwrap());
+        assert_eq!(s.get_entry(&entry.id).await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use sworn_identity::Factor;
 use sworn_identity::outcome::{Denial, Outcome, Unavailable};
+use sworn_identity::{Factor, Grant};
 use sworn_proto::agent::{IssuedSvid, MintItem, MintX509SvidsRequest, mint_item, mint_result};
 use zeroize::Zeroizing;
 
@@ -43,20 +43,20 @@ fn mode(evidence: &mint_item::Evidence) -> &'static str {
     }
 }
 
-/// Mints one SVID per `(entry_id, evidence)` item, in requests of at most
+/// Mints one SVID per `(entry, evidence)` item, in requests of at most
 /// [`MAX_MINT_ITEMS`]. The result has one outcome per item, in order.
 pub async fn mint_items(
     upstream: &Upstream,
     metrics: &Metrics,
-    items: Vec<(String, mint_item::Evidence)>,
-) -> Vec<(String, MintOutcome)> {
+    items: Vec<(Grant, mint_item::Evidence)>,
+) -> Vec<(Grant, MintOutcome)> {
     let mut out = Vec::with_capacity(items.len());
     let mut items = items.into_iter().peekable();
     while items.peek().is_some() {
         let chunk: Vec<_> = items.by_ref().take(MAX_MINT_ITEMS).collect();
-        let ids: Vec<(String, &'static str)> = chunk
+        let ids: Vec<(Grant, &'static str)> = chunk
             .iter()
-            .map(|(id, evidence)| (id.clone(), mode(evidence)))
+            .map(|(id, evidence)| (*id, mode(evidence)))
             .collect();
         let outcomes = match mint_chunk(upstream, chunk).await {
             Ok(outcomes) => outcomes,
@@ -76,7 +76,7 @@ pub async fn mint_items(
 /// One request. `Err` when the call as a whole failed (every item is then unavailable).
 async fn mint_chunk(
     upstream: &Upstream,
-    items: Vec<(String, mint_item::Evidence)>,
+    items: Vec<(Grant, mint_item::Evidence)>,
 ) -> Result<Vec<MintOutcome>, String> {
     let link = upstream
         .client()
@@ -87,7 +87,7 @@ async fn mint_chunk(
     for (entry_id, evidence) in &items {
         let fresh = key::generate().map_err(|e| e.to_string())?;
         request.items.push(MintItem {
-            entry_id: entry_id.clone(),
+            entry_id: entry_id.to_wire(),
             csr: fresh.csr,
             evidence: Some(evidence.clone()),
         });
@@ -120,7 +120,7 @@ async fn mint_chunk(
         .map(|(((entry_id, _), key), r)| {
             let factor = r.factor.parse::<Factor>();
             match r.result {
-                Some(mint_result::Result::Svid(issued)) => match accept(issued, &entry_id, key) {
+                Some(mint_result::Result::Svid(issued)) => match accept(issued, entry_id, key) {
                     Ok(svid) => Outcome::Issued(svid),
                     // A server answer that does not fit is a fault on its side, not a
                     // decision about the workload: keep what is cached.
@@ -147,11 +147,11 @@ async fn mint_chunk(
 /// ID, a parsable validity.
 fn accept(
     issued: IssuedSvid,
-    entry_id: &str,
+    entry_id: Grant,
     key: Zeroizing<Vec<u8>>,
 ) -> Result<WorkloadSvid, String> {
     // An empty `entry_id` in the answer means "the one asked for" (results are positional).
-    if !issued.entry_id.is_empty() && issued.entry_id != entry_id {
+    if !issued.entry_id.is_empty() && issued.entry_id != entry_id.to_wire() {
         return Err(format!("server answered for entry {:?}", issued.entry_id));
     }
     let leaf = issued.chain.first().ok_or("empty chain")?;
@@ -161,7 +161,7 @@ fn accept(
     let (not_before, not_after) = crate::cert::validity(leaf).ok_or("unparsable leaf")?;
     Ok(WorkloadSvid {
         spiffe_id: issued.spiffe_id,
-        entry_id: entry_id.to_owned(),
+        entry_id,
         chain: issued.chain,
         key,
         hint: issued.hint,

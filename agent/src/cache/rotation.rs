@@ -102,7 +102,7 @@ impl SvidCache {
     async fn rotate(self: Arc<Self>, due: Vec<Due>) {
         let items = due
             .iter()
-            .map(|(key, _, evidence)| (key.entry.clone(), evidence.clone()))
+            .map(|(key, _, evidence)| (key.entry, evidence.clone()))
             .collect();
         let outcomes = mint::mint_items(&self.upstream, &self.metrics, items).await;
         for ((key, id, _), (_, outcome)) in due.iter().zip(outcomes) {

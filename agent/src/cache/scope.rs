@@ -11,6 +11,7 @@
 
 use std::fmt;
 
+use sworn_identity::Grant;
 use sworn_proto::agent::{UnixEvidence, mint_item};
 
 /// The evidence of one mint item.
@@ -66,22 +67,19 @@ impl fmt::Display for Scope {
     }
 }
 
-/// One slot of the cache: a scope and an entry (`""`: a pod's default identity).
+/// One slot of the cache: a scope and an entry, or a pod's default identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     /// Whose.
     pub scope: Scope,
-    /// Which entry.
-    pub entry: String,
+    /// Which identity.
+    pub entry: Grant,
 }
 
 impl Key {
     /// The key of `entry` for `scope`.
-    pub fn new(scope: Scope, entry: impl Into<String>) -> Self {
-        Key {
-            scope,
-            entry: entry.into(),
-        }
+    pub fn new(scope: Scope, entry: Grant) -> Self {
+        Key { scope, entry }
     }
 }
 

@@ -288,28 +288,36 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use sworn_identity::Factor;
     use sworn_identity::outcome::{Denial, Unavailable};
+    use sworn_identity::{EntryId, Factor, Grant};
     use sworn_proto::agent::UnixEvidence;
 
     use super::*;
     use crate::cache::scope::Scope;
 
+    /// The key of the entry named `entry` (see [`entry_id`]) for `uid`.
     fn key(uid: u32, entry: &str) -> Key {
         Key::new(
             Scope::Unix(UnixEvidence {
                 uid,
                 ..Default::default()
             }),
-            entry,
+            entry_id(entry).into(),
         )
+    }
+
+    /// An entry ID spelled from `name` (at most six bytes): distinct names, distinct entries.
+    fn entry_id(name: &str) -> EntryId {
+        assert!(name.len() <= 6, "{name}");
+        let n = name.bytes().fold(0u64, |n, b| (n << 8) | u64::from(b));
+        format!("00000000-0000-4000-8000-{n:012x}").parse().unwrap()
     }
 
     fn svid(life: Duration) -> WorkloadSvid {
         let now = SystemTime::now();
         WorkloadSvid {
             spiffe_id: "spiffe://example.org/w".into(),
-            entry_id: "e".into(),
+            entry_id: Grant::Entry(entry_id("e")),
             chain: Vec::new(),
             key: Default::default(),
             hint: String::new(),

@@ -2,14 +2,15 @@
 
 use std::time::SystemTime;
 
+use sworn_identity::Grant;
 use zeroize::Zeroizing;
 
 /// One workload X509-SVID held by the agent.
 pub struct WorkloadSvid {
     /// The SPIFFE ID (the leaf's URI SAN).
     pub spiffe_id: String,
-    /// The entry it was minted for (`""`: a pod's default identity).
-    pub entry_id: String,
+    /// The entry it was minted for, or a pod's default identity.
+    pub entry_id: Grant,
     /// DER chain, leaf first.
     pub chain: Vec<Vec<u8>>,
     /// PKCS#8 DER private key.

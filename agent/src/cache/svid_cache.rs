@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use sworn_identity::outcome::Outcome;
+use sworn_identity::{EntryId, Grant};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
@@ -111,7 +112,7 @@ impl SvidCache {
     pub async fn ensure(
         &self,
         evidence: &Evidence,
-        entries: &[String],
+        entries: &[Grant],
     ) -> Result<Vec<Arc<WorkloadSvid>>, MintError> {
         let scope = Scope::of(evidence);
         let mut changes = self.generation.subscribe();
@@ -121,7 +122,7 @@ impl SvidCache {
         let work = futures::future::join_all(
             entries
                 .iter()
-                .map(|entry| self.obtain(Key::new(scope.clone(), entry.as_str()), evidence)),
+                .map(|entry| self.obtain(Key::new(scope.clone(), *entry), evidence)),
         );
         let got = tokio::select! {
             got = work => got,
@@ -197,7 +198,7 @@ impl SvidCache {
                         id,
                         finished: false,
                     };
-                    let item = vec![(key.entry.clone(), evidence.clone())];
+                    let item = vec![(key.entry, evidence.clone())];
                     let outcome = mint::mint_items(&self.upstream, &self.metrics, item)
                         .await
                         .pop()
@@ -252,10 +253,10 @@ impl SvidCache {
     }
 
     /// Drops every SVID (and mint in flight) of an entry not in `live`: deleted, or
-    /// re-scoped away from this agent. A pod's default identity (`""`) is not an entry.
-    pub fn retain(&self, live: &HashSet<&str>) {
+    /// re-scoped away from this agent. A pod's default identity is not an entry.
+    pub fn retain(&self, live: &HashSet<EntryId>) {
         let mut state = self.lock();
-        let removed = state.drop_where(|k| !k.entry.is_empty() && !live.contains(k.entry.as_str()));
+        let removed = state.drop_where(|k| k.entry.entry().is_some_and(|id| !live.contains(id)));
         if removed > 0 {
             info!(removed, "dropped svids of deleted entries");
             self.bump(&state);

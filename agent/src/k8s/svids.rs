@@ -24,12 +24,12 @@ use super::workload::{K8sFacts, K8sWorkloadConfig, facts_for};
 use crate::cache::{Evidence, Renewal, Scope, SvidCache, Workloads};
 use crate::sync::SyncState;
 use sworn_identity::pod::PodFacts;
-use sworn_identity::{ContainerId, PodUid};
+use sworn_identity::{ContainerId, Grant, PodUid};
 
-/// Entries the facts satisfy, plus the default identity (`""`). The server re-verifies each
-/// against its own read of the pod.
-pub fn entitled(facts: &K8sFacts, state: &SyncState) -> Vec<String> {
-    let mut ids = vec![String::new()];
+/// The pod's default identity, and the entries the facts satisfy. The server re-verifies
+/// each against its own read of the pod.
+pub fn entitled(facts: &K8sFacts, state: &SyncState) -> Vec<Grant> {
+    let mut ids = vec![Grant::PodDefault];
     ids.extend(
         state
             .entries
@@ -37,7 +37,7 @@ pub fn entitled(facts: &K8sFacts, state: &SyncState) -> Vec<String> {
             .filter(|e| {
                 !e.selectors.is_empty() && e.selectors.iter().all(|s| facts.selectors.contains(s))
             })
-            .map(|e| e.id.clone()),
+            .map(|e| Grant::Entry(e.id)),
     );
     ids
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use sworn_caller::{Caller, CallerError, CallerInfo};
+use sworn_identity::Grant;
 use sworn_identity::selector::Selector;
 use sworn_identity::unix::UnixFacts;
 use sworn_proto::agent::UnixEvidence;
@@ -88,12 +89,12 @@ impl Attested {
     }
 
     /// IDs of the entries in `state` whose selectors are all among the caller's.
-    pub fn entitled(&self, state: &SyncState) -> Vec<String> {
+    pub fn entitled(&self, state: &SyncState) -> Vec<Grant> {
         state
             .entries
             .iter()
             .filter(|e| e.selectors.iter().all(|s| self.selectors.contains(s)))
-            .map(|e| e.id.clone())
+            .map(|e| Grant::Entry(e.id))
             .collect()
     }
 }

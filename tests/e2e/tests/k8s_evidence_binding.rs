@@ -5,7 +5,8 @@
 //! real flow — and sends what that agent never would, as a compromised agent
 //! could. Each refusal is checked twice: the item's result is `denied`, and the
 //! server audited the factor that failed, read after a checkpoint taken just
-//! before the call. Each test has a positive control on the same connection.
+//! before the call. Each test has a positive control on the same connection. An entry ID
+//! the agent sends is read in its one encoding, or denied like an unknown entry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use sworn_dev::k8s::PodParams;
@@ -159,6 +160,45 @@ async fn an_entry_scoped_to_another_agent_is_denied_with_factor_entry_scope() {
     assert_eq!(
         issued(&r).as_deref(),
         Some("spiffe://example.org/web/node-a"),
+        "{}",
+        summary(&r)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_id_not_in_its_one_encoding_is_denied_with_factor_entry() {
+    let env = setup().await;
+    let agent = env.agent_creds("node-a");
+    let web = env
+        .kubelet
+        .create_pod(&PodParams::new("default", "web", "web", "node-a"))
+        .await
+        .unwrap();
+    let entry = create_entry(
+        &env,
+        apb::CreateEntryRequest {
+            spiffe_id: "spiffe://example.org/web/any-node".into(),
+            selectors: vec!["k8s:ns:default".to_owned(), "k8s:sa:web".to_owned()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut c = connect(env.server.server.agent_api_addr, Some(&agent)).await;
+
+    // The real entry's ID in upper case names the same UUID in another spelling: it names
+    // no entry, like an ID that is no UUID at all. Every other factor holds.
+    for bad in [entry.to_uppercase(), "not-a-uuid".to_owned()] {
+        let checkpoint = audit_checkpoint(&env.server).await;
+        let r = mint(&mut c, &bad, k8s_evidence(&env, &web)).await;
+        assert_eq!(r.factor, "entry", "{bad}: {}", summary(&r));
+        assert_denied_with_factor(&env, &r, &bad, checkpoint, "entry").await;
+    }
+
+    // Positive control: the same evidence, the entry's own ID.
+    let r = mint(&mut c, &entry, k8s_evidence(&env, &web)).await;
+    assert_eq!(
+        issued(&r).as_deref(),
+        Some("spiffe://example.org/web/any-node"),
         "{}",
         summary(&r)
     );

@@ -554,7 +554,7 @@ async fn agent_prematched_entries_equal_server_accepted_entries_row_by_row() {
     let synced: BTreeSet<&str> = state
         .entries
         .iter()
-        .map(|e| name_of[&e.id].as_str())
+        .map(|e| name_of[&e.id.to_string()].as_str())
         .collect();
     let scoped_here: BTreeSet<&str> = entries()
         .into_iter()
@@ -597,7 +597,7 @@ async fn agent_prematched_entries_equal_server_accepted_entries_row_by_row() {
             Ok(facts) => (
                 entitled(&facts, &state)
                     .iter()
-                    .map(|id| name_of[id].clone())
+                    .map(|id| name_of[&id.to_wire()].clone())
                     .collect::<BTreeSet<_>>(),
                 facts.evidence.clone(),
                 String::new(),
