@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use support::{Env, client, my_uid, uid_selector};
 use sworn_agent::{Agent, Bootstrap, JoinToken, NodeAttestation};
+use sworn_identity::{AgentId, Serial};
 use sworn_proto::workload::X509svidRequest;
 use tokio_util::sync::CancellationToken;
 
@@ -114,18 +115,7 @@ async fn the_agent_svid_is_renewed_and_sync_keeps_flowing() {
     // The renewed certificate supersedes the old one on the server once the agent uses it
     // (the previous serial is forgotten); then the agent still hears about entries and can
     // mint over the new channel.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = record().await;
-        if now.serial != first_serial && now.prev_serial.is_none() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the renewed certificate never superseded the first: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    superseded(&env, &id, &first_serial).await;
     let entry = env
         .entry(
             "spiffe://example.org/after-renewal",
@@ -140,6 +130,71 @@ async fn the_agent_svid_is_renewed_and_sync_keeps_flowing() {
         .unwrap();
     assert_eq!(svids[0].spiffe_id, "spiffe://example.org/after-renewal");
     assert!(agent.readiness().is_ready());
+    agent.shutdown().await.unwrap();
+}
+
+/// Waits (bounded) until the server has a renewed certificate for `id` and has forgotten
+/// `first` (the agent used the new one, so the old one is superseded).
+async fn superseded(env: &Env, id: &AgentId, first: &Serial) {
+    let store = env.server.shared.store.clone();
+    sworn_harness::wait_until_async(
+        "the renewed agent certificate to supersede the first",
+        Duration::from_secs(20),
+        async || {
+            let now = store.get_agent(id).await.unwrap().unwrap();
+            now.serial != *first && now.prev_serial.is_none()
+        },
+    )
+    .await;
+}
+
+/// A mint call made with the agent's old certificate can reach the server after the agent
+/// renewed it and the server superseded the old one. That refusal is about a certificate the
+/// agent no longer uses, not about the agent: the caller still gets its SVID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mint_sent_with_the_superseded_agent_certificate_is_retried_with_the_new_one() {
+    let env = Env::start_with(|c| c.agent_svid_ttl = Duration::from_secs(8)).await;
+    let agent = env.agent("a").await;
+    let id = agent.agent_id().unwrap();
+    let first_serial = env
+        .server
+        .shared
+        .store
+        .get_agent(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .serial;
+    let entry = env
+        .entry(
+            "spiffe://example.org/in-flight",
+            &uid_selector(my_uid()),
+            id.as_str(),
+            600,
+        )
+        .await;
+    synced(&agent, &[&entry]).await;
+    // The caller's first mint is held at the server's door, before the agent's certificate
+    // is looked at, while the agent renews its SVID (half of 8 s) and uses the new one.
+    let stalls = &env.server.shared.mint_stalls;
+    stalls.hold_calls(&entry);
+    let socket = agent.socket_path().as_path().to_owned();
+    let fetch = tokio::spawn(async move { sworn_agent::fetch::fetch_x509(&socket).await });
+    tokio::time::timeout(Duration::from_secs(10), stalls.held(&entry))
+        .await
+        .expect("the caller's mint reaches the server");
+    superseded(&env, &id, &first_serial).await;
+    assert!(
+        stalls.holding(&entry),
+        "the old certificate's call is still waiting"
+    );
+    stalls.release_calls(&entry);
+    let svids = tokio::time::timeout(Duration::from_secs(30), fetch)
+        .await
+        .expect("the fetch ends")
+        .unwrap()
+        .expect("the caller gets its SVID, not Unavailable");
+    assert_eq!(svids[0].spiffe_id, "spiffe://example.org/in-flight");
     agent.shutdown().await.unwrap();
 }
 

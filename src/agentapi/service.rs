@@ -483,6 +483,10 @@ impl pb::agent_api_server::AgentApi for AgentService {
         &self,
         req: Request<pb::MintX509SvidsRequest>,
     ) -> Result<Response<pb::MintX509SvidsResponse>, Status> {
+        self.shared
+            .mint_stalls
+            .before_authenticating(req.get_ref())
+            .await;
         let agent = authenticate(&self.shared, &req).await?;
         let items = req.into_inner().items;
         if items.len() > MAX_MINT_ITEMS {

@@ -1,22 +1,29 @@
 //! A test hook on the mint path: hold the mint of chosen SPIFFE IDs for a while, after the
 //! server has verified the item and before it signs, so a test can show that one slow mint
-//! holds up nothing else (docs/architecture.md, "The agent's SVID cache").
+//! holds up nothing else (docs/architecture.md, "The agent's SVID cache"); and hold whole
+//! mint calls naming a chosen entry ID before the server looks at the agent's certificate,
+//! until the test releases them, so a test can renew the agent's SVID while a call made
+//! with the old one is on its way.
 //!
 //! No configuration key reaches it: it is empty unless code holding the in-process server
 //! (`RunningServer::shared`) adds a stall, which only tests do.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use sworn_proto::agent::MintX509SvidsRequest;
 use tokio::sync::watch;
 
 /// The stalls, by SPIFFE ID. Empty in production.
 #[derive(Debug)]
 pub struct MintStalls {
     stalls: Mutex<HashMap<String, Duration>>,
-    /// How many mints of each SPIFFE ID are being held right now.
+    /// How many mints of each SPIFFE ID (or calls naming each held entry ID) are being held
+    /// right now.
     holding: watch::Sender<HashMap<String, usize>>,
+    /// Entry IDs whose mint calls wait before authentication.
+    held_calls: watch::Sender<HashSet<String>>,
 }
 
 impl Default for MintStalls {
@@ -24,6 +31,7 @@ impl Default for MintStalls {
         MintStalls {
             stalls: Mutex::new(HashMap::new()),
             holding: watch::Sender::new(HashMap::new()),
+            held_calls: watch::Sender::new(HashSet::new()),
         }
     }
 }
@@ -47,6 +55,41 @@ impl MintStalls {
     /// Whether a mint of `spiffe_id` is being held right now.
     pub fn holding(&self, spiffe_id: &str) -> bool {
         self.holding.borrow().contains_key(spiffe_id)
+    }
+
+    /// Every later mint call naming `entry_id` waits, before the agent is authenticated,
+    /// until [`MintStalls::release_calls`]. [`MintStalls::held`] with the entry ID resolves
+    /// once such a call is waiting.
+    pub fn hold_calls(&self, entry_id: &str) {
+        self.held_calls.send_modify(|h| {
+            h.insert(entry_id.to_owned());
+        });
+    }
+
+    /// Lets the calls held by [`MintStalls::hold_calls`] go on.
+    pub fn release_calls(&self, entry_id: &str) {
+        self.held_calls.send_modify(|h| {
+            h.remove(entry_id);
+        });
+    }
+
+    /// Waits while any of `entry_ids` is held (the mint call calls this first).
+    pub async fn before_authenticating(&self, request: &MintX509SvidsRequest) {
+        for entry_id in request.items.iter().map(|i| i.entry_id.as_str()) {
+            if !self.held_calls.borrow().contains(entry_id) {
+                continue;
+            }
+            self.holding.send_modify(|h| {
+                *h.entry(entry_id.to_owned()).or_default() += 1;
+            });
+            let _held = Held {
+                holding: &self.holding,
+                spiffe_id: entry_id,
+            };
+            let mut rx = self.held_calls.subscribe();
+            // The sender lives in `self`, so waiting cannot fail while `self` is borrowed.
+            let _ = rx.wait_for(|h| !h.contains(entry_id)).await;
+        }
     }
 
     /// Waits out the stall of `spiffe_id`, if there is one (the mint path calls this).

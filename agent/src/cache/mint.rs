@@ -78,10 +78,9 @@ async fn mint_chunk(
     upstream: &Upstream,
     items: Vec<(Grant, mint_item::Evidence)>,
 ) -> Result<Vec<MintOutcome>, String> {
-    let link = upstream
+    let mut link = upstream
         .client()
         .ok_or_else(|| "the agent is not attested".to_owned())?;
-    let (mut client, generation) = (link.client, link.generation);
     let mut keys = Vec::with_capacity(items.len());
     let mut request = MintX509SvidsRequest::default();
     for (entry_id, evidence) in &items {
@@ -93,18 +92,33 @@ async fn mint_chunk(
         });
         keys.push(fresh.key);
     }
-    let response = match tokio::time::timeout(CALL_TIMEOUT, client.mint_x509_svids(request)).await {
-        Ok(Ok(r)) => r.into_inner(),
-        Ok(Err(status)) => {
-            if matches!(
-                status.code(),
-                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-            ) {
-                upstream.report_refused(generation);
+    let mut retried = false;
+    let response = loop {
+        let call = link.client.mint_x509_svids(request.clone());
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(r)) => break r.into_inner(),
+            Ok(Err(status)) => {
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) {
+                    upstream.report_refused(link.generation);
+                    // The agent renewed its own SVID while this call was on its way: the
+                    // server refused the superseded certificate, not the agent. Ask again,
+                    // once, with the identity the agent holds now.
+                    if let Some(newer) = upstream
+                        .client()
+                        .filter(|l| !retried && l.generation != link.generation)
+                    {
+                        link = newer;
+                        retried = true;
+                        continue;
+                    }
+                }
+                return Err(format!("{}: {}", status.code(), status.message()));
             }
-            return Err(format!("{}: {}", status.code(), status.message()));
+            Err(_) => return Err("the mint call timed out".into()),
         }
-        Err(_) => return Err("the mint call timed out".into()),
     };
     if response.results.len() != items.len() {
         return Err(format!(
