@@ -290,6 +290,12 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
         config.trust_domain.clone(),
         shutdown.clone(),
     );
+    let guard = sworn_h2guard::Limits {
+        first_headers_within: config.connections.request_timeout,
+        idle_after: config.connections.idle_timeout,
+        ..sworn_h2guard::Limits::default()
+    };
+    let shared = shared.with_connections(config.connections.max_connections, guard);
     let shared = match pods {
         Some(pods) => shared.with_k8s(pods),
         None => shared,

@@ -186,6 +186,34 @@ pub struct Config {
     /// Key `kubeconfig`: credentials for the node's pod watch; default the
     /// in-cluster service account.
     pub kubeconfig: Option<PathBuf>,
+    /// Workload API connection bounds: keys `max_connections` (default 8192),
+    /// `workload_api_request_timeout` (default `10s`), `workload_api_idle_timeout` (default
+    /// `5m`); docs/architecture.md, "Workload API connections".
+    pub connections: ConnectionConfig,
+}
+
+/// Bounds on Workload API connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// Connections open at once, in total. Each tenant (a pod, or a uid in unix mode) may
+    /// hold at most 128 of them.
+    pub max_connections: usize,
+    /// A new connection must complete its first request's headers within this.
+    pub request_timeout: std::time::Duration,
+    /// A connection with no open stream for this long is closed. Open streams are never
+    /// timed out.
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        let guard = sworn_h2guard::Limits::default();
+        Self {
+            max_connections: crate::workload_api::DEFAULT_MAX_CONNECTIONS,
+            request_timeout: guard.first_headers_within,
+            idle_timeout: guard.idle_after,
+        }
+    }
 }
 
 impl Config {
@@ -211,6 +239,7 @@ impl Config {
             log_level: "info".into(),
             k8s_workload: crate::k8s::K8sWorkloadConfig::default(),
             kubeconfig: None,
+            connections: ConnectionConfig::default(),
         })
     }
 
@@ -262,10 +291,16 @@ struct RawConfig {
     #[serde(default, with = "humantime_serde")]
     pod_wait: Option<std::time::Duration>,
     kubeconfig: Option<PathBuf>,
+    max_connections: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    workload_api_request_timeout: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde")]
+    workload_api_idle_timeout: Option<std::time::Duration>,
 }
 
 impl RawConfig {
     fn resolve(self, node_name_env: Option<String>) -> Result<Config, ConfigError> {
+        let connections = self.connections()?;
         let td = self
             .trust_domain
             .ok_or_else(|| invalid("trust_domain", "required"))?;
@@ -407,7 +442,38 @@ impl RawConfig {
             log_level,
             k8s_workload,
             kubeconfig: self.kubeconfig,
+            connections,
         })
+    }
+
+    fn connections(&self) -> Result<ConnectionConfig, ConfigError> {
+        use std::time::Duration;
+        let mut c = ConnectionConfig::default();
+        if let Some(n) = self.max_connections {
+            if !(16..=1_000_000).contains(&n) {
+                return Err(invalid("max_connections", "must be between 16 and 1000000"));
+            }
+            c.max_connections = n;
+        }
+        if let Some(t) = self.workload_api_request_timeout {
+            if t < Duration::from_millis(100) || t > Duration::from_secs(300) {
+                return Err(invalid(
+                    "workload_api_request_timeout",
+                    "must be between 100ms and 5m",
+                ));
+            }
+            c.request_timeout = t;
+        }
+        if let Some(t) = self.workload_api_idle_timeout {
+            if t < Duration::from_secs(1) || t > Duration::from_secs(24 * 3600) {
+                return Err(invalid(
+                    "workload_api_idle_timeout",
+                    "must be between 1s and 24h",
+                ));
+            }
+            c.idle_timeout = t;
+        }
+        Ok(c)
     }
 }
 

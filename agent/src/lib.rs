@@ -27,14 +27,14 @@ mod workload_api;
 
 pub use agent::{Agent, AgentError, RunningAgent, run};
 pub use config::{
-    Bootstrap, Config, ConfigError, EXIT_CONFIG, JoinToken, LogFormat, NodeAttestation,
-    ServerAddress,
+    Bootstrap, Config, ConfigError, ConnectionConfig, EXIT_CONFIG, JoinToken, LogFormat,
+    NodeAttestation, ServerAddress,
 };
 pub use node::NodeError;
 pub use socket_path::{MAX_SOCKET_PATH_BYTES, SocketPath, SocketPathError};
 pub use status::Readiness;
 pub use sync::{SyncState, SyncedEntry};
 pub use workload_api::{
-    MAX_CONNECTIONS_PER_UID, MAX_REQUEST_BYTES, MAX_STREAMS_PER_PID, MAX_STREAMS_PER_UID,
-    SECURITY_HEADER,
+    DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_PER_TENANT, MAX_REQUEST_BYTES, MAX_STREAMS_PER_PID,
+    MAX_STREAMS_PER_TENANT, SECURITY_HEADER,
 };

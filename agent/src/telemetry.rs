@@ -40,6 +40,10 @@ pub struct Metrics {
     pub mint_outcomes: Family<Labels, Counter>,
     /// Agent SVID renewals.
     pub agent_renewals: Counter,
+    /// Workload API connections the agent closed, by `reason`: `limit` (a connection cap)
+    /// or the HTTP/2 guard's reason (`frame_too_large`, `idle`, …; docs/architecture.md,
+    /// "Workload API connections").
+    pub connections_closed: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -58,6 +62,7 @@ impl Metrics {
         let rotations = Counter::default();
         let mint_outcomes = Family::<Labels, Counter>::default();
         let agent_renewals = Counter::default();
+        let connections_closed = Family::<Labels, Counter>::default();
         registry.register(
             "workload_api_requests",
             "Workload API requests",
@@ -88,6 +93,11 @@ impl Metrics {
             "Agent SVID renewals",
             agent_renewals.clone(),
         );
+        registry.register(
+            "workload_api_connections_closed",
+            "Workload API connections closed by the agent, by reason",
+            connections_closed.clone(),
+        );
         Self {
             registry,
             requests,
@@ -96,6 +106,7 @@ impl Metrics {
             rotations,
             mint_outcomes,
             agent_renewals,
+            connections_closed,
         }
     }
 
@@ -108,6 +119,13 @@ impl Metrics {
     pub fn deny(&self, method: &'static str, reason: &'static str) {
         self.denials
             .get_or_create(&vec![("method", method), ("reason", reason)])
+            .inc();
+    }
+
+    /// Counts a Workload API connection the agent closed.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&vec![("reason", reason)])
             .inc();
     }
 

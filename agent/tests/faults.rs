@@ -185,7 +185,7 @@ async fn many_connections_from_one_process_are_bounded_and_leak_no_fds() {
     .await;
     assert!(settled, "the fd count never settled");
     let baseline = fd_count();
-    let attempts = sworn_agent::MAX_CONNECTIONS_PER_UID + 72;
+    let attempts = sworn_agent::MAX_CONNECTIONS_PER_TENANT + 72;
     let mut clients = Vec::new();
     let mut served = 0;
     for _ in 0..attempts {
@@ -203,9 +203,9 @@ async fn many_connections_from_one_process_are_bounded_and_leak_no_fds() {
     }
     assert!(served > 0);
     assert!(
-        served <= sworn_agent::MAX_CONNECTIONS_PER_UID,
+        served <= sworn_agent::MAX_CONNECTIONS_PER_TENANT,
         "{served} connections served, limit {}",
-        sworn_agent::MAX_CONNECTIONS_PER_UID
+        sworn_agent::MAX_CONNECTIONS_PER_TENANT
     );
     drop(clients);
     let settled = eventually(Duration::from_secs(10), || fd_count() <= baseline + 2).await;

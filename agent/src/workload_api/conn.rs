@@ -1,5 +1,7 @@
-//! Accepted Workload API connections: the caller captured at accept (sworn-caller) plus a
-//! connection slot from [`Limits`], released when the connection is dropped.
+//! Accepted Workload API connections: the caller captured at accept (sworn-caller), a
+//! connection slot from [`Limits`] counted against the caller's [`Tenant`], and the HTTP/2
+//! guard (sworn-h2guard) in front of h2, all released when the connection is dropped
+//! (docs/architecture.md, "Workload API connections").
 
 use std::io;
 use std::pin::Pin;
@@ -7,20 +9,40 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
-use sworn_caller::{CallerInfo, CallerStream};
+use sworn_caller::{Caller, CallerInfo, CallerStream, CgroupRoots};
+use sworn_h2guard::Guarded;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixListener;
 use tonic::transport::server::Connected;
-use tracing::warn;
+use tracing::debug;
 
-use super::h2_authority::AuthorityFix;
-use super::limits::{ConnectionPermit, Limits};
+use super::limits::{ConnectionPermit, Limits, Tenant};
+use crate::telemetry::Metrics;
+
+/// How connections are admitted and guarded.
+#[derive(Debug, Clone)]
+pub struct ConnSettings {
+    /// Kubernetes mode: the cgroup roots pods live under, so a caller's tenant is its pod.
+    pub pod_roots: Option<CgroupRoots>,
+    /// The HTTP/2 guard's bounds and deadlines.
+    pub guard: sworn_h2guard::Limits,
+}
+
+/// Whose share a caller's connections and streams count against: its pod in Kubernetes mode
+/// (when it runs in one), otherwise its uid.
+pub fn tenant_of(caller: &Caller, pod_roots: Option<&CgroupRoots>) -> Tenant {
+    if let Some(roots) = pod_roots
+        && let Ok(pod) = caller.pod_container(roots)
+    {
+        return Tenant::Pod(pod.pod_uid);
+    }
+    Tenant::Uid(caller.uid())
+}
 
 /// A connection within its limits.
 #[derive(Debug)]
 pub struct Conn {
-    /// gRPC C-core clients send an authority h2 refuses; see [`AuthorityFix`].
-    inner: AuthorityFix<CallerStream>,
+    inner: Guarded<CallerStream>,
     _permit: ConnectionPermit,
 }
 
@@ -64,25 +86,42 @@ impl AsyncWrite for Conn {
 pub fn incoming(
     listener: UnixListener,
     limits: Arc<Limits>,
+    settings: ConnSettings,
+    metrics: Arc<Metrics>,
 ) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
+    let on_fail: sworn_h2guard::OnFail = {
+        let metrics = metrics.clone();
+        Arc::new(move |why: &sworn_h2guard::GuardError| {
+            debug!(reason = why.label(), error = %why, "workload api connection closed by the guard");
+            metrics.connection_closed(why.label());
+        })
+    };
     sworn_caller::incoming(listener).filter_map(move |accepted| {
-        let limits = limits.clone();
+        let (limits, settings, metrics, on_fail) = (
+            limits.clone(),
+            settings.clone(),
+            metrics.clone(),
+            on_fail.clone(),
+        );
         async move {
-            match accepted {
-                Ok(stream) => {
-                    let uid = stream.info().caller().ok().map(|c| c.uid());
-                    match limits.connection(uid) {
-                        Some(permit) => Some(Ok(Conn {
-                            inner: AuthorityFix::new(stream),
-                            _permit: permit,
-                        })),
-                        None => {
-                            warn!(?uid, "workload api connection limit reached; closing");
-                            None
-                        }
-                    }
+            let stream = match accepted {
+                Ok(stream) => stream,
+                Err(e) => return Some(Err(e)),
+            };
+            let tenant = match stream.info().caller() {
+                Ok(caller) => tenant_of(caller, settings.pod_roots.as_ref()),
+                Err(_) => Tenant::Unknown,
+            };
+            match limits.connection(tenant) {
+                Some(permit) => Some(Ok(Conn {
+                    inner: Guarded::new(stream, settings.guard, Some(on_fail)),
+                    _permit: permit,
+                })),
+                None => {
+                    debug!("workload api connection limit reached; closing");
+                    metrics.connection_closed("limit");
+                    None
                 }
-                Err(e) => Some(Err(e)),
             }
         }
     })

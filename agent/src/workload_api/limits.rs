@@ -1,21 +1,38 @@
 //! Per-caller limits on Workload API connections and streams.
 //!
-//! One local user must not be able to exhaust the agent's fds or memory: connections are
-//! capped per uid and in total, streams per uid and per pid. Counts live in a map and are
-//! released by dropping the permit, so a client that disconnects in any state frees its share.
+//! One workload must not be able to exhaust the agent's fds or memory, nor another workload's
+//! share (docs/architecture.md, "Workload API connections"). Connections and streams are
+//! counted per [`Tenant`]: the pod in Kubernetes mode, where pods commonly share uids (0, 1000,
+//! 65532), and the uid in unix mode. Connections are also capped in total, streams per
+//! process. Counts live in a map and are released by dropping the permit, so a client that
+//! disconnects in any state frees its share.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
-/// Connections one uid may hold open.
-pub const MAX_CONNECTIONS_PER_UID: usize = 128;
-/// Connections in total (including callers whose capture failed).
-pub const MAX_CONNECTIONS: usize = 1024;
-/// Concurrent streams one uid may hold.
-pub const MAX_STREAMS_PER_UID: usize = 64;
+use sworn_identity::PodUid;
+
+/// Connections one tenant may hold open.
+pub const MAX_CONNECTIONS_PER_TENANT: usize = 128;
+/// Default cap on connections in total (including callers whose capture failed); key
+/// `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+/// Concurrent streams one tenant may hold.
+pub const MAX_STREAMS_PER_TENANT: usize = 64;
 /// Concurrent streams one process may hold.
 pub const MAX_STREAMS_PER_PID: usize = 16;
+
+/// Whose share a connection or stream counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Tenant {
+    /// Kubernetes mode: the caller's pod, from its cgroup.
+    Pod(PodUid),
+    /// Unix mode, or a Kubernetes-mode caller outside any pod: its uid.
+    Uid(u32),
+    /// The caller could not be captured at accept; all such connections share one share.
+    Unknown,
+}
 
 #[derive(Debug)]
 struct Counter<K: Hash + Eq> {
@@ -55,20 +72,15 @@ impl<K: Hash + Eq + Clone> Counter<K> {
 /// The limits of one Workload API server.
 #[derive(Debug)]
 pub struct Limits {
-    connections_by_uid: Counter<Option<u32>>,
+    connections_by_tenant: Counter<Tenant>,
     connections_total: Counter<()>,
-    streams_by_uid: Counter<u32>,
+    streams_by_tenant: Counter<Tenant>,
     streams_by_pid: Counter<u32>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            connections_by_uid: Counter::new(MAX_CONNECTIONS_PER_UID),
-            connections_total: Counter::new(MAX_CONNECTIONS),
-            streams_by_uid: Counter::new(MAX_STREAMS_PER_UID),
-            streams_by_pid: Counter::new(MAX_STREAMS_PER_PID),
-        }
+        Self::new(DEFAULT_MAX_CONNECTIONS)
     }
 }
 
@@ -76,12 +88,12 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct ConnectionPermit {
     limits: Arc<Limits>,
-    uid: Option<u32>,
+    tenant: Tenant,
 }
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
-        self.limits.connections_by_uid.remove(&self.uid);
+        self.limits.connections_by_tenant.remove(&self.tenant);
         self.limits.connections_total.remove(&());
     }
 }
@@ -90,45 +102,55 @@ impl Drop for ConnectionPermit {
 #[derive(Debug)]
 pub struct StreamPermit {
     limits: Arc<Limits>,
-    uid: u32,
+    tenant: Tenant,
     pid: u32,
 }
 
 impl Drop for StreamPermit {
     fn drop(&mut self) {
-        self.limits.streams_by_uid.remove(&self.uid);
+        self.limits.streams_by_tenant.remove(&self.tenant);
         self.limits.streams_by_pid.remove(&self.pid);
     }
 }
 
 impl Limits {
-    /// A connection slot for `uid` (`None`: capture failed), or `None` if over a limit.
-    pub fn connection(self: &Arc<Self>, uid: Option<u32>) -> Option<ConnectionPermit> {
+    /// At most `max_connections` connections in total.
+    pub fn new(max_connections: usize) -> Self {
+        Self {
+            connections_by_tenant: Counter::new(MAX_CONNECTIONS_PER_TENANT),
+            connections_total: Counter::new(max_connections),
+            streams_by_tenant: Counter::new(MAX_STREAMS_PER_TENANT),
+            streams_by_pid: Counter::new(MAX_STREAMS_PER_PID),
+        }
+    }
+
+    /// A connection slot for `tenant`, or `None` if over a limit.
+    pub fn connection(self: &Arc<Self>, tenant: Tenant) -> Option<ConnectionPermit> {
         if !self.connections_total.try_add(&()) {
             return None;
         }
-        if !self.connections_by_uid.try_add(&uid) {
+        if !self.connections_by_tenant.try_add(&tenant) {
             self.connections_total.remove(&());
             return None;
         }
         Some(ConnectionPermit {
             limits: self.clone(),
-            uid,
+            tenant,
         })
     }
 
-    /// A stream slot for the process `pid` of `uid`, or `None` if over a limit.
-    pub fn stream(self: &Arc<Self>, uid: u32, pid: u32) -> Option<StreamPermit> {
-        if !self.streams_by_uid.try_add(&uid) {
+    /// A stream slot for the process `pid` of `tenant`, or `None` if over a limit.
+    pub fn stream(self: &Arc<Self>, tenant: Tenant, pid: u32) -> Option<StreamPermit> {
+        if !self.streams_by_tenant.try_add(&tenant) {
             return None;
         }
         if !self.streams_by_pid.try_add(&pid) {
-            self.streams_by_uid.remove(&uid);
+            self.streams_by_tenant.remove(&tenant);
             return None;
         }
         Some(StreamPermit {
             limits: self.clone(),
-            uid,
+            tenant,
             pid,
         })
     }
@@ -141,13 +163,24 @@ mod tests {
     #[test]
     fn stream_slots_are_released_on_drop() {
         let limits = Arc::new(Limits::default());
+        let t = Tenant::Uid(1000);
         let held: Vec<_> = (0..MAX_STREAMS_PER_PID)
-            .filter_map(|_| limits.stream(1000, 42))
+            .filter_map(|_| limits.stream(t.clone(), 42))
             .collect();
         assert_eq!(held.len(), MAX_STREAMS_PER_PID);
-        assert!(limits.stream(1000, 42).is_none());
-        assert!(limits.stream(1000, 43).is_some());
+        assert!(limits.stream(t.clone(), 42).is_none());
+        assert!(limits.stream(t.clone(), 43).is_some());
         drop(held);
-        assert!(limits.stream(1000, 42).is_some());
+        assert!(limits.stream(t, 42).is_some());
+    }
+
+    #[test]
+    fn the_total_cap_is_the_configured_one() {
+        let limits = Arc::new(Limits::new(3));
+        let held: Vec<_> = (0..3u32)
+            .filter_map(|uid| limits.connection(Tenant::Uid(uid)))
+            .collect();
+        assert_eq!(held.len(), 3);
+        assert!(limits.connection(Tenant::Uid(99)).is_none());
     }
 }

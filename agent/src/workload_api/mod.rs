@@ -10,7 +10,6 @@
 
 mod attest;
 mod conn;
-mod h2_authority;
 mod header;
 mod limits;
 mod refusal;
@@ -42,9 +41,13 @@ use crate::sync::SyncState;
 use crate::telemetry::Metrics;
 
 pub use header::SECURITY_HEADER;
-pub use limits::{MAX_CONNECTIONS_PER_UID, MAX_STREAMS_PER_PID, MAX_STREAMS_PER_UID};
+pub use limits::{
+    DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_PER_TENANT, MAX_STREAMS_PER_PID,
+    MAX_STREAMS_PER_TENANT,
+};
 
 use attest::Attested;
+use conn::ConnSettings;
 use limits::{Limits, StreamPermit};
 
 /// Largest inbound message: requests are empty or a few strings.
@@ -66,6 +69,8 @@ pub(crate) struct Shared {
     pub trust_domain: TrustDomain,
     pub shutdown: CancellationToken,
     limits: Arc<Limits>,
+    /// The HTTP/2 guard's bounds and deadlines for every connection.
+    guard: sworn_h2guard::Limits,
     inspections: Arc<tokio::sync::Semaphore>,
     /// Kubernetes mode: the pod watch and attestation settings.
     k8s: Option<Arc<PodWorkloads>>,
@@ -86,6 +91,7 @@ impl Shared {
             trust_domain,
             shutdown,
             limits: Arc::new(Limits::default()),
+            guard: sworn_h2guard::Limits::default(),
             inspections: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INSPECTIONS)),
             k8s: None,
         }
@@ -95,6 +101,24 @@ impl Shared {
     pub fn with_k8s(mut self, pods: Arc<PodWorkloads>) -> Self {
         self.k8s = Some(pods);
         self
+    }
+
+    /// Connection bounds: at most `max_connections` in total, and the guard's `idle_after`
+    /// and `first_headers_within` (keys `max_connections`, `workload_api_idle_timeout`,
+    /// `workload_api_request_timeout`).
+    pub fn with_connections(
+        mut self,
+        max_connections: usize,
+        guard: sworn_h2guard::Limits,
+    ) -> Self {
+        self.limits = Arc::new(Limits::new(max_connections));
+        self.guard = guard;
+        self
+    }
+
+    /// Kubernetes mode: the cgroup roots a caller's pod is found under.
+    fn pod_roots(&self) -> Option<&sworn_caller::CgroupRoots> {
+        self.k8s.as_ref().map(|k| &k.config().cgroup_roots)
     }
 
     /// Header, readiness, caller, limits, attestation — in that order.
@@ -123,7 +147,7 @@ impl Shared {
         })?;
         let permit = self
             .limits
-            .stream(caller.uid(), caller.pid())
+            .stream(conn::tenant_of(&caller, self.pod_roots()), caller.pid())
             .ok_or_else(|| {
                 deny(
                     "limit",
@@ -276,6 +300,11 @@ pub(crate) async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let shutdown = shared.shutdown.clone();
     let limits = shared.limits.clone();
+    let metrics = shared.metrics.clone();
+    let settings = ConnSettings {
+        pod_roots: shared.pod_roots().cloned(),
+        guard: shared.guard.clone(),
+    };
     let service = SpiffeWorkloadApiServer::new(WorkloadApi { shared })
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     tonic::transport::Server::builder()
@@ -284,6 +313,9 @@ pub(crate) async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(service)
-        .serve_with_incoming_shutdown(conn::incoming(listener, limits), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(
+            conn::incoming(listener, limits, settings, metrics),
+            shutdown.cancelled_owned(),
+        )
         .await
 }
