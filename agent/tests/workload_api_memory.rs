@@ -6,6 +6,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -40,29 +41,13 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 }
 
 /// The agent's `sworn_agent_workload_api_connections_closed_total{reason=…}`.
-async fn closed(health: &str, reason: &str) -> u64 {
-    let body = reqwest_free_get(health, "/metrics").await;
-    let needle =
-        format!("sworn_agent_workload_api_connections_closed_total{{reason=\"{reason}\"}} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// A plain HTTP/1.1 GET on loopback (the health endpoint), body only.
-async fn reqwest_free_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
+async fn closed(health: SocketAddr, reason: &str) -> u64 {
+    let Ok(answer) = sworn_agent::probe::get(health, "/metrics").await else {
+        return 0;
     };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
+    let series =
+        format!("sworn_agent_workload_api_connections_closed_total{{reason=\"{reason}\"}}");
+    sworn_harness::metrics::value(&answer.body, &series).unwrap_or(0.0) as u64
 }
 
 /// A child process killed when the test ends, however it ends: a failed assertion must not
@@ -134,7 +119,7 @@ async fn hostile_http2_connections_cannot_grow_the_agent_and_a_workload_is_still
 
     // A real agent process.
     let socket = env.dir.path().join("w.sock");
-    let health = format!("127.0.0.1:{}", free_port());
+    let health = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let config = env.dir.path().join("agent.toml");
     std::fs::write(
         &config,
@@ -209,7 +194,7 @@ async fn hostile_http2_connections_cannot_grow_the_agent_and_a_workload_is_still
         wait_until_async(
             &format!("{PER_KIND} connections closed for {reason}"),
             Duration::from_secs(30),
-            async || closed(&health, reason).await >= PER_KIND as u64,
+            async || closed(health, reason).await >= PER_KIND as u64,
         )
         .await;
     }
@@ -217,7 +202,7 @@ async fn hostile_http2_connections_cannot_grow_the_agent_and_a_workload_is_still
     wait_until_async(
         "silent and trickling connections closed at the request deadline",
         Duration::from_secs(30),
-        async || closed(&health, "no_request_in_time").await >= 2 * PER_KIND as u64,
+        async || closed(health, "no_request_in_time").await >= 2 * PER_KIND as u64,
     )
     .await;
     within_bound("over the whole attack");

@@ -10,10 +10,11 @@ KIND is one of:
   continuation  a HEADERS without END_HEADERS, then CONTINUATION frames without end
   silent        the connection preface, then nothing
   trickle       a valid request, one byte per second
+  idle          a complete request, then nothing: a connection with no open stream
 
 Prints "ready" once every connection is open and its attack is under way, then keeps the
 connections until killed. Errors from the agent closing a connection are expected and ignored.
-Used by agent/tests/workload_api_memory.rs.
+Used by agent/tests/workload_api_memory.rs and tests/e2e/tests/k8s_workload_api_limits.rs.
 """
 import socket
 import sys
@@ -73,6 +74,10 @@ def attack(sock, kind):
             send_quietly(sock, frame(CONTINUATION, 0, 1, b""))
     elif kind == "silent":
         send_quietly(sock, PREFACE)
+    elif kind == "idle":
+        # :method POST, :scheme http, :path / (static table), END_STREAM.
+        request = PREFACE + frame(SETTINGS, 0, 0, b"") + frame(HEADERS, END_HEADERS | 0x1, 1, b"\x83\x86\x84")
+        send_quietly(sock, request)
     elif kind == "trickle":
         request = PREFACE + frame(SETTINGS, 0, 0, b"") + frame(HEADERS, END_HEADERS, 1, b"\x83\x86")
         for b in request:

@@ -6,12 +6,14 @@
 //!   file it knows, each labelled with the child's name and path, and is kept.
 //! - [`trace`]: in-process tracing (servers and agents running inside the test) kept in a
 //!   bounded in-memory buffer, printed by the same report and saved into the kept directory.
+//! - [`metrics`]: one series' value from a process's `/metrics` text.
 //! - [`wait`]: bounded waits on a condition that fail naming the condition and the time
 //!   spent, instead of fixed sleeps.
 //!
 //! Invariant: nothing here decides whether a test passed; the report is printed exactly
 //! when a [`RunDir`] is dropped during a panic, so a passing test prints nothing.
 
+pub mod metrics;
 mod output;
 mod report;
 mod run_dir;
