@@ -103,3 +103,47 @@ fn join_token_never_prints() {
     let c = parse(&format!("{MINIMAL}\njoin_token = \"s3cret-token\"\n")).unwrap();
     assert!(!format!("{c:?}").contains("s3cret"));
 }
+
+#[test]
+fn workload_api_connection_bounds_default_and_parse() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.connections.max_connections, 8192);
+    assert_eq!(
+        c.connections.request_timeout,
+        std::time::Duration::from_secs(10)
+    );
+    assert_eq!(
+        c.connections.idle_timeout,
+        std::time::Duration::from_secs(300)
+    );
+    let c = parse(&format!(
+        "{MINIMAL}max_connections = 100\nworkload_api_request_timeout = \"2s\"\nworkload_api_idle_timeout = \"1m\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.connections.max_connections, 100);
+    assert_eq!(
+        c.connections.request_timeout,
+        std::time::Duration::from_secs(2)
+    );
+    assert_eq!(
+        c.connections.idle_timeout,
+        std::time::Duration::from_secs(60)
+    );
+    for (line, key) in [
+        ("max_connections = 0", "max_connections"),
+        (
+            "workload_api_request_timeout = \"0s\"",
+            "workload_api_request_timeout",
+        ),
+        (
+            "workload_api_idle_timeout = \"30d\"",
+            "workload_api_idle_timeout",
+        ),
+    ] {
+        assert_eq!(
+            key_of(parse(&format!("{MINIMAL}{line}\n")).unwrap_err()),
+            key,
+            "{line}"
+        );
+    }
+}
