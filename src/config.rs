@@ -12,6 +12,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use spiffe::TrustDomain;
 
+pub use crate::agentapi::limits::AgentApiLimits;
+use crate::agentapi::limits::RawAgentApi;
+
 /// Exit code for a configuration error (BSD `EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
 
@@ -97,6 +100,8 @@ struct RawConfig {
     bundle_file: Option<PathBuf>,
     #[serde(default)]
     clusters: Vec<ClusterConfig>,
+    #[serde(default)]
+    agent_api: RawAgentApi,
 }
 
 /// An upstream CA under which the server runs as an intermediate.
@@ -195,6 +200,8 @@ pub struct Config {
     /// reads). Default 5 s: long enough for a quorum read on a busy API server, short enough
     /// that an agent's mint answers `Unavailable` well before its own 30 s timeout.
     pub k8s_call_timeout: Duration,
+    /// The `[agent_api]` section: connection, handshake, request-size and rate limits.
+    pub agent_api: AgentApiLimits,
 }
 
 impl Config {
@@ -266,6 +273,10 @@ impl Config {
                 format!("{log_level:?} is not a filter"),
             ));
         }
+        let agent_api = raw.agent_api.validate().map_err(|e| ConfigError::Invalid {
+            key: e.key,
+            reason: e.reason,
+        })?;
         let mut names = std::collections::BTreeSet::new();
         for c in &raw.clusters {
             if !is_dns_label(&c.name) {
@@ -333,6 +344,7 @@ impl Config {
             upstream_ca: raw.upstream_ca,
             clusters: raw.clusters,
             k8s_call_timeout,
+            agent_api,
         })
     }
 
@@ -363,6 +375,7 @@ impl Config {
                 upstream_ca: None,
                 clusters: Vec::new(),
                 k8s_call_timeout: Duration::from_secs(5),
+                agent_api: AgentApiLimits::default(),
             },
         }
     }
@@ -445,6 +458,75 @@ mod tests {
         assert!(err(&same_aud).contains("workload_audience"));
         assert!(
             err(&format!("{base}[[clusters]]\nname = \"Bad_Name\"\n")).contains("clusters.name")
+        );
+    }
+
+    #[test]
+    fn agent_api_limits_default_and_refuse_zero_or_negative_naming_the_key() {
+        let base = "trust_domain = \"example.org\"\ndata_dir = \"/d\"\n";
+        let c = Config::parse(base).unwrap();
+        assert_eq!(c.agent_api, AgentApiLimits::default());
+        assert_eq!(c.agent_api.attest.per_second, 5.0);
+        assert_eq!(c.agent_api.attest.burst, 20);
+        assert_eq!(c.agent_api.mint.per_second, 500.0);
+        assert_eq!(c.agent_api.mint.burst, 2000);
+        assert_eq!(c.agent_api.max_attests_in_flight, 32);
+        let set = Config::parse(&format!(
+            "{base}[agent_api]\nmax_connections = 7\nhandshake_timeout = \"2s\"\n\
+             [agent_api.rate_limits]\nattest_per_second = 0.5\nmint_burst = 3\n"
+        ))
+        .unwrap();
+        assert_eq!(set.agent_api.max_connections, 7);
+        assert_eq!(set.agent_api.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(set.agent_api.attest.per_second, 0.5);
+        assert_eq!(set.agent_api.mint.burst, 3);
+        for (line, key) in [
+            (
+                "[agent_api.rate_limits]\nattest_per_second = 0",
+                "agent_api.rate_limits.attest_per_second",
+            ),
+            (
+                "[agent_api.rate_limits]\nattest_burst = 0",
+                "agent_api.rate_limits.attest_burst",
+            ),
+            (
+                "[agent_api.rate_limits]\nmint_per_second = -1",
+                "agent_api.rate_limits.mint_per_second",
+            ),
+            (
+                "[agent_api.rate_limits]\nmint_burst = -5",
+                "agent_api.rate_limits.mint_burst",
+            ),
+            (
+                "[agent_api]\nmax_connections = 0",
+                "agent_api.max_connections",
+            ),
+            (
+                "[agent_api]\nmax_handshakes = -1",
+                "agent_api.max_handshakes",
+            ),
+            (
+                "[agent_api]\nmax_attests_in_flight = 0",
+                "agent_api.max_attests_in_flight",
+            ),
+            (
+                "[agent_api]\nmax_request_bytes = 0",
+                "agent_api.max_request_bytes",
+            ),
+            (
+                "[agent_api]\nidle_timeout = \"0s\"",
+                "agent_api.idle_timeout",
+            ),
+            (
+                "[agent_api]\nhandshake_timeout = \"0s\"",
+                "agent_api.handshake_timeout",
+            ),
+        ] {
+            let e = err(&format!("{base}{line}\n"));
+            assert!(e.contains(&format!("`{key}`")), "{line}: {e}");
+        }
+        assert!(
+            err(&format!("{base}[agent_api]\nmax_conections = 1\n")).contains("max_conections")
         );
     }
 }

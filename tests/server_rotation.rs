@@ -184,6 +184,10 @@ async fn the_running_server_publishes_the_next_root_at_one_half_and_signs_with_i
     config.agent_api_address = "127.0.0.1:0".parse().unwrap();
     config.health_address = "127.0.0.1:0".parse().unwrap();
     config.admin_socket = dir.path().join("admin.sock");
+    // Only the server's clock moves, so the agent never renews: its SVID must outlive every
+    // step the Sync stream is checked at, or the server ends the stream at its notAfter
+    // (the CA caps it at the first root's notAfter).
+    config.agent_svid_ttl = Duration::from_secs(24 * 3600);
     let bundle_file = config.bundle_file.clone();
     let clock = FakeClock::at_wall_time();
     let server = sworn_server::server::start(config, Arc::new(clock.clone()))
@@ -311,11 +315,13 @@ async fn the_running_server_publishes_the_next_root_at_one_half_and_signs_with_i
     assert_eq!(next_bundle(&mut bundles).await, three);
     metric_is(&server, "sworn_server_bundle_roots", 3).await;
 
-    // Once nothing the first root signed can be valid, it leaves the bundle.
+    // Once nothing the first root signed can be valid, it leaves the bundle. The agent's own
+    // SVID is one of those: only the server's clock moved, so the agent never renewed, and
+    // the server ends its Sync stream at that SVID's notAfter (docs/architecture.md, "Agent
+    // API limits"); the pruned bundle is seen in the file and the metrics.
     clock.set(root1.not_after + Duration::from_secs(1));
     let pruned = bundle_file_with(&bundle_file, 2).await;
     assert_eq!(pruned[..], three[1..]);
-    assert_eq!(next_bundle(&mut bundles).await, pruned);
     metric_is(&server, "sworn_server_bundle_roots", 2).await;
 
     agent.shutdown().await.unwrap();

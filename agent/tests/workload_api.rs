@@ -229,7 +229,13 @@ async fn jwt_methods_are_unimplemented() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_change_is_pushed_to_open_streams() {
     let clock = std::sync::Arc::new(sworn_server::clock::FakeClock::at_wall_time());
-    let env = Env::start_with_clock(|_| {}, clock.clone()).await;
+    // Only the server's clock moves, so the agent never renews: its SVID must outlive the
+    // jump, or the server ends its Sync stream at the SVID's notAfter.
+    let env = Env::start_with_clock(
+        |c| c.agent_svid_ttl = Duration::from_secs(20 * 3600),
+        clock.clone(),
+    )
+    .await;
     let agent = env.agent("a").await;
     let node = agent.agent_id().unwrap().to_string();
     let entry = env

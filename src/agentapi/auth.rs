@@ -3,17 +3,21 @@
 //! The TLS layer already checked that the presented certificate chains to the
 //! current bundle. Here the server checks the rest against its own records:
 //! the SPIFFE ID is an agent ID of this trust domain, the agent exists and is
-//! not banned, and the certificate's serial is the agent's latest (or the
-//! previous one, until the latest is first used, so renewal drops no call).
+//! not banned, the certificate is within its validity on the server's clock (TLS checked
+//! it only when the connection was made, and an HTTP/2 connection outlives it), and its
+//! serial is the agent's latest (or the previous one, until the latest is first used, so
+//! renewal drops no call).
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use sworn_identity::{AgentId, Serial};
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
 
+use super::conn;
+use crate::clock::{from_unix_secs, unix_secs};
 use crate::shared::Shared;
-use crate::store::AgentRecord;
+use crate::store::{AgentRecord, StoreError};
 
 /// An agent that passed authentication for this call.
 #[derive(Debug, Clone)]
@@ -22,6 +26,8 @@ pub struct Authenticated {
     pub record: AgentRecord,
     /// The serial it presented.
     pub serial: Serial,
+    /// When the certificate it presented expires: calls after it are refused.
+    pub not_after: SystemTime,
 }
 
 /// Facts read from an agent's client certificate.
@@ -31,6 +37,8 @@ pub struct PeerCert {
     pub id: AgentId,
     /// Its serial.
     pub serial: Serial,
+    /// Its `notAfter`.
+    pub not_after: SystemTime,
 }
 
 /// The serial of a certificate, as stored and compared.
@@ -45,9 +53,11 @@ pub fn peer_cert(der: &[u8], td: &spiffe::TrustDomain) -> Result<PeerCert, Statu
     let id = AgentId::from_spiffe_id(id)
         .and_then(|id| id.check_trust_domain(td))
         .map_err(|_| bad())?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| bad())?;
     Ok(PeerCert {
         id,
         serial: serial_of(der).ok_or_else(bad)?,
+        not_after: from_unix_secs(cert.validity().not_after.timestamp()),
     })
 }
 
@@ -56,10 +66,8 @@ pub async fn authenticate<T>(
     shared: &Arc<Shared>,
     req: &Request<T>,
 ) -> Result<Authenticated, Status> {
-    let certs = req
-        .extensions()
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
-        .and_then(|i| i.peer_certs())
+    let certs = conn::info(req)
+        .and_then(|i| i.tls.peer_certs())
         .ok_or_else(|| {
             Status::unauthenticated("this call requires the agent's client certificate")
         })?;
@@ -67,17 +75,12 @@ pub async fn authenticate<T>(
         Status::unauthenticated("this call requires the agent's client certificate")
     })?;
     let peer = peer_cert(leaf.as_ref(), &shared.config.trust_domain)?;
-    let record = shared
-        .store
-        .get_agent(&peer.id)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "agent lookup failed");
-            Status::unavailable("datastore unavailable")
-        })?
+    check_expiry(shared, peer.not_after)?;
+    let record = lookup(shared, &peer.id)
+        .await?
         .ok_or_else(|| Status::unauthenticated("unknown agent; attest again"))?;
     if record.banned {
-        return Err(Status::permission_denied("agent is banned"));
+        return Err(banned());
     }
     if peer.serial == record.serial {
         if record.prev_serial.is_some() {
@@ -98,5 +101,50 @@ pub async fn authenticate<T>(
     Ok(Authenticated {
         record,
         serial: peer.serial,
+        not_after: peer.not_after,
     })
+}
+
+/// Whether an agent that authenticated with a certificate valid until `not_after` may still
+/// be served (an open Sync stream asks this after every change): not expired, still known,
+/// not banned.
+pub async fn standing(
+    shared: &Arc<Shared>,
+    id: &AgentId,
+    not_after: SystemTime,
+) -> Result<(), Status> {
+    check_expiry(shared, not_after)?;
+    match lookup(shared, id).await? {
+        Some(record) if !record.banned => Ok(()),
+        _ => Err(banned()),
+    }
+}
+
+async fn lookup(shared: &Arc<Shared>, id: &AgentId) -> Result<Option<AgentRecord>, Status> {
+    shared.store.get_agent(id).await.map_err(store_unavailable)
+}
+
+/// What an agent hears of a datastore fault (logged here, never sent).
+pub fn store_unavailable(e: StoreError) -> Status {
+    tracing::error!(error = %e, "datastore error on the agent API");
+    Status::unavailable("datastore unavailable")
+}
+
+fn banned() -> Status {
+    Status::permission_denied("agent is banned")
+}
+
+/// Refuses a certificate past `notAfter` on the server's clock, to the second as TLS does.
+fn check_expiry(shared: &Shared, not_after: SystemTime) -> Result<(), Status> {
+    if unix_secs(shared.clock.now()) > unix_secs(not_after) {
+        Err(expired())
+    } else {
+        Ok(())
+    }
+}
+
+/// What an agent hears once its certificate is past `notAfter` (RFC 5280 §4.1.2.5: the
+/// certificate is no longer valid, whatever the connection it came on).
+pub fn expired() -> Status {
+    Status::unauthenticated("agent certificate expired; attest again")
 }

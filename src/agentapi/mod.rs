@@ -4,11 +4,14 @@
 //! agent's SVID and is checked against the agent record ([`auth`]).
 
 pub mod auth;
+pub mod conn;
 pub mod decision;
 pub mod k8s;
+pub mod limits;
 pub mod ratelimit;
 pub mod service;
 pub mod stall;
+pub mod sync;
 pub mod tls;
 pub mod wire;
 
@@ -24,8 +27,8 @@ use tracing::Instrument;
 
 use crate::shared::Shared;
 
-/// A handshake that has not finished by then is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often rate-limit keys whose bucket has refilled are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves the agent API on `listener` until `shutdown`.
 pub async fn serve(
@@ -63,8 +66,26 @@ pub async fn serve(
             .instrument(tracing::info_span!("tls_refresh")),
         );
     }
-    // Accept loop: handshakes run in their own tasks, bounded by a timeout.
+    let service = service::AgentService::new(shared.clone(), shutdown.clone());
+    // Bound the limiters' memory to the callers of the last few seconds.
     {
+        let (service, shutdown) = (service.clone(), shutdown.clone());
+        tasks.spawn(
+            async move {
+                let mut tick = tokio::time::interval(PRUNE_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tick.tick() => service.prune_limits(),
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("rate_limit_prune")),
+        );
+    }
+    // Accept loop: one slot per connection under the cap, handshakes in their own tasks.
+    {
+        let admission = Arc::new(conn::Admission::new(&shared.config.agent_api));
         let (tls, shutdown, tasks2) = (tls.clone(), shutdown.clone(), tasks.clone());
         tasks.spawn(
             async move {
@@ -80,17 +101,21 @@ pub async fn serve(
                             }
                         },
                     };
-                    let acceptor = tls.acceptor();
-                    let tx = tx.clone();
+                    let admitted = match admission.admit() {
+                        Ok(a) => a,
+                        Err(error) => {
+                            // Debug: a flood over the cap must not become a log flood.
+                            tracing::debug!(%peer, %error, "agent connection closed");
+                            continue;
+                        }
+                    };
+                    let (acceptor, tx, admission) = (tls.acceptor(), tx.clone(), admission.clone());
                     tasks2.spawn(async move {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => {
-                                let _ = tx.send(Ok::<_, std::io::Error>(stream)).await;
+                        match admission.handshake(admitted, tcp, acceptor).await {
+                            Ok(conn) => {
+                                let _ = tx.send(Ok::<_, std::io::Error>(conn)).await;
                             }
-                            Ok(Err(error)) => {
-                                tracing::info!(%peer, %error, "agent TLS handshake refused")
-                            }
-                            Err(_) => tracing::info!(%peer, "agent TLS handshake timed out"),
+                            Err(error) => tracing::info!(%peer, %error, "agent connection closed"),
                         }
                     });
                 }
@@ -98,8 +123,8 @@ pub async fn serve(
             .instrument(tracing::info_span!("accept")),
         );
     }
-    let svc = AgentApiServer::new(service::AgentService::new(shared, shutdown.clone()))
-        .max_decoding_message_size(4 << 20);
+    let max = shared.config.agent_api.max_request_bytes;
+    let svc = AgentApiServer::new(service).max_decoding_message_size(max);
     let result = tonic::transport::Server::builder()
         .add_service(svc)
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown.cancelled())

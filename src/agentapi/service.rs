@@ -4,30 +4,27 @@
 //! (which factor, which values) goes to the audit log.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::pin::Pin;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::Stream;
 use serde_json::{Value, json};
 use sworn_identity::outcome::{Outcome, Refusal};
 use sworn_identity::unix::UnixFacts;
 use sworn_identity::{AgentId, Factor, Grant, SpiffeIdentity};
 use sworn_proto::agent as pb;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
-use super::auth::{Authenticated, authenticate, serial_of};
+use super::auth::{Authenticated, authenticate, serial_of, store_unavailable};
+use super::conn;
 use super::decision::{Minted, Verified, merge};
 use super::k8s::Failed;
-use super::ratelimit::RateLimiter;
-use super::wire::entry_to_pb;
+use super::ratelimit::Limiter;
 use crate::audit::{Decision, Kind};
 use crate::ca::MintRequest;
 use crate::clock::unix_secs;
 use crate::join_token;
-use crate::policy::matching::{check_scope, entry_matches, entry_scoped_to};
+use crate::policy::matching::{check_scope, entry_matches};
 use crate::shared::Shared;
 use crate::store::{AgentMethod, AgentRecord, AttestedAgent, EntryTarget, StoreError, TokenUse};
 
@@ -75,27 +72,48 @@ pub const MAX_MINT_ITEMS: usize = 256;
 pub struct AgentService {
     shared: Arc<Shared>,
     shutdown: tokio_util::sync::CancellationToken,
-    attest_limit: Arc<RateLimiter>,
-    mint_limit: Arc<RateLimiter>,
+    /// Attestations per peer IP: they are unauthenticated and expensive (TokenReview, GETs).
+    attest_limit: Arc<Limiter<IpAddr>>,
+    /// Mint items, renewals and Sync opens per agent ID.
+    mint_limit: Arc<Limiter<String>>,
+    /// `Attest` calls in progress (docs/architecture.md, "Agent API limits").
+    attests_in_flight: Arc<Semaphore>,
 }
 
 impl AgentService {
-    /// A service over the shared state.
+    /// A service over the shared state, limited by its `[agent_api]` section.
     pub fn new(shared: Arc<Shared>, shutdown: tokio_util::sync::CancellationToken) -> Self {
+        let limits = &shared.config.agent_api;
         AgentService {
+            attest_limit: Arc::new(Limiter::new(limits.attest)),
+            mint_limit: Arc::new(Limiter::new(limits.mint)),
+            attests_in_flight: Arc::new(Semaphore::new(limits.max_attests_in_flight)),
             shared,
             shutdown,
-            // Attestation is expensive (TokenReview, GETs) and unauthenticated.
-            attest_limit: Arc::new(RateLimiter::new(5.0, 20.0)),
-            // Enough for a node's pod churn and a rotation storm.
-            mint_limit: Arc::new(RateLimiter::new(500.0, 2000.0)),
+        }
+    }
+
+    /// Forgets rate-limit keys whose bucket has refilled (run on a timer).
+    pub fn prune_limits(&self) {
+        self.attest_limit.prune();
+        self.mint_limit.prune();
+    }
+
+    /// Takes `n` tokens from the agent's bucket, or refuses with `ResourceExhausted`.
+    fn limit_agent(&self, agent: &Authenticated, n: usize) -> Result<(), Status> {
+        if self
+            .mint_limit
+            .allow(&agent.record.id().as_str().to_owned(), n)
+        {
+            Ok(())
+        } else {
+            Err(Status::resource_exhausted("agent rate limit; retry later"))
         }
     }
 }
 
 fn unavailable(e: StoreError) -> Status {
-    tracing::error!(error = %e, "datastore error on the agent API");
-    Status::unavailable("datastore unavailable")
+    store_unavailable(e)
 }
 
 /// An audit write failed: the decision stands unrecorded, so it is not acted on.
@@ -108,12 +126,10 @@ fn audit_fault(e: StoreError) -> Outcome<Minted> {
 }
 
 fn peer_addr<T>(req: &Request<T>) -> Option<SocketAddr> {
-    req.extensions()
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
-        .and_then(|i| i.get_ref().remote_addr())
+    conn::info(req).and_then(|i| i.tls.get_ref().remote_addr())
 }
 
-type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SyncResponse, Status>> + Send>>;
+use super::sync::SyncStream;
 
 impl AgentService {
     /// Audits and counts a refused attestation, and says what the agent hears: a denial is
@@ -412,28 +428,6 @@ impl AgentService {
         Metrics::count(&self.shared.metrics.svids, mode, label);
         outcome
     }
-
-    async fn sync_state(
-        &self,
-        agent_id: &AgentId,
-        revision: u64,
-    ) -> Result<pb::SyncResponse, Status> {
-        let entries = self
-            .shared
-            .store
-            .list_entries()
-            .await
-            .map_err(unavailable)?;
-        Ok(pb::SyncResponse {
-            bundle: self.shared.ca.bundle().roots_der,
-            entries: entries
-                .iter()
-                .filter(|e| entry_scoped_to(e, agent_id))
-                .map(entry_to_pb)
-                .collect(),
-            revision,
-        })
-    }
 }
 
 #[tonic::async_trait]
@@ -442,13 +436,21 @@ impl pb::agent_api_server::AgentApi for AgentService {
         &self,
         req: Request<pb::AttestRequest>,
     ) -> Result<Response<pb::AttestResponse>, Status> {
+        let _busy = conn::busy(&req);
         let peer = peer_addr(&req);
-        let key = peer.map(|p| p.ip().to_string()).unwrap_or_default();
-        if !self.attest_limit.allow(&key, 1.0) {
+        let key = peer.map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |p| p.ip());
+        if !self.attest_limit.allow(&key, 1) {
             return Err(Status::resource_exhausted(
                 "too many attestations; retry later",
             ));
         }
+        // Shed rather than queue: each attestation can hold three Kubernetes API calls.
+        let Ok(_in_flight) = self.attests_in_flight.clone().try_acquire_owned() else {
+            return Err(Status::unavailable(
+                "too many attestations in progress; retry later",
+            ));
+        };
+        self.shared.mint_stalls.before_attesting().await;
         let r = req.into_inner();
         match r.method {
             Some(pb::attest_request::Method::JoinToken(j)) => self
@@ -466,7 +468,9 @@ impl pb::agent_api_server::AgentApi for AgentService {
         &self,
         req: Request<pb::RenewAgentRequest>,
     ) -> Result<Response<pb::AttestResponse>, Status> {
+        let _busy = conn::busy(&req);
         let agent = authenticate(&self.shared, &req).await?;
+        self.limit_agent(&agent, 1)?;
         if agent.record.agent.method == AgentMethod::K8s {
             return Err(Status::failed_precondition(
                 "kubernetes agents renew by attesting again with a fresh token",
@@ -483,6 +487,7 @@ impl pb::agent_api_server::AgentApi for AgentService {
         &self,
         req: Request<pb::MintX509SvidsRequest>,
     ) -> Result<Response<pb::MintX509SvidsResponse>, Status> {
+        let _busy = conn::busy(&req);
         self.shared
             .mint_stalls
             .before_authenticating(req.get_ref())
@@ -494,12 +499,7 @@ impl pb::agent_api_server::AgentApi for AgentService {
                 "at most {MAX_MINT_ITEMS} items per request"
             )));
         }
-        if !self
-            .mint_limit
-            .allow(agent.record.id().as_str(), items.len() as f64)
-        {
-            return Err(Status::resource_exhausted("mint rate limit; retry later"));
-        }
+        self.limit_agent(&agent, items.len())?;
         let mut results = Vec::with_capacity(items.len());
         for item in items {
             let entry_id = item.entry_id.clone();
@@ -511,36 +511,13 @@ impl pb::agent_api_server::AgentApi for AgentService {
 
     type SyncStream = SyncStream;
 
+    /// The agent's state now and after every change ([`super::sync`]).
     async fn sync(&self, req: Request<pb::SyncRequest>) -> Result<Response<SyncStream>, Status> {
+        let busy = conn::busy(&req);
         let agent = authenticate(&self.shared, &req).await?;
-        let this = self.clone();
-        let mut changes = self.shared.changes.subscribe();
-        let mut bundle = self.shared.ca.subscribe();
-        let agent_id = agent.record.agent.id;
-        let shutdown = self.shutdown.clone();
-        let stream = async_stream::try_stream! {
-            loop {
-                let revision = *changes.borrow_and_update() + bundle.borrow_and_update().sequence;
-                // A ban ends the stream at once.
-                match this.shared.store.get_agent(&agent_id).await.map_err(unavailable)? {
-                    Some(a) if !a.banned => {}
-                    _ => Err(Status::permission_denied("agent is banned"))?,
-                }
-                yield this.sync_state(&agent_id, revision).await?;
-                let stopping = tokio::select! {
-                    // Streams end with the server, so a drain never waits on them.
-                    () = shutdown.cancelled() => true,
-                    r = changes.changed() => if r.is_err() { break } else { false },
-                    r = bundle.changed() => if r.is_err() { break } else { false },
-                    // Re-check the ban even when nothing else changes.
-                    () = tokio::time::sleep(Duration::from_secs(30)) => false,
-                };
-                if stopping {
-                    Err(Status::unavailable("the server is shutting down"))?;
-                }
-            }
-        };
-        Ok(Response::new(Box::pin(stream)))
+        self.limit_agent(&agent, 1)?;
+        let stream = super::sync::stream(self.shared.clone(), self.shutdown.clone(), agent, busy);
+        Ok(Response::new(stream))
     }
 }
 

@@ -3,7 +3,8 @@
 //! holds up nothing else (docs/architecture.md, "The agent's SVID cache"); and hold whole
 //! mint calls naming a chosen entry ID before the server looks at the agent's certificate,
 //! until the test releases them, so a test can renew the agent's SVID while a call made
-//! with the old one is on its way.
+//! with the old one is on its way; and hold `Attest` calls once admitted, as a slow
+//! TokenReview would, so a test can fill the attestation cap.
 //!
 //! No configuration key reaches it: it is empty unless code holding the in-process server
 //! (`RunningServer::shared`) adds a stall, which only tests do.
@@ -24,6 +25,8 @@ pub struct MintStalls {
     holding: watch::Sender<HashMap<String, usize>>,
     /// Entry IDs whose mint calls wait before authentication.
     held_calls: watch::Sender<HashSet<String>>,
+    /// Whether admitted `Attest` calls wait, and how many are waiting.
+    attests: watch::Sender<(bool, usize)>,
 }
 
 impl Default for MintStalls {
@@ -32,6 +35,7 @@ impl Default for MintStalls {
             stalls: Mutex::new(HashMap::new()),
             holding: watch::Sender::new(HashMap::new()),
             held_calls: watch::Sender::new(HashSet::new()),
+            attests: watch::Sender::new((false, 0)),
         }
     }
 }
@@ -92,6 +96,36 @@ impl MintStalls {
         }
     }
 
+    /// Every later admitted `Attest` call waits until [`MintStalls::release_attests`].
+    pub fn hold_attests(&self) {
+        self.attests.send_modify(|(hold, _)| *hold = true);
+    }
+
+    /// Lets the `Attest` calls held by [`MintStalls::hold_attests`] go on.
+    pub fn release_attests(&self) {
+        self.attests.send_modify(|(hold, _)| *hold = false);
+    }
+
+    /// Resolves once `n` `Attest` calls are being held.
+    pub async fn attests_held(&self, n: usize) {
+        let mut rx = self.attests.subscribe();
+        // The sender lives in `self`, so waiting cannot fail while `self` is borrowed.
+        let _ = rx.wait_for(|(_, held)| *held >= n).await;
+    }
+
+    /// Waits while `Attest` calls are held (the attest call calls this once admitted).
+    pub async fn before_attesting(&self) {
+        if !self.attests.borrow().0 {
+            return;
+        }
+        self.attests.send_modify(|(_, held)| *held += 1);
+        // Counted down even if the call is cancelled while held.
+        let _held = HeldAttest(&self.attests);
+        let mut rx = self.attests.subscribe();
+        // The sender lives in `self`, so waiting cannot fail while `self` is borrowed.
+        let _ = rx.wait_for(|(hold, _)| !*hold).await;
+    }
+
     /// Waits out the stall of `spiffe_id`, if there is one (the mint path calls this).
     pub async fn before_signing(&self, spiffe_id: &str) {
         let delay = self
@@ -112,6 +146,16 @@ impl MintStalls {
             spiffe_id,
         };
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// One held `Attest` call, counted while it lives.
+struct HeldAttest<'a>(&'a watch::Sender<(bool, usize)>);
+
+impl Drop for HeldAttest<'_> {
+    fn drop(&mut self) {
+        self.0
+            .send_modify(|(_, held)| *held = held.saturating_sub(1));
     }
 }
 

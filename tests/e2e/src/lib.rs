@@ -136,11 +136,9 @@ pub struct AgentCreds {
     pub key: Vec<u8>,
 }
 
-/// Connects to the agent API, presenting `creds` when given.
-pub async fn connect(
-    addr: std::net::SocketAddr,
-    creds: Option<&AgentCreds>,
-) -> AgentApiClient<Channel> {
+/// The TLS client configuration of [`connect`]: TLS 1.3, `h2`, any server certificate,
+/// presenting `creds` when given (for tests that speak TLS without gRPC).
+pub fn tls_client_config(creds: Option<&AgentCreds>) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -157,7 +155,15 @@ pub async fn connect(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    Arc::new(config)
+}
+
+/// Connects to the agent API, presenting `creds` when given.
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    creds: Option<&AgentCreds>,
+) -> AgentApiClient<Channel> {
+    let connector = tokio_rustls::TlsConnector::from(tls_client_config(creds));
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: Uri| {
@@ -202,6 +208,33 @@ pub async fn attest(
         chain: resp.svid_chain,
         key,
     })
+}
+
+/// A join-token agent of `server`: a token from the admin API, attested on a connection of
+/// its own that is closed before this returns.
+pub async fn join_agent(server: &TestServer) -> AgentCreds {
+    let token = server
+        .admin()
+        .await
+        .generate_join_token(sworn_proto::admin::GenerateJoinTokenRequest { ttl_seconds: 60 })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut c = server.agent_client().await;
+    attest(
+        &mut c,
+        pb::attest_request::Method::JoinToken(pb::JoinTokenAttestation { token }),
+    )
+    .await
+    .unwrap()
+}
+
+/// The `notAfter` of a DER certificate.
+pub fn not_after(der: &[u8]) -> std::time::SystemTime {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).unwrap();
+    std::time::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 /// The URI SAN of a DER certificate.

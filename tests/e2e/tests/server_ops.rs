@@ -84,7 +84,7 @@ async fn ca_rotation_reaches_agents_before_the_new_key_signs() {
     let dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::at_wall_time();
     let config = Config::parse(&format!(
-        "trust_domain = \"example.org\"\ndata_dir = \"{}\"\nagent_api_address = \"127.0.0.1:0\"\nhealth_address = \"127.0.0.1:0\"\nca_ttl = \"24h\"\n",
+        "trust_domain = \"example.org\"\ndata_dir = \"{}\"\nagent_api_address = \"127.0.0.1:0\"\nhealth_address = \"127.0.0.1:0\"\nca_ttl = \"24h\"\nagent_svid_ttl = \"20h\"\n",
         dir.path().join("data").display()
     ))
     .unwrap();
