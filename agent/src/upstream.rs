@@ -151,13 +151,16 @@ impl Upstream {
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(KEEPALIVE)
             .keep_alive_timeout(KEEPALIVE)
-            .keep_alive_while_idle(true)
-            .tcp_nodelay(true);
+            .keep_alive_while_idle(true);
         let connector = tower::service_fn(move |_: Uri| {
             let config = config.clone();
             let host = host.clone();
             async move {
                 let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                // The custom connector is what opens the socket, so the Endpoint's own
+                // `tcp_nodelay` never applies: without this every small gRPC frame waits for
+                // Nagle and the server's delayed ACK (docs/architecture.md, "Protocols").
+                tcp.set_nodelay(true)?;
                 let name = ServerName::try_from(host)
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
                 let tls = tokio_rustls::TlsConnector::from(config)

@@ -109,6 +109,11 @@ pub async fn serve(
                             continue;
                         }
                     };
+                    // Small gRPC frames go out at once rather than waiting for Nagle and the
+                    // agent's delayed ACK (docs/architecture.md, "Protocols").
+                    if let Err(error) = tcp.set_nodelay(true) {
+                        tracing::debug!(%peer, %error, "TCP_NODELAY not set");
+                    }
                     let (acceptor, tx, admission) = (tls.acceptor(), tx.clone(), admission.clone());
                     tasks2.spawn(async move {
                         match admission.handshake(admitted, tcp, acceptor).await {
