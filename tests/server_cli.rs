@@ -441,28 +441,16 @@ fn stored_unix_entry_without_node_is_logged_at_startup_and_listed_invalid() {
     // An entry stored before `entry create` refused unscoped unix entries: written
     // straight into the server's SQLite store, since the admin API no longer accepts it.
     const LEGACY: &str = "00000000-0000-4000-8000-0000000001e9";
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use sworn_server::store::{Entry, EntryTarget, Store};
-        let store =
-            sworn_server::store::sqlite::SqliteStore::open(&dir.path().join("data/sworn.db"))
-                .await
-                .unwrap();
-        store
-            .create_entry(&Entry {
-                id: LEGACY.parse().unwrap(),
-                target: EntryTarget::Id("spiffe://example.org/legacy".into()),
-                selectors: vec!["unix:uid:1000".parse().unwrap()],
-                node: None,
-                ttl: None,
-                dns_names: vec![],
-                hint: String::new(),
-                created_at: 1,
-            })
-            .await
-            .unwrap();
-        store.close().await;
-    });
+    use sworn_server::store::{Entry, EntryTarget};
+    server_support::store_entry_directly(
+        dir.path(),
+        Entry::unscoped(
+            LEGACY.parse().unwrap(),
+            EntryTarget::Id("spiffe://example.org/legacy".into()),
+            vec!["unix:uid:1000".parse().unwrap()],
+            1,
+        ),
+    );
 
     // The server still starts, and says at error level which entry needs fixing.
     let s = Server::start_with(dir.path(), "log_format = \"json\"\n");

@@ -59,27 +59,16 @@ fn a_template_sharing_a_segment_is_refused_at_creation_and_marked_invalid_when_s
     s.stop();
 
     // Stored before the rule: written straight into the server's SQLite store.
-    rt.block_on(async {
-        use sworn_server::store::{Entry, EntryTarget, Store};
-        let store =
-            sworn_server::store::sqlite::SqliteStore::open(&dir.path().join("data/sworn.db"))
-                .await
-                .unwrap();
-        store
-            .create_entry(&Entry {
-                id: LEGACY.parse().unwrap(),
-                target: EntryTarget::Template(COLLIDING.into()),
-                selectors: vec!["k8s:ns:prod".parse().unwrap()],
-                node: None,
-                ttl: None,
-                dns_names: vec![],
-                hint: String::new(),
-                created_at: 1,
-            })
-            .await
-            .unwrap();
-        store.close().await;
-    });
+    use sworn_server::store::{Entry, EntryTarget};
+    server_support::store_entry_directly(
+        dir.path(),
+        Entry::unscoped(
+            LEGACY.parse().unwrap(),
+            EntryTarget::Template(COLLIDING.into()),
+            vec!["k8s:ns:prod".parse().unwrap()],
+            1,
+        ),
+    );
     let s = Server::start_with(dir.path(), "log_format = \"json\"\n");
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
     let flagged: Vec<serde_json::Value> = log

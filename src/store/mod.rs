@@ -76,6 +76,28 @@ pub struct Entry {
     pub created_at: i64,
 }
 
+impl Entry {
+    /// An entry for `target` and `selectors` with no `--node`, the server's default TTL, no
+    /// DNS names and no hint.
+    pub fn unscoped(
+        id: EntryId,
+        target: EntryTarget,
+        selectors: Vec<Selector>,
+        created_at: i64,
+    ) -> Self {
+        Entry {
+            id,
+            target,
+            selectors,
+            node: None,
+            ttl: None,
+            dns_names: Vec::new(),
+            hint: String::new(),
+            created_at,
+        }
+    }
+}
+
 /// How an agent attested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentMethod {

@@ -108,3 +108,17 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Writes `entry` straight into the server's SQLite store under `dir` (the server stopped):
+/// how an entry stored before a rule the admin API now enforces looks.
+pub fn store_entry_directly(dir: &Path, entry: sworn_server::store::Entry) {
+    use sworn_server::store::Store;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = sworn_server::store::sqlite::SqliteStore::open(&dir.join("data/sworn.db"))
+            .await
+            .unwrap();
+        store.create_entry(&entry).await.unwrap();
+        store.close().await;
+    });
+}
