@@ -550,6 +550,7 @@ impl pb::agent_api_server::AgentApi for AgentService {
             ));
         }
         let csr = req.into_inner().csr;
+        check_csr(&csr).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let detail = serde_json::json!({"method": "renew", "previous_serial": agent.serial});
         self.issue_agent(agent.record.agent, csr, detail)
             .await
