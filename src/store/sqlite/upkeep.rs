@@ -132,3 +132,43 @@ impl SqliteStore {
         Ok(res.rows_affected())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CREDENTIAL_SKEW_SECS, CredentialKept, Store};
+
+    #[tokio::test]
+    async fn a_credential_id_is_kept_until_its_tokens_exp_plus_skew() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let now = 1_000_000;
+        let long = now + 72 * 3600;
+        s.record_credential("long", CredentialKept::for_token(Some(long), now))
+            .await
+            .unwrap();
+        s.record_credential("short", CredentialKept::for_token(Some(now + 600), now))
+            .await
+            .unwrap();
+        // 49 hours on: only the short token's ID is forgotten.
+        assert_eq!(s.prune_credentials(now + 49 * 3600, 1000).await.unwrap(), 1);
+        assert!(
+            !s.record_credential("long", CredentialKept::for_token(Some(long), now))
+                .await
+                .unwrap()
+        );
+        // Just before exp + skew it stays; after, it goes.
+        assert_eq!(
+            s.prune_credentials(long + CREDENTIAL_SKEW_SECS - 1, 1000)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            s.prune_credentials(long + CREDENTIAL_SKEW_SECS + 1, 1000)
+                .await
+                .unwrap(),
+            1
+        );
+    }
+}
