@@ -6,10 +6,17 @@
 //! `audit --follow` streams. Writing is part of the decision: if the event
 //! cannot be stored, the caller fails closed and issues nothing. Details never
 //! hold tokens, keys or certificates; they hold IDs, names and results.
+//!
+//! Every field is bounded where the request is parsed (docs/architecture.md, "Bounded
+//! input"); as a second line, [`Audit::record`] replaces any string longer than
+//! [`MAX_DETAIL_STRING`] with a short escaped preview, so no row or log line carries a
+//! request-sized value. The table itself is bounded by `audit_retention`
+//! (`store::retention`).
 
 use std::sync::Arc;
 
 use serde_json::Value;
+use sworn_identity::evidence_bounds::preview;
 use sworn_identity::outcome::Refusal;
 use tokio::sync::broadcast;
 
@@ -73,6 +80,19 @@ impl Kind {
     }
 }
 
+/// Longest string an audit detail keeps as it is (a SPIFFE ID is at most 2048 bytes).
+pub const MAX_DETAIL_STRING: usize = 2048;
+
+/// Replaces every string longer than [`MAX_DETAIL_STRING`] in `v` with its preview.
+fn bound_strings(v: &mut Value) {
+    match v {
+        Value::String(s) if s.len() > MAX_DETAIL_STRING => *s = preview(s),
+        Value::Array(items) => items.iter_mut().for_each(bound_strings),
+        Value::Object(fields) => fields.values_mut().for_each(bound_strings),
+        _ => {}
+    }
+}
+
 /// Writes audit events.
 #[derive(Debug, Clone)]
 pub struct Audit {
@@ -115,8 +135,9 @@ impl Audit {
         &self,
         kind: Kind,
         decision: Decision,
-        detail: Value,
+        mut detail: Value,
     ) -> Result<i64, StoreError> {
+        bound_strings(&mut detail);
         let kind = kind.as_str();
         let at = unix_now(self.clock.as_ref());
         let text = detail.to_string();
@@ -139,5 +160,21 @@ impl Audit {
     /// Live events from now on, for `audit --follow`.
     pub fn subscribe(&self) -> broadcast::Receiver<AuditRecord> {
         self.live.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_strings_are_cut_to_a_preview_wherever_they_are() {
+        let long = "c".repeat(3 << 20);
+        let mut v = serde_json::json!({"cluster": long, "nested": [{"x": long}], "ok": "dev"});
+        bound_strings(&mut v);
+        let text = v.to_string();
+        assert!(text.len() < 512, "{text}");
+        assert_eq!(v["ok"], "dev");
+        assert!(v["cluster"].as_str().unwrap().ends_with("[3145728 bytes]"));
     }
 }

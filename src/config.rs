@@ -93,6 +93,10 @@ struct RawConfig {
     ca_ttl: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     k8s_call_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    audit_retention: Option<Duration>,
+    #[serde(default)]
+    danger_allow_lost_datastore: bool,
     key_type: Option<KeyType>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -202,6 +206,15 @@ pub struct Config {
     pub k8s_call_timeout: Duration,
     /// The `[agent_api]` section: connection, handshake, request-size and rate limits.
     pub agent_api: AgentApiLimits,
+    /// How long audit events are kept; older ones are pruned in batches by a background
+    /// task. Default 30 days: enough to investigate an incident, and the table (which every
+    /// decision writes to, so a full disk stops issuance) stays bounded.
+    pub audit_retention: Duration,
+    /// Start even though the CA keys exist and the datastore is new (lost or deleted). Default
+    /// false: a new datastore has forgotten which agent tokens already attested, so a token
+    /// still valid could attest once more. Set it once, after restoring what could be
+    /// restored, and remove it again (docs/architecture.md, "Storage").
+    pub danger_allow_lost_datastore: bool,
 }
 
 impl Config {
@@ -265,6 +278,11 @@ impl Config {
         let k8s_call_timeout = positive(
             "k8s_call_timeout",
             raw.k8s_call_timeout.unwrap_or(Duration::from_secs(5)),
+        )?;
+        let audit_retention = positive(
+            "audit_retention",
+            raw.audit_retention
+                .unwrap_or(Duration::from_secs(30 * 24 * 3600)),
         )?;
         let log_level = raw.log_level.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
@@ -345,6 +363,8 @@ impl Config {
             clusters: raw.clusters,
             k8s_call_timeout,
             agent_api,
+            audit_retention,
+            danger_allow_lost_datastore: raw.danger_allow_lost_datastore,
         })
     }
 
@@ -376,6 +396,8 @@ impl Config {
                 clusters: Vec::new(),
                 k8s_call_timeout: Duration::from_secs(5),
                 agent_api: AgentApiLimits::default(),
+                audit_retention: Duration::from_secs(30 * 24 * 3600),
+                danger_allow_lost_datastore: false,
             },
         }
     }

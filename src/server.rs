@@ -54,6 +54,17 @@ pub enum ServerError {
     /// A Kubernetes cluster client could not be built.
     #[error(transparent)]
     K8s(#[from] crate::k8s::K8sError),
+    /// The CA's keys exist but the datastore is new: it was lost or deleted, and with it the
+    /// record of which agent tokens already attested (docs/architecture.md, "Storage").
+    #[error(
+        "the CA keys in {ca_dir} exist but the datastore {database} is new (lost or deleted): it no longer knows which agent tokens were used, so a still-valid token could attest again; restore the database, or set danger_allow_lost_datastore = true to start anyway"
+    )]
+    LostDatastore {
+        /// The CA directory.
+        ca_dir: PathBuf,
+        /// The database file.
+        database: PathBuf,
+    },
 }
 
 impl ServerError {
@@ -64,6 +75,8 @@ impl ServerError {
             ServerError::Ca(_) | ServerError::DataDir { .. } | ServerError::K8s(_) => 78,
             // EX_UNAVAILABLE: a port or socket is taken.
             ServerError::Bind { .. } => 69,
+            // EX_USAGE, as a configuration error: the operator must choose.
+            ServerError::LostDatastore { .. } => crate::config::EXIT_CONFIG,
             _ => 1,
         }
     }
@@ -111,6 +124,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServe
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path()).await?);
     report_unusable_entries(store.as_ref()).await;
     let stored_roots = store.list_roots().await?;
+    check_datastore_kept(&config, stored_roots.is_empty())?;
     let ca_config = CaConfig {
         trust_domain: config.trust_domain.clone(),
         ca_ttl: config.ca_ttl,
@@ -207,6 +221,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServe
             .instrument(tracing::info_span!("health")),
         );
     }
+    tasks.spawn(
+        crate::store::retention::run(
+            shared.store.clone(),
+            shared.clock.clone(),
+            shared.config.audit_retention,
+            shutdown.clone(),
+        )
+        .instrument(tracing::info_span!("retention")),
+    );
     tasks.spawn(shared.ca.clone().run_rotation(
         ROTATION_PERIOD,
         shutdown.clone(),
@@ -272,6 +295,28 @@ fn prepare_data_dir(config: &Config) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Refuses a datastore that is new while the CA's keys exist, unless
+/// `danger_allow_lost_datastore`. Every start writes the bundle's roots to the datastore, so a
+/// datastore without roots next to a CA directory with content was lost or replaced.
+fn check_datastore_kept(config: &Config, no_roots: bool) -> Result<(), ServerError> {
+    let ca_dir = config.data_dir.join("ca");
+    let ca_present = std::fs::read_dir(&ca_dir).is_ok_and(|mut d| d.next().is_some());
+    if !(no_roots && ca_present) {
+        return Ok(());
+    }
+    if config.danger_allow_lost_datastore {
+        tracing::warn!(
+            ca_dir = %ca_dir.display(),
+            "the datastore is new but the CA keys exist; starting because danger_allow_lost_datastore is set: agent tokens that attested before may attest once more until they expire"
+        );
+        return Ok(());
+    }
+    Err(ServerError::LostDatastore {
+        ca_dir,
+        database: config.database_path(),
+    })
+}
+
 /// Logs, at `error`, every stored entry that can never be used (entries stored before
 /// `entry create` refused them), one line each, so an operator can fix them. The server
 /// still starts: policy already scopes them to no agent.
@@ -290,6 +335,11 @@ async fn report_unusable_entries(store: &dyn Store) {
                 entry_id = %entry.id,
                 %defect,
                 "entry is scoped to no agent and is never issued; delete it and create it again with --node AGENT-ID"
+            ),
+            Some(defect @ EntryDefect::TemplateSegment) => tracing::error!(
+                entry_id = %entry.id,
+                %defect,
+                "entry's template lets a pod-controlled value share a path segment and is never issued; delete it and create it again with each such value in a segment of its own"
             ),
             None => {}
         }

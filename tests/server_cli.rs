@@ -4,112 +4,11 @@
 //! the CA can mint) at creation and for entries stored before them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sworn-server");
+mod server_support;
 
-/// An agent ID to scope unix entries to; `entry create` checks its form, not that the
-/// agent has attested.
-const NODE: &str = "spiffe://example.org/sworn/agent/join/test-node";
-
-struct Server {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Server {
-    fn config(dir: &Path) -> PathBuf {
-        Self::config_with(dir, "")
-    }
-
-    /// The test config, with `extra` TOML lines appended.
-    fn config_with(dir: &Path, extra: &str) -> PathBuf {
-        let cfg = dir.join("server.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "trust_domain = \"example.org\"\ndata_dir = \"{}\"\nagent_api_address = \"127.0.0.1:0\"\nhealth_address = \"127.0.0.1:0\"\n{extra}",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        cfg
-    }
-
-    fn start(dir: &Path) -> Server {
-        Self::start_with(dir, "")
-    }
-
-    /// Starts the server on [`Server::config_with`]`(dir, extra)`; its stderr goes to
-    /// `<dir>/server.log`.
-    fn start_with(dir: &Path, extra: &str) -> Server {
-        let cfg = Self::config_with(dir, extra);
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("server.log")).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let s = Server {
-            child,
-            dir: dir.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !s.cli(&["healthcheck"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "server did not become healthy: {}",
-                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("data/admin.sock")
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .arg("--admin-socket")
-            .arg(self.socket())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use server_support::{BIN, NODE, Server};
 
 #[test]
 fn bad_config_exits_64_naming_the_key() {
@@ -542,28 +441,16 @@ fn stored_unix_entry_without_node_is_logged_at_startup_and_listed_invalid() {
     // An entry stored before `entry create` refused unscoped unix entries: written
     // straight into the server's SQLite store, since the admin API no longer accepts it.
     const LEGACY: &str = "00000000-0000-4000-8000-0000000001e9";
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use sworn_server::store::{Entry, EntryTarget, Store};
-        let store =
-            sworn_server::store::sqlite::SqliteStore::open(&dir.path().join("data/sworn.db"))
-                .await
-                .unwrap();
-        store
-            .create_entry(&Entry {
-                id: LEGACY.parse().unwrap(),
-                target: EntryTarget::Id("spiffe://example.org/legacy".into()),
-                selectors: vec!["unix:uid:1000".parse().unwrap()],
-                node: None,
-                ttl: None,
-                dns_names: vec![],
-                hint: String::new(),
-                created_at: 1,
-            })
-            .await
-            .unwrap();
-        store.close().await;
-    });
+    use sworn_server::store::{Entry, EntryTarget};
+    server_support::store_entry_directly(
+        dir.path(),
+        Entry::unscoped(
+            LEGACY.parse().unwrap(),
+            EntryTarget::Id("spiffe://example.org/legacy".into()),
+            vec!["unix:uid:1000".parse().unwrap()],
+            1,
+        ),
+    );
 
     // The server still starts, and says at error level which entry needs fixing.
     let s = Server::start_with(dir.path(), "log_format = \"json\"\n");

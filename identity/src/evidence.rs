@@ -8,11 +8,9 @@
 
 use std::fmt;
 
-use crate::factor::Factor;
 use crate::pod_id::{ContainerId, PodUid};
 
-/// Longest service-account token accepted (a projected token is about 1 KiB).
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+pub use crate::evidence_bounds::{EvidenceError, MAX_TOKEN_BYTES, Problem};
 
 /// The evidence of one Kubernetes caller.
 #[derive(Clone, PartialEq, Eq)]
@@ -44,56 +42,64 @@ impl fmt::Debug for K8sEvidence {
     }
 }
 
-/// Why evidence was refused, with the factor the refusal names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum EvidenceError {
-    /// The pod UID, name or namespace is malformed (`evidence`).
-    #[error("malformed pod identifiers")]
-    PodIdentifiers,
-    /// The container ID is not 64 lowercase hex digits (`W1`: the kernel's view).
-    #[error("malformed container ID")]
-    ContainerId,
-    /// The token is empty or longer than [`MAX_TOKEN_BYTES`] (`W3`).
-    #[error("workload token missing or too large")]
-    Token,
-}
-
-impl EvidenceError {
-    /// The factor a denial for this names.
-    pub fn factor(&self) -> Factor {
-        match self {
-            EvidenceError::PodIdentifiers => Factor::Evidence,
-            EvidenceError::ContainerId => Factor::W1,
-            EvidenceError::Token => Factor::W3,
-        }
-    }
-}
-
 #[cfg(feature = "proto")]
 mod proto {
     use sworn_proto::agent as pb;
 
-    use super::{EvidenceError, K8sEvidence, MAX_TOKEN_BYTES};
+    use super::K8sEvidence;
+    use crate::evidence_bounds::{
+        EvidenceError, MAX_CONTAINER_ID_BYTES, MAX_LABEL_BYTES, MAX_POD_NAME_BYTES,
+        MAX_TOKEN_BYTES, MAX_UUID_BYTES, Problem, check_len,
+    };
+    use crate::factor::Factor;
     use crate::selector::{is_dns_label, is_dns_subdomain};
 
     impl K8sEvidence {
-        /// Parses evidence as an agent sent it, checking in this order: the pod identifiers,
-        /// the container ID, the token.
+        /// Parses evidence as an agent sent it, checking in this order: the pod identifiers
+        /// (`evidence`), the container ID (`W1`), the token (`W3`). Every field's length is
+        /// checked before its form, so a refusal never has to show a long value.
         pub fn from_proto(ev: &pb::K8sEvidence) -> Result<Self, EvidenceError> {
+            let pod = |field, len, limit| check_len(Factor::Evidence, field, len, limit, true);
+            let malformed =
+                |field, why| EvidenceError::new(Factor::Evidence, field, Problem::Malformed(why));
+            pod("pod_uid", ev.pod_uid.len(), MAX_UUID_BYTES)?;
+            pod("pod_name", ev.pod_name.len(), MAX_POD_NAME_BYTES)?;
+            pod("namespace", ev.namespace.len(), MAX_LABEL_BYTES)?;
+            check_len(
+                Factor::Evidence,
+                "container_name",
+                ev.container_name.len(),
+                MAX_LABEL_BYTES,
+                false,
+            )?;
             let pod_uid = ev
                 .pod_uid
                 .parse()
-                .map_err(|_| EvidenceError::PodIdentifiers)?;
-            if !is_dns_subdomain(&ev.pod_name) || !is_dns_label(&ev.namespace) {
-                return Err(EvidenceError::PodIdentifiers);
+                .map_err(|_| malformed("pod_uid", "not a lowercase hyphenated UUID"))?;
+            if !is_dns_subdomain(&ev.pod_name) {
+                return Err(malformed("pod_name", "not a DNS-1123 subdomain"));
             }
-            let container_id = ev
-                .container_id
-                .parse()
-                .map_err(|_| EvidenceError::ContainerId)?;
-            if ev.token.is_empty() || ev.token.len() > MAX_TOKEN_BYTES {
-                return Err(EvidenceError::Token);
+            if !is_dns_label(&ev.namespace) {
+                return Err(malformed("namespace", "not a DNS-1123 label"));
             }
+            if !ev.container_name.is_empty() && !is_dns_label(&ev.container_name) {
+                return Err(malformed("container_name", "not a DNS-1123 label"));
+            }
+            check_len(
+                Factor::W1,
+                "container_id",
+                ev.container_id.len(),
+                MAX_CONTAINER_ID_BYTES,
+                true,
+            )?;
+            let container_id = ev.container_id.parse().map_err(|_| {
+                EvidenceError::new(
+                    Factor::W1,
+                    "container_id",
+                    Problem::Malformed("not 64 lowercase hex digits"),
+                )
+            })?;
+            check_len(Factor::W3, "token", ev.token.len(), MAX_TOKEN_BYTES, true)?;
             Ok(K8sEvidence {
                 pod_uid,
                 container_id,
@@ -143,7 +149,7 @@ mod proto {
         #[test]
         fn malformed_evidence_names_its_factor() {
             type Spoil = fn(&mut pb::K8sEvidence);
-            let cases: [(Spoil, Factor); 6] = [
+            let cases: [(Spoil, Factor); 8] = [
                 (|e| e.pod_uid = e.pod_uid.to_uppercase(), Factor::Evidence),
                 (|e| e.pod_name = "../x".into(), Factor::Evidence),
                 (|e| e.namespace = String::new(), Factor::Evidence),
@@ -153,6 +159,8 @@ mod proto {
                 ),
                 (|e| e.token = String::new(), Factor::W3),
                 (|e| e.token = "t".repeat(MAX_TOKEN_BYTES + 1), Factor::W3),
+                (|e| e.container_name = "c".repeat(64), Factor::Evidence),
+                (|e| e.pod_name = "p".repeat(1 << 20), Factor::Evidence),
             ];
             for (i, (spoil, factor)) in cases.into_iter().enumerate() {
                 let mut wire = pb::K8sEvidence::from(sent());

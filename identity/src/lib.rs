@@ -22,12 +22,19 @@
 //! - [`pod::PodFacts`] (read from a Pod with the `k8s` feature) and [`unix::UnixFacts`]: the
 //!   facts of a caller, and the one function from each to its selectors, used by both sides.
 //! - [`evidence::K8sEvidence`]: what an agent sends for a Kubernetes caller, and (with the
-//!   `proto` feature) its one encoding on the wire.
+//!   `proto` feature) its one encoding on the wire; [`evidence_bounds`]: the limit of every
+//!   field an agent sends, and [`evidence_node`] (feature `proto`): node attestation
+//!   requests, bounded before the server uses them.
 
 mod agent_id;
 pub mod dns;
 mod entry_id;
 pub mod evidence;
+pub mod evidence_bounds;
+#[cfg(feature = "proto")]
+pub mod evidence_node;
+#[cfg(feature = "proto")]
+mod evidence_unix;
 pub mod factor;
 pub mod fs;
 mod id;

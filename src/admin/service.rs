@@ -384,6 +384,16 @@ impl AdminService {
             .await
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("no agent {id}")))?;
+        // A Kubernetes agent's ban is its node's (docs/architecture.md, "Bans").
+        let a = &agent.agent;
+        let detail = if a.method == crate::store::AgentMethod::K8s {
+            serde_json::json!({
+                "agent_id": id, "scope": "node", "cluster": a.cluster,
+                "node": a.node_name, "node_uid": a.node_uid,
+            })
+        } else {
+            serde_json::json!({ "agent_id": id, "scope": "agent" })
+        };
         self.shared
             .audit
             .record(
@@ -393,7 +403,7 @@ impl AdminService {
                     Kind::AgentUnban
                 },
                 Decision::Allow,
-                serde_json::json!({ "agent_id": id }),
+                detail,
             )
             .await
             .map_err(internal)?;

@@ -11,13 +11,6 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Value, json};
-use sworn_identity::evidence::{K8sEvidence, MAX_TOKEN_BYTES};
-use sworn_identity::outcome::Refusal;
-use sworn_identity::pod::{CallingError, PodFacts};
-use sworn_identity::{AgentId, Factor, Grant, SpiffeIdentity};
-use sworn_proto::agent as pb;
-
 use super::auth::Authenticated;
 use super::decision::Verified;
 use crate::k8s::pod;
@@ -26,7 +19,14 @@ use crate::k8s::{Cluster, K8sError, within};
 use crate::policy::matching::{check_scope, entry_matches};
 use crate::policy::template::IdTemplate;
 use crate::shared::Shared;
-use crate::store::{AgentMethod, AttestedAgent, EntryTarget};
+use crate::store::{AgentMethod, AttestedAgent, CredentialKept, EntryTarget};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sworn_identity::evidence::K8sEvidence;
+use sworn_identity::evidence_node::K8sNodeEvidence;
+use sworn_identity::outcome::Refusal;
+use sworn_identity::pod::{CallingError, PodFacts};
+use sworn_identity::{AgentId, Factor, Grant, SpiffeIdentity};
 
 /// A refusal and the values it compared.
 #[derive(Debug)]
@@ -73,16 +73,13 @@ fn review_refusal(factor: Factor, e: ReviewError) -> Failed {
 /// audit detail, or the refusal.
 pub async fn verify_node(
     shared: &Shared,
-    req: pb::K8sAttestation,
+    req: &K8sNodeEvidence,
 ) -> Result<(AttestedAgent, Value), Failed> {
     let deadline = shared.config.k8s_call_timeout;
     let cluster: &Cluster = shared
         .clusters
         .get(&req.cluster)
         .ok_or_else(|| deny(Factor::Cluster, "unknown cluster", json!({})))?;
-    if req.token.is_empty() || req.token.len() > MAX_TOKEN_BYTES {
-        return Err(deny(Factor::N1, "token missing or too large", json!({})));
-    }
     // N1: the token, for the dedicated agent audience.
     let r = within(
         deadline,
@@ -191,21 +188,39 @@ pub async fn verify_node(
         &["k8s", &cluster.config.name, &node_uid, &pod_uid],
     )
     .map_err(|e| deny(Factor::N4, e.to_string(), json!({})))?;
-    // N5: not banned.
-    match shared.store.get_agent(&id).await {
-        Ok(Some(a)) if a.banned => {
+    // N5: neither this agent nor its node is banned. A node ban matches the node's UID or
+    // its name, so a re-created agent pod (a new agent ID) or a node re-created under the
+    // same name (a new UID) is still refused (docs/architecture.md, "Bans").
+    let store_fault = |e: crate::store::StoreError| -> Failed {
+        Refusal::unavailable(Factor::Store, e.to_string()).into()
+    };
+    if let Some(banned) = shared
+        .store
+        .node_ban(&cluster.config.name, &node_uid, &node_name)
+        .await
+        .map_err(store_fault)?
+    {
+        return Err(deny(
+            Factor::N5,
+            "node is banned",
+            json!({"agent_id": id.as_str(), "node": node_name, "node_uid": node_uid,
+                   "banned_agent_id": banned.as_str()}),
+        ));
+    }
+    match shared.store.get_agent(&id).await.map_err(store_fault)? {
+        Some(a) if a.banned => {
             return Err(deny(
                 Factor::N5,
                 "agent is banned",
                 json!({"agent_id": id.as_str()}),
             ));
         }
-        Ok(_) => {}
-        Err(e) => return Err(Refusal::unavailable(Factor::Store, e.to_string()).into()),
+        _ => {}
     }
-    // Replay: last, so a refused attempt does not burn the credential.
-    let exp = shared.now() + 3600 * 48;
-    match shared.store.record_credential(&jti, exp).await {
+    // Replay: last, so a refused attempt does not burn the credential. The ID is kept until
+    // the token itself has expired (plus skew), whatever its lifetime.
+    let kept = CredentialKept::for_token(token_exp(&req.token), shared.now());
+    match shared.store.record_credential(&jti, kept).await {
         Ok(true) => {}
         Ok(false) => {
             return Err(deny(
@@ -235,12 +250,22 @@ pub async fn verify_node(
     ))
 }
 
-/// The audit fields of Kubernetes evidence, before anything is verified.
-pub fn evidence_detail(agent: &Authenticated, ev: &pb::K8sEvidence) -> Value {
+/// The `exp` claim of a token TokenReview accepted (so its claims are the API server's own):
+/// the JWT's middle part, base64url JSON (RFC 7519 §4.1.4). `None` when it has none.
+fn token_exp(token: &str) -> Option<i64> {
+    let claims = token.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice::<Value>(&json).ok()?["exp"].as_i64()
+}
+
+/// The audit fields of Kubernetes evidence, parsed (so bounded), before anything is verified.
+pub fn evidence_detail(agent: &Authenticated, ev: &K8sEvidence) -> Value {
     json!({
         "agent_node": agent.record.agent.node_name,
-        "pod_uid": ev.pod_uid, "pod": ev.pod_name, "namespace": ev.namespace,
-        "container_id": ev.container_id,
+        "pod_uid": ev.pod_uid.to_string(), "pod": ev.pod_name, "namespace": ev.namespace,
+        "container_id": ev.container_id.to_string(),
     })
 }
 
@@ -250,7 +275,7 @@ pub async fn verify_workload(
     shared: &Shared,
     agent: &Authenticated,
     grant: Grant,
-    ev: &pb::K8sEvidence,
+    ev: &K8sEvidence,
 ) -> Result<Verified, Failed> {
     let deadline = shared.config.k8s_call_timeout;
     let record = &agent.record.agent;
@@ -268,8 +293,6 @@ pub async fn verify_workload(
             json!({"cluster": record.cluster}),
         )
     })?;
-    // Names from the agent are validated before any use.
-    let ev = K8sEvidence::from_proto(ev).map_err(|e| deny(e.factor(), e.to_string(), json!({})))?;
     let pod_uid = ev.pod_uid.to_string();
     // W4: the pod's own token, for the workload audience.
     let r = within(
@@ -411,8 +434,17 @@ pub async fn verify_workload(
     }
     let rendered = match &entry.target {
         EntryTarget::Id(id) => id.clone(),
+        // A stored template that breaks today's rules (docs/architecture.md, "ID templates")
+        // is the entry's defect, not the pod's: never rendered.
         EntryTarget::Template(t) => IdTemplate::parse(t, td.as_str())
-            .and_then(|t| t.render(&facts))
+            .map_err(|e| {
+                deny(
+                    Factor::Entry,
+                    format!("stored template invalid: {e}"),
+                    json!({}),
+                )
+            })?
+            .render(&facts)
             .map_err(|e| deny(Factor::W5, format!("template: {e}"), json!({})))?,
     };
     let id = SpiffeIdentity::parse(&rendered)

@@ -8,6 +8,9 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use sworn_identity::evidence::K8sEvidence;
+use sworn_identity::evidence_bounds::{EvidenceError, MAX_UUID_BYTES, check_len, preview};
+use sworn_identity::evidence_node::{JoinTokenEvidence, K8sNodeEvidence, check_csr};
 use sworn_identity::outcome::{Outcome, Refusal};
 use sworn_identity::unix::UnixFacts;
 use sworn_identity::{AgentId, Factor, Grant, SpiffeIdentity};
@@ -31,9 +34,30 @@ use crate::store::{AgentMethod, AgentRecord, AttestedAgent, EntryTarget, StoreEr
 /// What a mint item asks for, read from its `entry_id` at the boundary: an ID that is not
 /// the one encoding names no entry, so it is denied like an unknown entry (factor `entry`).
 fn grant_of(entry_id: &str) -> Result<Grant, Failed> {
+    check_len(
+        Factor::Entry,
+        "entry_id",
+        entry_id.len(),
+        MAX_UUID_BYTES,
+        false,
+    )
+    .map_err(|e| field_refused(&e, None))?;
     Grant::from_wire(entry_id).map_err(|e| Refusal::denied(Factor::Entry, e.to_string()).into())
 }
 use crate::telemetry::Metrics;
+
+/// A denial for a field out of bounds: its factor, a reason naming the field and its limit,
+/// and in the audit detail the field's name and at most `shown` (a [`preview`]).
+fn field_refused(e: &EvidenceError, shown: Option<String>) -> Failed {
+    let mut extra = json!({"field": e.field});
+    if let Some(shown) = shown {
+        extra["value_preview"] = shown.into();
+    }
+    Failed {
+        refusal: Refusal::denied(e.factor(), e.to_string()),
+        extra,
+    }
+}
 
 /// What the agent is told of an outcome: the generic text, never the audit detail.
 fn mint_result(entry_id: String, outcome: Outcome<Minted>) -> pb::MintResult {
@@ -158,6 +182,22 @@ impl AgentService {
         }
     }
 
+    /// Audits an `Attest` refused for one of its fields and answers `InvalidArgument`
+    /// naming the field and its limit. The row shows at most `shown`, a [`preview`].
+    async fn refuse_attest_field(
+        &self,
+        method: &str,
+        e: &EvidenceError,
+        shown: Option<String>,
+    ) -> Status {
+        let Failed { refusal, mut extra } = field_refused(e, shown);
+        merge(&mut extra, &json!({"method": method}));
+        match self.deny_attest(method, refusal, extra).await.code() {
+            tonic::Code::PermissionDenied => Status::invalid_argument(e.to_string()),
+            _ => Status::unavailable("datastore unavailable"),
+        }
+    }
+
     /// Mints an agent SVID and records the agent.
     async fn issue_agent(
         &self,
@@ -216,11 +256,11 @@ impl AgentService {
 
     async fn attest_join_token(
         &self,
-        token: String,
+        token: JoinTokenEvidence,
         csr: Vec<u8>,
         peer: Option<SocketAddr>,
     ) -> Result<pb::AttestResponse, Status> {
-        let hash = join_token::hash(&token);
+        let hash = join_token::hash(token.expose());
         let peer = peer.map(|p| p.to_string()).unwrap_or_default();
         let outcome = self
             .shared
@@ -274,7 +314,7 @@ impl AgentService {
         &self,
         agent: &Authenticated,
         grant: Grant,
-        ev: pb::UnixEvidence,
+        facts: UnixFacts,
     ) -> Result<Verified, Failed> {
         // A Kubernetes agent's callers are pods, attested by W1–W4; unix facts from it are
         // only its word, so it could copy them from any entry's selectors.
@@ -293,7 +333,6 @@ impl AgentService {
                 Refusal::denied(Factor::Entry, "unix callers have no default identity").into(),
             );
         };
-        let facts = UnixFacts::from(ev);
         let entry = match self.shared.store.get_entry(&entry_id).await {
             Ok(Some(e)) => e,
             Ok(None) => return Err(Refusal::denied(Factor::Entry, "no such entry").into()),
@@ -328,26 +367,49 @@ impl AgentService {
     }
 
     /// Decides one mint item: verify the evidence, mint, and audit. Exactly one outcome.
+    /// Every field is bounded before it reaches the audit detail (docs/architecture.md,
+    /// "Bounded input").
     async fn mint_item(&self, agent: &Authenticated, mut item: pb::MintItem) -> Outcome<Minted> {
-        let mut detail = json!({
-            "via": "agent", "agent_id": agent.record.id(), "entry_id": item.entry_id,
-        });
         let grant = grant_of(&item.entry_id);
+        let entry_id = match &grant {
+            Ok(g) => g.to_wire(),
+            Err(_) => preview(&item.entry_id),
+        };
+        let mut detail = json!({
+            "via": "agent", "agent_id": agent.record.id(), "entry_id": entry_id,
+        });
+        let grant = check_csr(&item.csr)
+            .map_err(|e| field_refused(&e, None))
+            .and(grant);
         let (mode, verified) = match item.evidence.take() {
             Some(pb::mint_item::Evidence::Unix(ev)) => {
-                detail["evidence"] =
-                    json!({"uid": ev.uid, "gid": ev.gid, "path": ev.path, "sha256": ev.sha256});
-                let v = match grant {
-                    Ok(grant) => self.verify_unix(agent, grant, ev).await,
-                    Err(failed) => Err(failed),
+                let v = match UnixFacts::from_proto(ev) {
+                    Ok(facts) => {
+                        detail["evidence"] = json!({
+                            "uid": facts.uid, "gid": facts.gid,
+                            "path": facts.path, "sha256": facts.sha256,
+                        });
+                        match grant {
+                            Ok(grant) => self.verify_unix(agent, grant, facts).await,
+                            Err(failed) => Err(failed),
+                        }
+                    }
+                    Err(e) => Err(field_refused(&e, None)),
                 };
                 ("workload", v)
             }
             Some(pb::mint_item::Evidence::K8s(ev)) => {
-                merge(&mut detail, &super::k8s::evidence_detail(agent, &ev));
-                let v = match grant {
-                    Ok(grant) => super::k8s::verify_workload(&self.shared, agent, grant, &ev).await,
-                    Err(failed) => Err(failed),
+                let v = match K8sEvidence::from_proto(&ev) {
+                    Ok(ev) => {
+                        merge(&mut detail, &super::k8s::evidence_detail(agent, &ev));
+                        match grant {
+                            Ok(grant) => {
+                                super::k8s::verify_workload(&self.shared, agent, grant, &ev).await
+                            }
+                            Err(failed) => Err(failed),
+                        }
+                    }
+                    Err(e) => Err(field_refused(&e, None)),
                 };
                 ("k8s", v)
             }
@@ -452,13 +514,28 @@ impl pb::agent_api_server::AgentApi for AgentService {
         };
         self.shared.mint_stalls.before_attesting().await;
         let r = req.into_inner();
+        // Every field is bounded before anything logs, audits or looks it up
+        // (docs/architecture.md, "Bounded input").
         match r.method {
-            Some(pb::attest_request::Method::JoinToken(j)) => self
-                .attest_join_token(j.token, r.csr, peer)
-                .await
-                .map(Response::new),
+            Some(pb::attest_request::Method::JoinToken(j)) => {
+                let parsed = check_csr(&r.csr).and_then(|()| JoinTokenEvidence::from_proto(&j));
+                match parsed {
+                    Ok(token) => self
+                        .attest_join_token(token, r.csr, peer)
+                        .await
+                        .map(Response::new),
+                    Err(e) => Err(self.refuse_attest_field("join_token", &e, None).await),
+                }
+            }
             Some(pb::attest_request::Method::K8s(k)) => {
-                self.attest_k8s(k, r.csr).await.map(Response::new)
+                let parsed = check_csr(&r.csr).and_then(|()| K8sNodeEvidence::from_proto(&k));
+                match parsed {
+                    Ok(ev) => self.attest_k8s(ev, r.csr).await.map(Response::new),
+                    Err(e) => {
+                        let shown = (e.field == "cluster").then(|| preview(&k.cluster));
+                        Err(self.refuse_attest_field("k8s", &e, shown).await)
+                    }
+                }
             }
             None => Err(Status::invalid_argument("attestation method is required")),
         }
@@ -477,6 +554,7 @@ impl pb::agent_api_server::AgentApi for AgentService {
             ));
         }
         let csr = req.into_inner().csr;
+        check_csr(&csr).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let detail = serde_json::json!({"method": "renew", "previous_serial": agent.serial});
         self.issue_agent(agent.record.agent, csr, detail)
             .await
@@ -525,11 +603,11 @@ impl AgentService {
     /// Attests a Kubernetes agent by its projected service-account token (N1–N5).
     async fn attest_k8s(
         &self,
-        req: pb::K8sAttestation,
+        req: K8sNodeEvidence,
         csr: Vec<u8>,
     ) -> Result<pb::AttestResponse, Status> {
         let cluster_name = req.cluster.clone();
-        match super::k8s::verify_node(&self.shared, req).await {
+        match super::k8s::verify_node(&self.shared, &req).await {
             Ok((record, detail)) => self.issue_agent(record, csr, detail).await,
             Err(Failed { refusal, mut extra }) => {
                 merge(

@@ -98,8 +98,10 @@ pub enum EntryCommand {
             conflicts_with = "spiffe_id_template"
         )]
         spiffe_id: Option<String>,
-        /// A SPIFFE ID template, e.g. spiffe://td/ns/{namespace}/app/{label:app}.
-        #[arg(long)]
+        /// A SPIFFE ID template, e.g. spiffe://td/ns/{namespace}/app/{label:app}. Each
+        /// pod-controlled value ({label:...}, {pod_name}, {service_account}) fills a whole
+        /// path segment, and {namespace} is then required.
+        #[arg(long, value_parser = template_arg)]
         spiffe_id_template: Option<String>,
         /// TYPE:KEY:VALUE; repeat for AND.
         #[arg(long = "selector", required = true, value_name = "TYPE:VALUE")]
@@ -147,6 +149,15 @@ pub enum EntryCommand {
     },
 }
 
+/// The rules for pod-controlled values in `--spiffe-id-template`, checked before any call
+/// (the server checks them again, with the trust domain).
+fn template_arg(s: &str) -> Result<String, String> {
+    match crate::policy::template::pod_controlled_defect(s) {
+        None => Ok(s.to_owned()),
+        Some(e) => Err(e.to_string()),
+    }
+}
+
 /// `agent` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
@@ -157,14 +168,16 @@ pub enum AgentCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Ban an agent: refused at once, cannot re-attest until unbanned.
+    /// Ban an agent: refused at once, cannot re-attest until unbanned. A Kubernetes agent's
+    /// ban covers its node (same cluster, and the node's UID or its name): every agent pod on
+    /// it, now or re-created, is refused until `agent unban` of this ID.
     Ban {
         /// Agent SPIFFE ID (`spiffe://<td>/sworn/agent/...`).
         id: AgentId,
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Lift a ban.
+    /// Lift a ban (for a Kubernetes agent, its node's ban and every agent of that node).
     Unban {
         /// Agent SPIFFE ID (`spiffe://<td>/sworn/agent/...`).
         id: AgentId,

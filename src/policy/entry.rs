@@ -21,7 +21,7 @@ use sworn_identity::selector::Selector;
 use sworn_identity::{AgentId, EntryId, SpiffeIdentity};
 
 use super::matching::unscoped_unix;
-use super::template::IdTemplate;
+use super::template::{IdTemplate, pod_controlled_defect};
 use crate::store::{Entry, EntryTarget};
 
 /// An entry's target as both protocols carry it: (`spiffe_id`, `spiffe_id_template`),
@@ -120,13 +120,26 @@ pub enum EntryDefect {
     /// `entry_scope`).
     #[error("unix entry without --node")]
     UnscopedUnix,
+    /// A template in which a pod-controlled value does not fill a whole path segment (or
+    /// lacks `{namespace}`), stored before that rule ([`pod_controlled_defect`]): it could
+    /// render one ID for two different pods, so it is never rendered (factor `entry`).
+    #[error("template lets a pod-controlled value share a path segment")]
+    TemplateSegment,
 }
 
 /// What makes `entry` unusable, if anything. `entry create` refuses every such entry;
 /// ones stored before the rule existed are reported by the server at startup and marked
 /// by `entry list` and `entry show`.
 pub fn entry_defect(entry: &Entry) -> Option<EntryDefect> {
-    unscoped_unix(entry).then_some(EntryDefect::UnscopedUnix)
+    if unscoped_unix(entry) {
+        return Some(EntryDefect::UnscopedUnix);
+    }
+    match &entry.target {
+        EntryTarget::Template(t) if pod_controlled_defect(t).is_some() => {
+            Some(EntryDefect::TemplateSegment)
+        }
+        _ => None,
+    }
 }
 
 /// Validates `req` into an entry with `id` and `created_at`.
@@ -197,9 +210,10 @@ pub fn validate(
         hint: req.hint,
         created_at,
     };
+    // A template breaking the pod-controlled rules was refused by `IdTemplate::parse`.
     match entry_defect(&entry) {
         Some(EntryDefect::UnscopedUnix) => Err(EntryError::UnscopedUnix),
-        None => Ok(entry),
+        Some(EntryDefect::TemplateSegment) | None => Ok(entry),
     }
 }
 

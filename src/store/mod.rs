@@ -1,16 +1,19 @@
 //! The server's datastore: entries, agents, bundle roots, join tokens, used
 //! agent credentials and audit events (docs/architecture.md, "Components").
 //!
+//! Retention ([`retention`]) prunes the audit table and expired credential IDs in bounded
+//! batches through this trait only, so every backend gets it.
 //! Callers hold an `Arc<dyn Store>`; [`sqlite::SqliteStore`] is the embedded
 //! default. A PostgreSQL implementation plugs in behind the same trait.
 //! Migrations are embedded in the binary. Nothing here deletes data except
-//! the explicit `delete_*`/`remove_*` calls, and single-use records (join
+//! the explicit `delete_*`/`remove_*`/`prune_*` calls, and single-use records (join
 //! tokens, credential IDs) are consumed with a conditional update whose
 //! affected-row count decides, so concurrent use cannot succeed twice.
 //! Entry IDs, agent IDs and serials are written in their one encoding
 //! ([`EntryId`], [`AgentId`], [`Serial`]) and parsed on read: a stored value
 //! that does not parse is [`StoreError::Corrupt`] naming its row, never a panic.
 
+pub mod retention;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -71,6 +74,28 @@ pub struct Entry {
     pub hint: String,
     /// Unix seconds.
     pub created_at: i64,
+}
+
+impl Entry {
+    /// An entry for `target` and `selectors` with no `--node`, the server's default TTL, no
+    /// DNS names and no hint.
+    pub fn unscoped(
+        id: EntryId,
+        target: EntryTarget,
+        selectors: Vec<Selector>,
+        created_at: i64,
+    ) -> Self {
+        Entry {
+            id,
+            target,
+            selectors,
+            node: None,
+            ttl: None,
+            dns_names: Vec::new(),
+            hint: String::new(),
+            created_at,
+        }
+    }
 }
 
 /// How an agent attested.
@@ -170,6 +195,33 @@ pub enum TokenUse {
     AlreadyUsed,
 }
 
+/// How long a used agent-token credential ID is remembered (docs/architecture.md,
+/// "Node attestation"): until the token's own `exp` plus [`CREDENTIAL_SKEW_SECS`], so the
+/// token can never attest again while the API server could still accept it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialKept {
+    /// The token's `exp` claim, when it has one.
+    pub token_exp: Option<i64>,
+    /// Unix seconds after which the row may be forgotten.
+    pub until: i64,
+}
+
+/// Clock skew allowed between the API server, which judges a token's `exp`, and this server,
+/// which forgets its credential ID: 5 minutes.
+pub const CREDENTIAL_SKEW_SECS: i64 = 300;
+
+impl CredentialKept {
+    /// The keep time of a token whose `exp` is `token_exp`, used at `now`. Without an `exp`
+    /// (a bound token always has one) the row is kept for good.
+    pub fn for_token(token_exp: Option<i64>, now: i64) -> Self {
+        let until = match token_exp {
+            Some(exp) => exp.saturating_add(CREDENTIAL_SKEW_SECS).max(now),
+            None => i64::MAX,
+        };
+        CredentialKept { token_exp, until }
+    }
+}
+
 /// One audit event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -207,12 +259,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_agent(&self, id: &AgentId) -> Result<Option<AgentRecord>, StoreError>;
     /// All agents.
     async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
-    /// Sets or clears the ban; `None` when there is no such agent.
+    /// Sets or clears the ban; `None` when there is no such agent. For a Kubernetes agent the
+    /// ban is its node's (docs/architecture.md, "Bans"): banning records a node ban for the
+    /// agent's (cluster, node UID, node name) and bans every agent of the same cluster whose
+    /// node UID or node name matches; unbanning lifts those node bans and those agents' bans.
     async fn set_agent_banned(
         &self,
         id: &AgentId,
         banned: bool,
     ) -> Result<Option<AgentRecord>, StoreError>;
+    /// The agent the node ban covering (`cluster`, `node_uid` or `node_name`) was given for,
+    /// if there is one.
+    async fn node_ban(
+        &self,
+        cluster: &str,
+        node_uid: &str,
+        node_name: &str,
+    ) -> Result<Option<AgentId>, StoreError>;
     /// The agent used `serial`: if it is the latest, the previous one stops
     /// being accepted.
     async fn mark_serial_used(&self, id: &AgentId, serial: &Serial) -> Result<(), StoreError>;
@@ -233,8 +296,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// Consumes a join token exactly once, even under concurrent use.
     async fn consume_join_token(&self, hash: &str, now: i64) -> Result<TokenUse, StoreError>;
-    /// Records an agent token's credential ID; false when it was seen before.
-    async fn record_credential(&self, jti: &str, expires_at: i64) -> Result<bool, StoreError>;
+    /// Records an agent token's credential ID, kept as `kept` says; false when it was seen
+    /// before.
+    async fn record_credential(&self, jti: &str, kept: CredentialKept) -> Result<bool, StoreError>;
+    /// Forgets at most `batch` credential IDs whose keep time is before `now`; how many.
+    async fn prune_credentials(&self, now: i64, batch: u32) -> Result<u64, StoreError>;
 
     /// Appends an audit event and returns its ID.
     async fn append_audit(
@@ -244,6 +310,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         decision: &str,
         detail: &str,
     ) -> Result<i64, StoreError>;
+    /// Deletes at most `batch` audit events written before `before` (unix seconds), oldest
+    /// first; how many it deleted. Retention calls it until it deletes fewer than `batch`.
+    async fn prune_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError>;
     /// Audit events with `id > after_id`, oldest first, at most `limit`.
     async fn list_audit(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
 }

@@ -13,9 +13,11 @@ use sqlx::sqlite::{
 use sworn_identity::{AgentId, EntryId, Serial};
 
 use super::{
-    AgentMethod, AgentRecord, AttestedAgent, AuditRecord, Entry, EntryTarget, Store, StoreError,
-    StoredRoot, TokenUse,
+    AgentMethod, AgentRecord, AttestedAgent, AuditRecord, CredentialKept, Entry, EntryTarget,
+    Store, StoreError, StoredRoot, TokenUse,
 };
+
+mod upkeep;
 
 /// The SQLite datastore.
 #[derive(Debug, Clone)]
@@ -233,12 +235,16 @@ impl Store for SqliteStore {
         id: &AgentId,
         banned: bool,
     ) -> Result<Option<AgentRecord>, StoreError> {
-        sqlx::query("UPDATE agents SET banned = ? WHERE id = ?")
-            .bind(i64::from(banned))
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        self.get_agent(id).await
+        self.set_banned(id, banned).await
+    }
+
+    async fn node_ban(
+        &self,
+        cluster: &str,
+        node_uid: &str,
+        node_name: &str,
+    ) -> Result<Option<AgentId>, StoreError> {
+        self.find_node_ban(cluster, node_uid, node_name).await
     }
 
     async fn mark_serial_used(&self, id: &AgentId, serial: &Serial) -> Result<(), StoreError> {
@@ -329,14 +335,24 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn record_credential(&self, jti: &str, expires_at: i64) -> Result<bool, StoreError> {
-        let res =
-            sqlx::query("INSERT OR IGNORE INTO used_credentials (jti, expires_at) VALUES (?, ?)")
-                .bind(jti)
-                .bind(expires_at)
-                .execute(&self.pool)
-                .await?;
+    async fn record_credential(&self, jti: &str, kept: CredentialKept) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "INSERT OR IGNORE INTO used_credentials (jti, expires_at, token_exp) VALUES (?, ?, ?)",
+        )
+        .bind(jti)
+        .bind(kept.until)
+        .bind(kept.token_exp)
+        .execute(&self.pool)
+        .await?;
         Ok(res.rows_affected() == 1)
+    }
+
+    async fn prune_credentials(&self, now: i64, batch: u32) -> Result<u64, StoreError> {
+        self.prune_credentials_batch(now, batch).await
+    }
+
+    async fn prune_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError> {
+        self.prune_audit_batch(before, batch).await
     }
 
     async fn append_audit(
@@ -635,7 +651,8 @@ mod tests {
     #[tokio::test]
     async fn credential_ids_are_single_use() {
         let (_d, s) = store().await;
-        assert!(s.record_credential("jti-1", 100).await.unwrap());
-        assert!(!s.record_credential("jti-1", 100).await.unwrap());
+        let kept = CredentialKept::for_token(Some(100), 0);
+        assert!(s.record_credential("jti-1", kept).await.unwrap());
+        assert!(!s.record_credential("jti-1", kept).await.unwrap());
     }
 }

@@ -49,15 +49,31 @@ impl TestServer {
 
     /// Starts a server in `dir` (for restarts).
     pub async fn start_in(dir: RunDir, extra: &str) -> TestServer {
+        Self::start_in_with_clock(dir, extra, Arc::new(SystemClock)).await
+    }
+
+    /// Starts a server on `clock` (a `FakeClock` moves days in a test); `extra` as in
+    /// [`TestServer::start`].
+    pub async fn start_with_clock(
+        extra: &str,
+        clock: Arc<dyn sworn_server::clock::Clock>,
+    ) -> TestServer {
+        let dir = RunDir::new("sworn-e2e-server-").unwrap();
+        Self::start_in_with_clock(dir, extra, clock).await
+    }
+
+    async fn start_in_with_clock(
+        dir: RunDir,
+        extra: &str,
+        clock: Arc<dyn sworn_server::clock::Clock>,
+    ) -> TestServer {
         sworn_harness::trace::capture();
         let text = format!(
             "trust_domain = \"{TD}\"\ndata_dir = \"{}\"\nagent_api_address = \"127.0.0.1:0\"\nhealth_address = \"127.0.0.1:0\"\n{extra}",
             dir.path().join("data").display()
         );
         let config = Config::parse(&text).unwrap();
-        let server = sworn_server::server::start(config, Arc::new(SystemClock))
-            .await
-            .unwrap();
+        let server = sworn_server::server::start(config, clock).await.unwrap();
         TestServer { server, dir }
     }
 

@@ -106,7 +106,7 @@ async fn expect_denied_by(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_attests_with_real_node_uid_surge_agents_coexist_and_ban_takes_effect() {
+async fn agent_attests_with_real_node_uid_surge_agents_coexist_and_a_ban_covers_the_node() {
     let (cp, kubelet, server) = setup().await;
     let pod1 = agent_pod(&kubelet, "sworn-agent-1", "node-a", SA).await;
     let pod2 = agent_pod(&kubelet, "sworn-agent-2", "node-a", SA).await;
@@ -207,9 +207,13 @@ async fn agent_attests_with_real_node_uid_surge_agents_coexist_and_ban_takes_eff
         "banned agent",
     )
     .await;
-    // The other surge agent is unaffected.
+    // A ban is the node's (docs/architecture.md, "Bans"): the other surge agent on the same
+    // node is refused too, at once.
     let mut other = connect(server.server.agent_api_addr, Some(&a2)).await;
-    other.sync(pb::SyncRequest {}).await.unwrap();
+    assert_eq!(
+        other.sync(pb::SyncRequest {}).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
     server
         .admin()
         .await
@@ -219,6 +223,11 @@ async fn agent_attests_with_real_node_uid_surge_agents_coexist_and_ban_takes_eff
     attest(&mut c, k8s(token(&kubelet, &pod1, "sworn-agent").await))
         .await
         .expect("unbanned agent re-attests");
+    let mut other = connect(server.server.agent_api_addr, Some(&a2)).await;
+    other
+        .sync(pb::SyncRequest {})
+        .await
+        .expect("unbanning the node lifts its surge agent's ban too");
     cp.stop().await;
 }
 

@@ -458,3 +458,71 @@ async fn entries_and_templates_match_on_the_servers_own_pod_read() {
     );
     drop(kubelet);
 }
+
+/// A template stored before the rule that pod-controlled values fill whole path segments
+/// (docs/architecture.md, "ID templates"), written straight into the store since the admin
+/// API refuses it: it is marked invalid, and it issues nothing, not even for the pod it would
+/// render correctly for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_template_sharing_a_segment_is_marked_invalid_and_issues_nothing() {
+    use sworn_server::store::{Entry, EntryTarget};
+    let env = setup().await;
+    let mut p = PodParams::new("prod", "db-1", "db", "node-a");
+    p.labels.insert("app".into(), "admin".into());
+    let (db, token) = pod(&env, p).await;
+    let colliding = "spiffe://example.org/svc/{namespace}-{label:app}";
+    let mut admin = env.server.admin().await;
+    let err = admin
+        .create_entry(apb::CreateEntryRequest {
+            spiffe_id_template: colliding.into(),
+            selectors: vec!["k8s:ns:prod".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("whole path segment"), "{err:?}");
+
+    let id: sworn_identity::EntryId = "00000000-0000-4000-8000-00000000c012".parse().unwrap();
+    env.server
+        .server
+        .shared
+        .store
+        .create_entry(&Entry::unscoped(
+            id,
+            EntryTarget::Template(colliding.into()),
+            vec!["k8s:ns:prod".parse().unwrap()],
+            1,
+        ))
+        .await
+        .unwrap();
+    let shown = admin
+        .get_entry(apb::EntryId { id: id.to_string() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        shown.invalid,
+        "template lets a pod-controlled value share a path segment"
+    );
+    let reason = denied_on(
+        mint(
+            &env.server,
+            &env.agent_a,
+            &id.to_string(),
+            evidence(&db, "app", token.clone()),
+        )
+        .await,
+        Factor::Entry,
+        "stored colliding template",
+    );
+    assert!(reason.starts_with("stored template invalid"), "{reason}");
+    // Positive control: the pod's default identity on the same setup.
+    assert_eq!(
+        mint(&env.server, &env.agent_a, "", evidence(&db, "app", token))
+            .await
+            .unwrap(),
+        "spiffe://example.org/ns/prod/sa/db"
+    );
+    env.cp.stop().await;
+}
