@@ -40,6 +40,9 @@ pub struct Metrics {
     pub mint_outcomes: Family<Labels, Counter>,
     /// Agent SVID renewals.
     pub agent_renewals: Counter,
+    /// Unix callers' executable digests by `outcome`: `hit` (from the digest cache) or
+    /// `miss` (hashed).
+    pub exe_digests: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -58,6 +61,12 @@ impl Metrics {
         let rotations = Counter::default();
         let mint_outcomes = Family::<Labels, Counter>::default();
         let agent_renewals = Counter::default();
+        let exe_digests = Family::<Labels, Counter>::default();
+        registry.register(
+            "exe_digests",
+            "Executable digests of unix callers, from the cache (hit) or hashed (miss)",
+            exe_digests.clone(),
+        );
         registry.register(
             "workload_api_requests",
             "Workload API requests",
@@ -96,6 +105,7 @@ impl Metrics {
             rotations,
             mint_outcomes,
             agent_renewals,
+            exe_digests,
         }
     }
 
@@ -115,6 +125,13 @@ impl Metrics {
     pub fn mint_outcome(&self, mode: &'static str, outcome: &'static str) {
         self.mint_outcomes
             .get_or_create(&vec![("mode", mode), ("outcome", outcome)])
+            .inc();
+    }
+
+    /// Counts one executable digest: `hit` or `miss`.
+    pub fn exe_digest(&self, outcome: &'static str) {
+        self.exe_digests
+            .get_or_create(&vec![("outcome", outcome)])
             .inc();
     }
 

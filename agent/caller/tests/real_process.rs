@@ -53,10 +53,17 @@ fn facts_of_a_real_caller_match_the_kernel_and_sha256sum() {
 
     let sleep = sleep_binary();
     wait_for_exec(connector.pid(), &sleep);
-    let facts = caller.unix_facts().unwrap();
+    let facts = caller
+        .unix_facts(&sworn_caller::DigestCache::default())
+        .unwrap();
     assert_eq!(facts.uid, caller.uid());
     assert_eq!(facts.gid, caller.gid());
-    assert_eq!(facts.exe_path, sleep);
+    assert_eq!(facts.exe_link, sleep);
+    assert_eq!(
+        facts.exe_path.as_ref(),
+        Some(&sleep),
+        "same file in our mount namespace"
+    );
     assert_eq!(facts.exe_sha256.to_hex(), sha256sum(&sleep));
     let mut groups: Vec<u32> = rustix::process::getgroups()
         .unwrap()
@@ -79,7 +86,9 @@ fn a_caller_that_exits_before_inspection_is_refused() {
 
     stream.write_all(b"x").unwrap();
     assert!(connector.child.wait().unwrap().success());
-    let err = caller.unix_facts().unwrap_err();
+    let err = caller
+        .unix_facts(&sworn_caller::DigestCache::default())
+        .unwrap_err();
     assert!(
         matches!(err, CallerError::Gone { pid } if pid == connector.pid()),
         "{err:?}"
@@ -102,7 +111,9 @@ fn a_zombie_caller_is_refused() {
     });
     let err = caller.verify_unchanged().unwrap_err();
     assert!(matches!(err, CallerError::Exited { .. }), "{err:?}");
-    let err = caller.unix_facts().unwrap_err();
+    let err = caller
+        .unix_facts(&sworn_caller::DigestCache::default())
+        .unwrap_err();
     assert!(matches!(err, CallerError::Exited { .. }), "{err:?}");
 }
 
@@ -122,7 +133,9 @@ fn a_caller_that_hands_its_socket_to_a_child_and_exits_is_refused() {
         "heir {heir} state {:?}",
         state_of(heir)
     );
-    let err = caller.unix_facts().unwrap_err();
+    let err = caller
+        .unix_facts(&sworn_caller::DigestCache::default())
+        .unwrap_err();
     assert!(
         matches!(err, CallerError::Gone { pid } if pid == connector.pid()),
         "{err:?}"

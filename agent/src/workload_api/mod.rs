@@ -12,6 +12,7 @@ mod attest;
 mod conn;
 mod h2_authority;
 mod header;
+mod inspections;
 mod limits;
 mod refusal;
 mod state;
@@ -51,9 +52,6 @@ use limits::{Limits, StreamPermit};
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024;
 /// Concurrent streams on one connection.
 const MAX_STREAMS_PER_CONNECTION: u32 = 16;
-/// Caller inspections (each hashes an executable) running at once; more wait their turn, so
-/// callers cannot make the agent hash without bound.
-const MAX_CONCURRENT_INSPECTIONS: usize = 4;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -66,7 +64,7 @@ pub(crate) struct Shared {
     pub trust_domain: TrustDomain,
     pub shutdown: CancellationToken,
     limits: Arc<Limits>,
-    inspections: Arc<tokio::sync::Semaphore>,
+    inspections: Arc<inspections::Inspections>,
     /// Kubernetes mode: the pod watch and attestation settings.
     k8s: Option<Arc<PodWorkloads>>,
 }
@@ -86,9 +84,19 @@ impl Shared {
             trust_domain,
             shutdown,
             limits: Arc::new(Limits::default()),
-            inspections: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INSPECTIONS)),
+            inspections: Arc::new(inspections::Inspections::new(
+                sworn_caller::DigestCache::default(),
+            )),
             k8s: None,
         }
+    }
+
+    /// Unix mode: hash executables under `limits` (config key `max_exe_hash_bytes`).
+    pub fn with_exe_limits(mut self, limits: sworn_caller::ExeLimits) -> Self {
+        let digests =
+            sworn_caller::DigestCache::new(limits, sworn_caller::DEFAULT_DIGEST_CACHE_ENTRIES);
+        self.inspections = Arc::new(inspections::Inspections::new(digests));
+        self
     }
 
     /// Kubernetes mode: callers are pods, attested by W1–W3 against `pods`.
@@ -130,11 +138,8 @@ impl Shared {
                     Status::resource_exhausted("too many concurrent streams for this caller"),
                 )
             })?;
-        let turn = self
-            .inspections
-            .acquire()
-            .await
-            .map_err(|_| Status::unavailable("the agent is shutting down"))?;
+        // Inspection turns are taken inside: per uid, for the unix inspection only, so a
+        // pod waiting for the watch or a uid hashing a huge binary holds up nobody else.
         let attested = match &self.k8s {
             Some(k8s) => crate::k8s::workload::attest(k8s.config(), k8s.index(), caller.clone())
                 .await
@@ -143,12 +148,14 @@ impl Shared {
                     info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, "kubernetes caller refused");
                     deny("caller", refusal::no_identity())
                 }),
-            None => attest::attest(caller).await.map_err(|e| {
-                info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, "caller refused");
+            None => {
+                let (uid, pid) = (caller.uid(), caller.pid());
+                attest::attest(caller, &self.inspections, &self.metrics).await.map_err(|e| {
+                info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, uid, pid, "caller refused");
                 deny("caller", refusal::no_identity())
-            }),
+            })
+            }
         };
-        drop(turn);
         let attested = attested?;
         Ok((attested, permit))
     }

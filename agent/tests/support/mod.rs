@@ -123,9 +123,15 @@ impl Env {
 
     /// Starts an attested, synced agent in-process with a fresh join token.
     pub async fn agent(&self, name: &str) -> RunningAgent {
+        self.agent_with(name, |_| {}).await
+    }
+
+    /// [`Env::agent`] with its config adjusted by `tune` first (another socket path, caps).
+    pub async fn agent_with(&self, name: &str, tune: impl FnOnce(&mut Config)) -> RunningAgent {
         let mut config = self.agent_config(name);
         config.attestation =
             NodeAttestation::JoinToken(Some(JoinToken::new(&self.join_token().await)));
+        tune(&mut config);
         let agent = Agent::start(config, CancellationToken::new())
             .await
             .unwrap();
@@ -167,6 +173,14 @@ impl Env {
             .await
             .unwrap();
     }
+}
+
+/// Waits (bounded) until `agent`'s synced state holds `entries`.
+pub async fn synced(agent: &RunningAgent, entries: &[&str]) {
+    tokio::time::timeout(Duration::from_secs(10), agent.entries_synced(entries))
+        .await
+        .expect("the entries reach the agent in time")
+        .unwrap();
 }
 
 pub fn my_uid() -> u32 {
