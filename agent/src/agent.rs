@@ -291,10 +291,12 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
         config.trust_domain.clone(),
         shutdown.clone(),
     );
-    let shared = shared.with_exe_limits(sworn_caller::ExeLimits {
-        max_bytes: config.max_exe_hash_bytes,
-        ..sworn_caller::ExeLimits::default()
-    });
+    let shared = shared
+        .with_exe_limits(sworn_caller::ExeLimits {
+            max_bytes: config.max_exe_hash_bytes,
+            ..sworn_caller::ExeLimits::default()
+        })
+        .with_peer_pidfd_probe(config.danger_ignore_peer_pidfd);
     let shared = match pods {
         Some(pods) => shared.with_k8s(pods),
         None => shared,

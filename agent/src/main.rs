@@ -212,3 +212,23 @@ async fn healthcheck(address: SocketAddr, config: Option<PathBuf>) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parsed_command_line_never_prints_the_join_token() {
+        let cli = Cli::parse_from([
+            "sworn-agent",
+            "run",
+            "--config",
+            "/etc/sworn/agent.toml",
+            "--join-token",
+            "s3cret-token",
+        ]);
+        let printed = format!("{cli:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+    }
+}

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::digest::Sha256Digest;
-use crate::procfs::ProcError;
+use crate::procfs::{ProcDir, ProcError};
 
 /// Default for [`ExeLimits::max_bytes`] (config key `max_exe_hash_bytes`): larger than any
 /// ordinary binary, small enough to hash well within the time cap.
@@ -75,6 +75,11 @@ pub(crate) struct OpenExe {
 }
 
 impl OpenExe {
+    /// Opens the executable of the process behind `proc`, with its identity from `fstat`.
+    pub(crate) fn open(proc: &ProcDir) -> Result<Self, ProcError> {
+        Self::new(proc.open_exe()?)
+    }
+
     pub(crate) fn new(file: File) -> Result<Self, ProcError> {
         let meta = file.metadata().map_err(|e| ProcError::io("exe", e))?;
         Ok(Self {

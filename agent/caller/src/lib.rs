@@ -29,8 +29,8 @@ pub use exe::{
 };
 pub use guard::{boot_ticks_now, check_start_time};
 pub use kube::{ContainerId, ContainerRuntime, PodContainer, PodIdError, PodUid};
-pub use peer::{Caller, PidHandle};
+pub use peer::{Caller, PeerPidfd, PidHandle, peer_pidfd_supported};
 pub use procfs::{ProcDir, ProcError, ProcStat, ProcStatus};
 #[cfg(feature = "serve")]
-pub use serve::{CallerInfo, CallerStream, incoming};
+pub use serve::{CallerInfo, CallerStream, incoming, incoming_with};
 pub use unix::UnixFacts;

@@ -17,8 +17,6 @@ use std::path::PathBuf;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::exe::OpenExe;
-
 /// Size cap for the small text files read here (`stat`, `status`, `cgroup`).
 const TEXT_LIMIT: u64 = 64 * 1024;
 
@@ -183,9 +181,9 @@ impl ProcDir {
     }
 
     /// The running executable, opened through the `exe` link (the file the process maps,
-    /// even if its path was since replaced), with its identity from `fstat`.
-    pub(crate) fn open_exe(&self) -> Result<OpenExe, ProcError> {
-        OpenExe::new(self.open_file("exe")?)
+    /// even if its path was since replaced).
+    pub(crate) fn open_exe(&self) -> Result<File, ProcError> {
+        self.open_file("exe")
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use crate::digest::Sha256Digest;
 use crate::error::CallerError;
-use crate::exe::{DigestCache, DigestSource};
+use crate::exe::{DigestCache, DigestSource, OpenExe};
 use crate::peer::Caller;
 
 /// What the kernel says about a caller in unix mode.
@@ -45,7 +45,7 @@ impl Caller {
             let link = proc.exe_path()?;
             // Opened after the link was read: if the process exec'd in between, the path
             // check below fails and the path is withheld.
-            let exe = proc.open_exe()?;
+            let exe = OpenExe::open(proc)?;
             let path = exe.is_at(&link).then(|| link.clone());
             Ok((status, link, path, digests.digest(&exe)?))
         })?;

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::Command;
 
 use common::{Mode, accept, connect, listener, sleep_binary, state_of, wait_for_exec, wait_until};
-use sworn_caller::{Caller, CallerError, PidHandle};
+use sworn_caller::{Caller, CallerError, PeerPidfd, PidHandle};
 
 fn kernel_has_peer_pidfd() -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
@@ -154,6 +154,35 @@ fn a_caller_gone_before_accept_is_refused_at_capture() {
     assert!(connector.child.wait().unwrap().success());
     let stream = accept(&listener);
     let err = Caller::capture(&stream).unwrap_err();
+    assert!(
+        matches!(err, CallerError::Gone { .. } | CallerError::Exited { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_startup_probe_agrees_with_the_kernel_version() {
+    assert_eq!(
+        sworn_caller::peer_pidfd_supported(),
+        kernel_has_peer_pidfd()
+    );
+}
+
+/// The hook the agent's `danger_ignore_peer_pidfd` uses: capture as on a kernel without
+/// `SO_PEERPIDFD`. The caller is held by a `pidfd_open` made after accept, and the guard
+/// still refuses it once it has exited.
+#[test]
+fn without_so_peerpidfd_the_caller_is_held_by_pidfd_open_and_still_guarded() {
+    let (_dir, path, listener) = listener();
+    let mut connector = connect(&path, Mode::WaitExit);
+    let mut stream = accept(&listener);
+    let caller = Caller::capture_with(&stream, PeerPidfd::Ignore).unwrap();
+    assert_eq!(caller.pid_handle(), PidHandle::PidfdOpen);
+    assert_eq!(caller.pid(), connector.pid());
+    caller.verify_unchanged().unwrap();
+    stream.write_all(b"x").unwrap();
+    assert!(connector.child.wait().unwrap().success());
+    let err = caller.verify_unchanged().unwrap_err();
     assert!(
         matches!(err, CallerError::Gone { .. } | CallerError::Exited { .. }),
         "{err:?}"

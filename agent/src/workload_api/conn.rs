@@ -64,8 +64,9 @@ impl AsyncWrite for Conn {
 pub fn incoming(
     listener: UnixListener,
     limits: Arc<Limits>,
+    peer_pidfd: sworn_caller::PeerPidfd,
 ) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
-    sworn_caller::incoming(listener).filter_map(move |accepted| {
+    sworn_caller::incoming_with(listener, peer_pidfd).filter_map(move |accepted| {
         let limits = limits.clone();
         async move {
             match accepted {

@@ -14,6 +14,7 @@ mod h2_authority;
 mod header;
 mod inspections;
 mod limits;
+mod pidfd;
 mod refusal;
 mod state;
 
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     inspections: Arc<inspections::Inspections>,
     /// Kubernetes mode: the pod watch and attestation settings.
     k8s: Option<Arc<PodWorkloads>>,
+    /// Whether callers are captured with `SO_PEERPIDFD` (see `pidfd`).
+    peer_pidfd: sworn_caller::PeerPidfd,
 }
 
 impl Shared {
@@ -88,7 +91,15 @@ impl Shared {
                 sworn_caller::DigestCache::default(),
             )),
             k8s: None,
+            peer_pidfd: sworn_caller::PeerPidfd::Use,
         }
+    }
+
+    /// Probes `SO_PEERPIDFD` (logging once if callers go without it); `ignore` is the
+    /// `danger_ignore_peer_pidfd` test hook.
+    pub fn with_peer_pidfd_probe(mut self, ignore: bool) -> Self {
+        self.peer_pidfd = pidfd::decide(ignore);
+        self
     }
 
     /// Unix mode: hash executables under `limits` (config key `max_exe_hash_bytes`).
@@ -283,6 +294,7 @@ pub(crate) async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let shutdown = shared.shutdown.clone();
     let limits = shared.limits.clone();
+    let peer_pidfd = shared.peer_pidfd;
     let service = SpiffeWorkloadApiServer::new(WorkloadApi { shared })
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     tonic::transport::Server::builder()
@@ -291,6 +303,9 @@ pub(crate) async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(service)
-        .serve_with_incoming_shutdown(conn::incoming(listener, limits), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(
+            conn::incoming(listener, limits, peer_pidfd),
+            shutdown.cancelled_owned(),
+        )
         .await
 }
