@@ -146,6 +146,13 @@ pub async fn attest(
         .map_err(|_| Refusal::Timeout(limit))?
         .map_err(|_| Refusal::Task)?
         .map_err(Refusal::Caller)?;
+    tracing::debug!(
+        uid = facts.uid,
+        pid = caller.pid(),
+        handle = ?caller.pid_handle(),
+        digest = ?facts.digest_source,
+        "unix caller inspected"
+    );
     metrics.exe_digest(match facts.digest_source {
         DigestSource::Cached => "hit",
         DigestSource::Hashed => "miss",
