@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Env, my_uid, synced, uid_selector};
+use support::Env;
 
 /// The kernel here has `SO_PEERPIDFD`; the hook makes the agent go without it. It says so
 /// once at `warn` at startup, and still serves a caller, now held by a `pidfd_open`.
@@ -15,16 +15,7 @@ async fn without_so_peerpidfd_the_agent_warns_once_and_still_serves() {
     let agent = env
         .agent_with("a", |c| c.danger_ignore_peer_pidfd = true)
         .await;
-    let node = agent.agent_id().unwrap().to_string();
-    let entry = env
-        .entry(
-            "spiffe://example.org/web",
-            &uid_selector(my_uid()),
-            &node,
-            600,
-        )
-        .await;
-    synced(&agent, &[&entry]).await;
+    env.entry_for_me(&agent, "spiffe://example.org/web").await;
     for _ in 0..2 {
         let svids = sworn_agent::fetch::fetch_x509(agent.socket_path().as_path())
             .await

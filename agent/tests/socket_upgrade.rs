@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{Env, my_uid, uid_selector};
+use support::Env;
 use sworn_agent::{Agent, AgentError, SocketPath, SocketPathError};
 use sworn_identity::socket::SocketError;
 use tokio_util::sync::CancellationToken;
@@ -93,19 +93,7 @@ async fn a_surge_rollout_never_leaves_the_socket_path_without_a_socket() {
     );
 
     // The path leads to the new agent: it serves a caller its SVID.
-    let node = new.agent_id().unwrap().to_string();
-    let entry = env
-        .entry(
-            "spiffe://example.org/web",
-            &uid_selector(my_uid()),
-            &node,
-            600,
-        )
-        .await;
-    tokio::time::timeout(Duration::from_secs(10), new.entries_synced(&[&entry]))
-        .await
-        .unwrap()
-        .unwrap();
+    env.entry_for_me(&new, "spiffe://example.org/web").await;
     let svids = sworn_agent::fetch::fetch_x509(&path).await.unwrap();
     assert_eq!(svids[0].spiffe_id, "spiffe://example.org/web");
     // The last agent out removes its own socket.

@@ -166,6 +166,17 @@ impl Env {
             .id
     }
 
+    /// Creates an entry for this process's uid scoped to `agent` and waits (bounded) until
+    /// the agent holds it; returns its ID.
+    pub async fn entry_for_me(&self, agent: &RunningAgent, spiffe_id: &str) -> String {
+        let node = agent.agent_id().unwrap().to_string();
+        let id = self
+            .entry(spiffe_id, &uid_selector(my_uid()), &node, 600)
+            .await;
+        synced(agent, &[&id]).await;
+        id
+    }
+
     pub async fn delete_entry(&self, id: &str) {
         self.admin
             .clone()
