@@ -294,7 +294,7 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
     let shared = shared
         .with_exe_limits(sworn_caller::ExeLimits {
             max_bytes: config.max_exe_hash_bytes,
-            ..sworn_caller::ExeLimits::default()
+            timeout: config.exe_hash_timeout,
         })
         .with_peer_pidfd_probe(config.danger_ignore_peer_pidfd);
     let shared = match pods {

@@ -205,6 +205,10 @@ pub struct Config {
     /// larger is refused unhashed (`exe too large`), so a huge sparse binary cannot keep the
     /// agent hashing; far above any ordinary binary, and hashed well within the 2 s cap.
     pub max_exe_hash_bytes: u64,
+    /// Not a key: how long hashing one executable may take; default 2 s
+    /// (`sworn_caller::DEFAULT_HASH_TIMEOUT`). Embedders' tests raise it to keep a caller
+    /// inside a long inspection.
+    pub exe_hash_timeout: std::time::Duration,
     /// Not a key: a hook for embedders' tests. Capture Workload API callers as on a kernel
     /// without `SO_PEERPIDFD` (and log the warning that goes with it). Default false.
     pub danger_ignore_peer_pidfd: bool,
@@ -234,6 +238,7 @@ impl Config {
             k8s_workload: crate::k8s::K8sWorkloadConfig::default(),
             kubeconfig: None,
             max_exe_hash_bytes: sworn_caller::DEFAULT_MAX_EXE_HASH_BYTES,
+            exe_hash_timeout: sworn_caller::DEFAULT_HASH_TIMEOUT,
             danger_ignore_peer_pidfd: false,
         })
     }
@@ -453,6 +458,7 @@ impl RawConfig {
             max_exe_hash_bytes: self
                 .max_exe_hash_bytes
                 .unwrap_or(sworn_caller::DEFAULT_MAX_EXE_HASH_BYTES),
+            exe_hash_timeout: sworn_caller::DEFAULT_HASH_TIMEOUT,
             danger_ignore_peer_pidfd: false,
         };
         config.check()?;

@@ -161,10 +161,12 @@ impl Shared {
                 }),
             None => {
                 let (uid, pid) = (caller.uid(), caller.pid());
-                attest::attest(caller, &self.inspections, &self.metrics).await.map_err(|e| {
-                info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, uid, pid, "caller refused");
-                deny("caller", refusal::no_identity())
-            })
+                attest::attest(caller, &self.inspections, &self.metrics)
+                    .await
+                    .map_err(|e| {
+                        info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, uid, pid, "caller refused");
+                        deny("caller", refusal::no_identity())
+                    })
             }
         };
         let attested = attested?;
