@@ -46,6 +46,9 @@ pub enum AgentError {
     /// The server's pinned ID could not be formed from the trust domain.
     #[error("key `trust_domain`: {0}")]
     TrustDomain(String),
+    /// The configuration is inconsistent (see [`Config::check`]).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The Workload API socket could not be set up (key `socket_path`).
     #[error("key `socket_path`: {0}")]
     Socket(#[from] SocketPathError),
@@ -94,6 +97,7 @@ pub struct RunningAgent {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     socket_path: SocketPath,
+    socket: sworn_identity::socket::PlacedSocket,
     health_address: SocketAddr,
     failure: Arc<Mutex<Option<AgentError>>>,
     sync: watch::Receiver<Option<Arc<crate::sync::SyncState>>>,
@@ -191,7 +195,10 @@ impl RunningAgent {
         {
             warn!("agent tasks did not stop within the drain deadline");
         }
-        remove_socket(&self.socket_path);
+        // Only our own socket: after an upgrade the path holds the successor's.
+        if !self.socket.remove() {
+            info!(path = %self.socket_path.as_path().display(), "the socket path no longer holds this agent's socket; left in place");
+        }
         match self
             .failure
             .lock()
@@ -201,13 +208,6 @@ impl RunningAgent {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-}
-
-fn remove_socket(path: &SocketPath) {
-    use std::os::unix::fs::FileTypeExt;
-    if std::fs::symlink_metadata(path.as_path()).is_ok_and(|m| m.file_type().is_socket()) {
-        let _ = std::fs::remove_file(path.as_path());
     }
 }
 
@@ -230,6 +230,7 @@ fn bootstrap_roots(config: &Config, store: &NodeStore) -> Result<Vec<Vec<u8>>, A
 }
 
 async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent, AgentError> {
+    config.check()?;
     let shutdown = parent.child_token();
     let store = NodeStore::new(&config.data_dir);
     let server_id = SpiffeIdentity::sworn_server(&config.trust_domain)
@@ -239,7 +240,7 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
     if !roots.is_empty() {
         verifier.set_roots(&roots)?;
     }
-    let listener = config.socket_path.bind()?;
+    let (listener, socket) = config.socket_path.bind()?;
     let health = TcpListener::bind(config.health_address)
         .await
         .map_err(|source| AgentError::Health {
@@ -296,6 +297,12 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
         ..sworn_h2guard::Limits::default()
     };
     let shared = shared.with_connections(config.connections.max_connections, guard);
+    let shared = shared
+        .with_exe_limits(sworn_caller::ExeLimits {
+            max_bytes: config.max_exe_hash_bytes,
+            timeout: config.exe_hash_timeout,
+        })
+        .with_peer_pidfd_probe(config.danger_ignore_peer_pidfd);
     let shared = match pods {
         Some(pods) => shared.with_k8s(pods),
         None => shared,
@@ -369,6 +376,7 @@ async fn start(config: Config, parent: CancellationToken) -> Result<RunningAgent
         shutdown,
         tracker,
         socket_path: config.socket_path,
+        socket,
         health_address,
         failure,
         sync: synced,

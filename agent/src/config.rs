@@ -153,6 +153,21 @@ impl std::fmt::Debug for JoinToken {
     }
 }
 
+impl std::str::FromStr for JoinToken {
+    type Err = std::convert::Infallible;
+
+    /// For the `--join-token` flag: the parsed arguments derive `Debug`, this type redacts.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
+
+impl<'de> Deserialize<'de> for JoinToken {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|t| Self::new(&t))
+    }
+}
+
 /// The agent's configuration, parsed.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -190,6 +205,17 @@ pub struct Config {
     /// `workload_api_request_timeout` (default `10s`), `workload_api_idle_timeout` (default
     /// `5m`); docs/architecture.md, "Workload API connections".
     pub connections: ConnectionConfig,
+    /// Key `max_exe_hash_bytes`; default 256 MiB. Unix mode: a caller whose executable is
+    /// larger is refused unhashed (`exe too large`), so a huge sparse binary cannot keep the
+    /// agent hashing; far above any ordinary binary, and hashed well within the 2 s cap.
+    pub max_exe_hash_bytes: u64,
+    /// Not a key: how long hashing one executable may take; default 2 s
+    /// (`sworn_caller::DEFAULT_HASH_TIMEOUT`). Embedders' tests raise it to keep a caller
+    /// inside a long inspection.
+    pub exe_hash_timeout: std::time::Duration,
+    /// Not a key: a hook for embedders' tests. Capture Workload API callers as on a kernel
+    /// without `SO_PEERPIDFD` (and log the warning that goes with it). Default false.
+    pub danger_ignore_peer_pidfd: bool,
 }
 
 /// Bounds on Workload API connections.
@@ -240,7 +266,28 @@ impl Config {
             k8s_workload: crate::k8s::K8sWorkloadConfig::default(),
             kubeconfig: None,
             connections: ConnectionConfig::default(),
+            max_exe_hash_bytes: sworn_caller::DEFAULT_MAX_EXE_HASH_BYTES,
+            exe_hash_timeout: sworn_caller::DEFAULT_HASH_TIMEOUT,
+            danger_ignore_peer_pidfd: false,
         })
+    }
+
+    /// Combinations of keys that are each valid but not together; checked when a file is
+    /// parsed and again by `Agent::start` for embedders that set the fields directly.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if matches!(self.attestation, NodeAttestation::K8s { .. })
+            && self.bootstrap == Bootstrap::DangerInsecure
+        {
+            return Err(invalid(
+                "danger_insecure_bootstrap",
+                "is refused in kubernetes mode (attestation = \"k8s\"): whoever answered first \
+                 would receive the agent's token and every workload's; set bundle_file",
+            ));
+        }
+        if self.max_exe_hash_bytes == 0 {
+            return Err(invalid("max_exe_hash_bytes", "must be at least 1"));
+        }
+        Ok(())
     }
 
     /// Reads and parses a TOML file. `node_name_env` is the value of `MY_NODE_NAME` (passed
@@ -273,7 +320,7 @@ struct RawConfig {
     #[serde(default)]
     danger_insecure_bootstrap: bool,
     attestation: Option<String>,
-    join_token: Option<String>,
+    join_token: Option<JoinToken>,
     join_token_file: Option<PathBuf>,
     node_name: Option<String>,
     agent_token_path: Option<PathBuf>,
@@ -296,6 +343,7 @@ struct RawConfig {
     workload_api_request_timeout: Option<std::time::Duration>,
     #[serde(default, with = "humantime_serde")]
     workload_api_idle_timeout: Option<std::time::Duration>,
+    max_exe_hash_bytes: Option<u64>,
 }
 
 impl RawConfig {
@@ -342,7 +390,7 @@ impl RawConfig {
                             "set join_token or join_token_file, not both",
                         ));
                     }
-                    (Some(t), None) => Some(JoinToken::new(&t)),
+                    (Some(t), None) => Some(t),
                     (None, Some(f)) => Some(JoinToken::new(&std::fs::read_to_string(&f).map_err(
                         |e| {
                             invalid(
@@ -429,7 +477,7 @@ impl RawConfig {
                 "required in kubernetes mode (or set MY_NODE_NAME from the downward API)",
             ));
         }
-        Ok(Config {
+        let config = Config {
             trust_domain,
             data_dir,
             server_address,
@@ -443,7 +491,14 @@ impl RawConfig {
             k8s_workload,
             kubeconfig: self.kubeconfig,
             connections,
-        })
+            max_exe_hash_bytes: self
+                .max_exe_hash_bytes
+                .unwrap_or(sworn_caller::DEFAULT_MAX_EXE_HASH_BYTES),
+            exe_hash_timeout: sworn_caller::DEFAULT_HASH_TIMEOUT,
+            danger_ignore_peer_pidfd: false,
+        };
+        config.check()?;
+        Ok(config)
     }
 
     fn connections(&self) -> Result<ConnectionConfig, ConfigError> {

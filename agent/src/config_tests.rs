@@ -147,3 +147,41 @@ fn workload_api_connection_bounds_default_and_parse() {
         );
     }
 }
+
+#[test]
+fn join_token_never_prints_from_the_file_as_written() {
+    let raw: RawConfig =
+        toml::from_str(&format!("{MINIMAL}\njoin_token = \"s3cret-token\"\n")).unwrap();
+    let printed = format!("{raw:?}");
+    assert!(!printed.contains("s3cret"), "{printed}");
+    assert!(printed.contains("<redacted>"), "{printed}");
+}
+
+#[test]
+fn max_exe_hash_bytes_defaults_to_256_mib_and_must_be_positive() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().max_exe_hash_bytes,
+        256 * 1024 * 1024
+    );
+    let c = parse(&format!("{MINIMAL}\nmax_exe_hash_bytes = 1048576\n")).unwrap();
+    assert_eq!(c.max_exe_hash_bytes, 1 << 20);
+    let err = parse(&format!("{MINIMAL}\nmax_exe_hash_bytes = 0\n")).unwrap_err();
+    assert_eq!(key_of(err), "max_exe_hash_bytes");
+}
+
+#[test]
+fn danger_insecure_bootstrap_is_refused_in_kubernetes_mode() {
+    let text = MINIMAL.replace(
+        "bundle_file = \"/etc/sworn/bundle.pem\"",
+        "danger_insecure_bootstrap = true\nattestation = \"k8s\"\ncluster = \"prod\"\nnode_name = \"n\"",
+    );
+    let err = parse(&text).unwrap_err();
+    assert!(err.to_string().contains("kubernetes mode"), "{err}");
+    assert_eq!(key_of(err), "danger_insecure_bootstrap");
+    // Unix mode keeps the option (join tokens are one-time; docs/architecture.md, "Trust model").
+    let unix = MINIMAL.replace(
+        "bundle_file = \"/etc/sworn/bundle.pem\"",
+        "danger_insecure_bootstrap = true",
+    );
+    assert_eq!(parse(&unix).unwrap().bootstrap, Bootstrap::DangerInsecure);
+}

@@ -25,7 +25,7 @@ enum Command {
         config: PathBuf,
         /// A one-time join token (overrides `join_token` in the file).
         #[arg(long, conflicts_with = "join_token_file")]
-        join_token: Option<String>,
+        join_token: Option<JoinToken>,
         /// A file holding the join token.
         #[arg(long)]
         join_token_file: Option<PathBuf>,
@@ -88,13 +88,13 @@ fn config_error(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_CONFIG as u8)
 }
 
-async fn run(path: PathBuf, token: Option<String>, token_file: Option<PathBuf>) -> ExitCode {
+async fn run(path: PathBuf, token: Option<JoinToken>, token_file: Option<PathBuf>) -> ExitCode {
     let mut config = match Config::from_file(&path, std::env::var("MY_NODE_NAME").ok()) {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
     let token = match (token, token_file) {
-        (Some(t), _) => Some(JoinToken::new(&t)),
+        (Some(t), _) => Some(t),
         (None, Some(f)) => match std::fs::read_to_string(&f) {
             Ok(t) => Some(JoinToken::new(&t)),
             Err(e) => return config_error(format!("--join-token-file {}: {e}", f.display())),
@@ -124,6 +124,7 @@ async fn run(path: PathBuf, token: Option<String>, token_file: Option<PathBuf>) 
             eprintln!("sworn-agent: {e}");
             match e {
                 sworn_agent::AgentError::Socket(_)
+                | sworn_agent::AgentError::Config(_)
                 | sworn_agent::AgentError::Health { .. }
                 | sworn_agent::AgentError::BootstrapBundle(_)
                 | sworn_agent::AgentError::BootstrapTrust(_)
@@ -209,5 +210,25 @@ async fn healthcheck(address: SocketAddr, config: Option<PathBuf>) -> ExitCode {
             eprintln!("sworn-agent: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parsed_command_line_never_prints_the_join_token() {
+        let cli = Cli::parse_from([
+            "sworn-agent",
+            "run",
+            "--config",
+            "/etc/sworn/agent.toml",
+            "--join-token",
+            "s3cret-token",
+        ]);
+        let printed = format!("{cli:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! Invariants of [`SocketPath`]: absolute, no NUL, at most 107 bytes (`sun_path` is 108 bytes
 //! including the terminating NUL), so a too-long path is refused when the config is parsed, not
-//! by a confusing `bind` error. [`SocketPath::bind`] creates the parent directory 0755, refuses
-//! a path that is a symlink, replaces a stale socket from an earlier run (removing the socket
-//! itself, never following a link), and leaves the new socket 0777: attestation decides who
-//! gets what, not file permissions.
+//! by a confusing `bind` error. [`SocketPath::bind`] creates the parent directory 0755 and puts
+//! the socket in place with `sworn_identity::socket::bind_in_place`: the directory must not be
+//! writable by others, a symlink or other file at the path is refused, the socket gets mode
+//! 0777 without any link being followed (attestation decides who gets what, not file
+//! permissions), and it is renamed over an existing socket, so an upgrade never leaves the
+//! path without one (docs/architecture.md, "Upgrades").
 
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use sworn_identity::socket::{PlacedSocket, SocketError, bind_in_place};
 use tokio::net::UnixListener;
 
 /// Longest usable `sun_path` (108 bytes including the NUL).
@@ -31,19 +33,14 @@ pub enum SocketPathError {
         /// Its length in bytes.
         len: usize,
     },
-    /// The path is a symlink: refused, never followed.
-    #[error("socket path {0} is a symbolic link; refusing to use it")]
-    Symlink(PathBuf),
-    /// Something other than a socket is in the way.
-    #[error("socket path {0} exists and is not a socket; refusing to replace it")]
-    NotASocket(PathBuf),
-    /// Creating the directory, removing the stale socket, binding or chmod failed.
-    #[error("socket path {path}: {action}: {source}")]
-    Io {
-        /// The path acted on.
+    /// The socket could not be put in place (see `sworn_identity::socket`).
+    #[error(transparent)]
+    Place(#[from] SocketError),
+    /// The bound socket could not be handed to the runtime.
+    #[error("socket path {path}: {source}")]
+    Runtime {
+        /// The path.
         path: PathBuf,
-        /// What was being done.
-        action: &'static str,
         /// The I/O error.
         source: std::io::Error,
     },
@@ -77,41 +74,16 @@ impl SocketPath {
         format!("unix://{}", self.0.display())
     }
 
-    /// Creates the directory, replaces a stale socket and binds (see the module docs).
-    pub fn bind(&self) -> Result<UnixListener, SocketPathError> {
-        let path = &self.0;
-        let io = |action: &'static str| {
-            move |source| SocketPathError::Io {
-                path: path.clone(),
-                action,
-                source,
-            }
+    /// Creates the directory, binds and puts the socket in place (see the module docs).
+    /// The [`PlacedSocket`] removes it at shutdown only if it is still this one.
+    pub fn bind(&self) -> Result<(UnixListener, PlacedSocket), SocketPathError> {
+        let (listener, placed) = bind_in_place(&self.0, 0o777, 0o755)?;
+        let runtime = |source| SocketPathError::Runtime {
+            path: self.0.clone(),
+            source,
         };
-        if let Some(dir) = path.parent()
-            && !dir.exists()
-        {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(io("create directory"))?;
-        }
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(SocketPathError::Symlink(path.clone()));
-            }
-            Ok(meta) if meta.file_type().is_socket() => {
-                // A stale socket from an earlier run. `remove_file` unlinks the entry itself
-                // (unlink(2) never follows a symlink).
-                std::fs::remove_file(path).map_err(io("remove stale socket"))?;
-            }
-            Ok(_) => return Err(SocketPathError::NotASocket(path.clone())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("inspect")(e)),
-        }
-        let listener = UnixListener::bind(path).map_err(io("bind"))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))
-            .map_err(io("chmod 0777"))?;
-        Ok(listener)
+        listener.set_nonblocking(true).map_err(runtime)?;
+        let listener = UnixListener::from_std(listener).map_err(runtime)?;
+        Ok((listener, placed))
     }
 }

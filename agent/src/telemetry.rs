@@ -44,6 +44,9 @@ pub struct Metrics {
     /// or the HTTP/2 guard's reason (`frame_too_large`, `idle`, …; docs/architecture.md,
     /// "Workload API connections").
     pub connections_closed: Family<Labels, Counter>,
+    /// Unix callers' executable digests by `outcome`: `hit` (from the digest cache) or
+    /// `miss` (hashed).
+    pub exe_digests: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,6 +66,12 @@ impl Metrics {
         let mint_outcomes = Family::<Labels, Counter>::default();
         let agent_renewals = Counter::default();
         let connections_closed = Family::<Labels, Counter>::default();
+        let exe_digests = Family::<Labels, Counter>::default();
+        registry.register(
+            "exe_digests",
+            "Executable digests of unix callers, from the cache (hit) or hashed (miss)",
+            exe_digests.clone(),
+        );
         registry.register(
             "workload_api_requests",
             "Workload API requests",
@@ -107,6 +116,7 @@ impl Metrics {
             mint_outcomes,
             agent_renewals,
             connections_closed,
+            exe_digests,
         }
     }
 
@@ -133,6 +143,13 @@ impl Metrics {
     pub fn mint_outcome(&self, mode: &'static str, outcome: &'static str) {
         self.mint_outcomes
             .get_or_create(&vec![("mode", mode), ("outcome", outcome)])
+            .inc();
+    }
+
+    /// Counts one executable digest: `hit` or `miss`.
+    pub fn exe_digest(&self, outcome: &'static str) {
+        self.exe_digests
+            .get_or_create(&vec![("outcome", outcome)])
             .inc();
     }
 

@@ -309,7 +309,12 @@ async fn socket_path_too_long_or_symlink_is_a_startup_error_and_stale_socket_is_
         .await
         .expect_err("symlink refused");
     assert!(
-        matches!(err, AgentError::Socket(SocketPathError::Symlink(_))),
+        matches!(
+            err,
+            AgentError::Socket(SocketPathError::Place(
+                sworn_identity::socket::SocketError::Symlink(_)
+            ))
+        ),
         "{err}"
     );
     assert!(!target.exists(), "nothing was created through the link");

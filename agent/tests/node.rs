@@ -335,7 +335,13 @@ async fn a_banned_join_token_agent_is_not_ready_but_keeps_serving_cached_svids()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_exits_during_attestation_gets_nothing_minted() {
     let env = Env::start().await;
-    let agent = env.agent("a").await;
+    // The padded binary below must be hashed, not refused by the size or time caps.
+    let agent = env
+        .agent_with("a", |c| {
+            c.max_exe_hash_bytes = 4 << 30;
+            c.exe_hash_timeout = Duration::from_secs(120);
+        })
+        .await;
     let node = agent.agent_id().unwrap().to_string();
     // The agent hashes the caller's executable before it asks for anything.
     // A copy of the agent binary with 2 GiB of (sparse) padding makes that

@@ -15,6 +15,7 @@
 //! - [`tls`] (feature `tls`): the one rustls verifier for SPIFFE peers, on top of
 //!   [`check_x509_svid`].
 //! - [`fs::write_atomic`]: the one way a file (a key, a bundle) is replaced on disk.
+//! - [`socket::bind_in_place`]: the one way a listening unix socket is put at its path.
 //! - [`PodUid`] and [`ContainerId`]: the Kubernetes identifiers of a workload, one spelling each.
 //! - [`AgentId`] (a node agent's SPIFFE ID, `/sworn/agent/...`) and [`EntryId`] (a
 //!   registration entry's UUID), one spelling each; [`Grant`]: an entry or a pod's default
@@ -45,6 +46,7 @@ pub mod pod_id;
 mod pod_k8s;
 pub mod selector;
 mod serial;
+pub mod socket;
 mod svid;
 #[cfg(feature = "tls")]
 pub mod tls;

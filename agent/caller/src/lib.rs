@@ -10,6 +10,7 @@
 mod cgroup;
 mod digest;
 mod error;
+mod exe;
 mod guard;
 mod kube;
 mod peer;
@@ -22,10 +23,14 @@ mod unix;
 pub use cgroup::{CgroupError, CgroupRoot, CgroupRootError, CgroupRoots, parse_proc_cgroup};
 pub use digest::Sha256Digest;
 pub use error::CallerError;
+pub use exe::{
+    DEFAULT_DIGEST_CACHE_ENTRIES, DEFAULT_HASH_TIMEOUT, DEFAULT_MAX_EXE_HASH_BYTES, DigestCache,
+    DigestSource, ExeLimits,
+};
 pub use guard::{boot_ticks_now, check_start_time};
 pub use kube::{ContainerId, ContainerRuntime, PodContainer, PodIdError, PodUid};
-pub use peer::{Caller, PidHandle};
+pub use peer::{Caller, PeerPidfd, PidHandle, peer_pidfd_supported};
 pub use procfs::{ProcDir, ProcError, ProcStat, ProcStatus};
 #[cfg(feature = "serve")]
-pub use serve::{CallerInfo, CallerStream, incoming};
+pub use serve::{CallerInfo, CallerStream, incoming, incoming_with};
 pub use unix::UnixFacts;

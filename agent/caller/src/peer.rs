@@ -36,6 +36,24 @@ pub enum PidHandle {
     ProcDirOnly,
 }
 
+/// Whether [`Caller::capture_with`] asks the kernel for `SO_PEERPIDFD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerPidfd {
+    /// Use it where the kernel has it (Linux 6.5+), else fall back.
+    #[default]
+    Use,
+    /// Never ask: behave as on a kernel without it. For tests of that path.
+    Ignore,
+}
+
+/// Whether this kernel answers `SO_PEERPIDFD` (Linux 6.5+), probed on a socket pair. Without
+/// it, a pid reused between `connect` and `accept` is not caught (docs/architecture.md,
+/// "Workload attestation").
+pub fn peer_pidfd_supported() -> bool {
+    std::os::unix::net::UnixStream::pair()
+        .is_ok_and(|(a, _b)| getsockopt(&a, sockopt::PeerPidfd).is_ok())
+}
+
 /// The kernel's view of a connected caller, captured at accept time. See the module docs for
 /// the invariants.
 #[derive(Debug)]
@@ -54,10 +72,19 @@ impl Caller {
     /// Captures the peer of a just-accepted unix stream socket. Call it right after `accept`:
     /// the current time is taken as the accept time.
     pub fn capture(socket: &impl AsFd) -> Result<Self, CallerError> {
+        Self::capture_with(socket, PeerPidfd::Use)
+    }
+
+    /// [`Caller::capture`], asking for `SO_PEERPIDFD` only if `peer_pidfd` says so.
+    pub fn capture_with(socket: &impl AsFd, peer_pidfd: PeerPidfd) -> Result<Self, CallerError> {
         let accept_ticks = boot_ticks_now();
         let cred = getsockopt(socket, sockopt::PeerCredentials)
             .map_err(|e| CallerError::PeerCredentials(e.into()))?;
-        let peer_pidfd = match getsockopt(socket, sockopt::PeerPidfd) {
+        let asked = match peer_pidfd {
+            PeerPidfd::Use => getsockopt(socket, sockopt::PeerPidfd),
+            PeerPidfd::Ignore => Err(nix::errno::Errno::ENOPROTOOPT),
+        };
+        let peer_pidfd = match asked {
             Ok(fd) => Some(fd),
             // Kernels before 6.5 do not know the option.
             Err(nix::errno::Errno::ENOPROTOOPT) => None,

@@ -16,9 +16,6 @@ use std::path::PathBuf;
 
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
-
-use crate::digest::Sha256Digest;
 
 /// Size cap for the small text files read here (`stat`, `status`, `cgroup`).
 const TEXT_LIMIT: u64 = 64 * 1024;
@@ -52,10 +49,24 @@ pub enum ProcError {
         /// The file under `/proc/<pid>`.
         file: &'static str,
     },
+    /// The executable is larger than `max_exe_hash_bytes`; it was not hashed.
+    #[error("exe too large: {size} bytes, over max_exe_hash_bytes ({cap})")]
+    ExeTooLarge {
+        /// Its size in bytes (or what was read of it before it passed the cap).
+        size: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// Hashing the executable took longer than the cap.
+    #[error("hash timeout: the executable was not hashed within {limit:?}")]
+    HashTimeout {
+        /// The cap.
+        limit: std::time::Duration,
+    },
 }
 
 impl ProcError {
-    fn io(file: &'static str, source: io::Error) -> Self {
+    pub(crate) fn io(file: &'static str, source: io::Error) -> Self {
         match source.raw_os_error() {
             Some(code)
                 if code == Errno::NOENT.raw_os_error() || code == Errno::SRCH.raw_os_error() =>
@@ -169,23 +180,10 @@ impl ProcDir {
         Ok(PathBuf::from(OsString::from_vec(target.into_bytes())))
     }
 
-    /// SHA-256 of the running executable, read through the `exe` link (the file the process
-    /// maps, even if its path was since replaced). Blocking: streams the whole file, so call it
-    /// from a blocking context (`tokio::task::spawn_blocking`).
-    pub fn exe_sha256(&self) -> Result<Sha256Digest, ProcError> {
-        let mut file = self.open_file("exe")?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(ProcError::io("exe", e)),
-            };
-            hasher.update(&buf[..n]);
-        }
-        Ok(Sha256Digest::new(hasher.finalize().into()))
+    /// The running executable, opened through the `exe` link (the file the process maps,
+    /// even if its path was since replaced).
+    pub(crate) fn open_exe(&self) -> Result<File, ProcError> {
+        self.open_file("exe")
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tonic::transport::server::Connected;
 
 use crate::error::CallerError;
-use crate::peer::Caller;
+use crate::peer::{Caller, PeerPidfd};
 
 /// Pause after an accept error caused by resource exhaustion, so a full fd table does not
 /// turn the accept loop into a busy loop.
@@ -52,7 +52,12 @@ pub struct CallerStream {
 impl CallerStream {
     /// Captures the peer of a just-accepted stream (see [`Caller::capture`]).
     pub fn new(io: UnixStream) -> Self {
-        let info = match Caller::capture(&io) {
+        Self::with(io, PeerPidfd::Use)
+    }
+
+    /// [`CallerStream::new`] with the `SO_PEERPIDFD` choice of [`Caller::capture_with`].
+    pub fn with(io: UnixStream, peer_pidfd: PeerPidfd) -> Self {
+        let info = match Caller::capture_with(&io, peer_pidfd) {
             Ok(caller) => CallerInfo(Ok(Arc::new(caller))),
             Err(error) => {
                 tracing::debug!(%error, "workload api peer capture failed");
@@ -122,9 +127,17 @@ impl AsyncWrite for CallerStream {
 pub fn incoming(
     listener: UnixListener,
 ) -> impl Stream<Item = io::Result<CallerStream>> + Send + 'static {
-    futures::stream::unfold(listener, |listener| async move {
+    incoming_with(listener, PeerPidfd::Use)
+}
+
+/// [`incoming`] with the `SO_PEERPIDFD` choice of [`Caller::capture_with`].
+pub fn incoming_with(
+    listener: UnixListener,
+    peer_pidfd: PeerPidfd,
+) -> impl Stream<Item = io::Result<CallerStream>> + Send + 'static {
+    futures::stream::unfold(listener, move |listener| async move {
         let item = match listener.accept().await {
-            Ok((io, _addr)) => Ok(CallerStream::new(io)),
+            Ok((io, _addr)) => Ok(CallerStream::with(io, peer_pidfd)),
             Err(error) => {
                 if is_exhaustion(&error) {
                     tracing::warn!(%error, "workload api accept failed; backing off");

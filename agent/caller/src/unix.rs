@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::digest::Sha256Digest;
 use crate::error::CallerError;
+use crate::exe::{DigestCache, DigestSource, OpenExe};
 use crate::peer::Caller;
 
 /// What the kernel says about a caller in unix mode.
@@ -21,20 +22,33 @@ pub struct UnixFacts {
     pub gid: u32,
     /// Supplementary gids (`status` `Groups:`), in the kernel's order.
     pub supplementary_gids: Vec<u32>,
-    /// The running executable's path (`exe` link target; ends in ` (deleted)` if the file
-    /// was replaced or removed since exec).
-    pub exe_path: PathBuf,
+    /// The `exe` link's target: the executable's path in the caller's mount namespace (ends
+    /// in ` (deleted)` if the file was replaced or removed since exec). For the audit only.
+    pub exe_link: PathBuf,
+    /// `exe_link`, if it names the running executable in the agent's mount namespace too
+    /// (the `unix:path` rule, see `exe`); `None` otherwise.
+    pub exe_path: Option<PathBuf>,
     /// SHA-256 of the running executable, read through the `exe` link.
     pub exe_sha256: Sha256Digest,
+    /// Whether the digest came from the cache.
+    pub digest_source: DigestSource,
 }
 
 impl Caller {
-    /// Reads the caller's unix facts. Blocking: it hashes the whole executable, so call it
-    /// from `tokio::task::spawn_blocking` (the [`Caller`] is `Send + Sync`; share it in an
+    /// Reads the caller's unix facts, hashing its executable through `digests` (cached,
+    /// under its size and time caps). Blocking: a miss hashes the whole executable, so call
+    /// it from `tokio::task::spawn_blocking` (the [`Caller`] is `Send + Sync`; share it in an
     /// `Arc`).
-    pub fn unix_facts(&self) -> Result<UnixFacts, CallerError> {
-        let (status, exe_path, exe_sha256) =
-            self.inspect(|proc| Ok((proc.status()?, proc.exe_path()?, proc.exe_sha256()?)))?;
+    pub fn unix_facts(&self, digests: &DigestCache) -> Result<UnixFacts, CallerError> {
+        let (status, exe_link, exe_path, (exe_sha256, digest_source)) = self.inspect(|proc| {
+            let status = proc.status()?;
+            let link = proc.exe_path()?;
+            // Opened after the link was read: if the process exec'd in between, the path
+            // check below fails and the path is withheld.
+            let exe = OpenExe::open(proc)?;
+            let path = exe.is_at(&link).then(|| link.clone());
+            Ok((status, link, path, digests.digest(&exe)?))
+        })?;
         let (uid, gid) = (status.uids[1], status.gids[1]);
         if uid != self.uid() || gid != self.gid() {
             return Err(CallerError::CredentialsChanged {
@@ -49,8 +63,10 @@ impl Caller {
             uid,
             gid,
             supplementary_gids: status.groups,
+            exe_link,
             exe_path,
             exe_sha256,
+            digest_source,
         })
     }
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::Command;
 
 use common::{Mode, accept, connect, listener, sleep_binary, state_of, wait_for_exec, wait_until};
-use sworn_caller::{Caller, CallerError, PidHandle};
+use sworn_caller::{Caller, CallerError, PeerPidfd, PidHandle};
 
 fn kernel_has_peer_pidfd() -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
@@ -53,10 +53,17 @@ fn facts_of_a_real_caller_match_the_kernel_and_sha256sum() {
 
     let sleep = sleep_binary();
     wait_for_exec(connector.pid(), &sleep);
-    let facts = caller.unix_facts().unwrap();
+    let facts = caller
+        .unix_facts(&sworn_caller::DigestCache::default())
+        .unwrap();
     assert_eq!(facts.uid, caller.uid());
     assert_eq!(facts.gid, caller.gid());
-    assert_eq!(facts.exe_path, sleep);
+    assert_eq!(facts.exe_link, sleep);
+    assert_eq!(
+        facts.exe_path.as_ref(),
+        Some(&sleep),
+        "same file in our mount namespace"
+    );
     assert_eq!(facts.exe_sha256.to_hex(), sha256sum(&sleep));
     let mut groups: Vec<u32> = rustix::process::getgroups()
         .unwrap()
@@ -79,7 +86,9 @@ fn a_caller_that_exits_before_inspection_is_refused() {
 
     stream.write_all(b"x").unwrap();
     assert!(connector.child.wait().unwrap().success());
-    let err = caller.unix_facts().unwrap_err();
+    let err = caller
+        .unix_facts(&sworn_caller::DigestCache::default())
+        .unwrap_err();
     assert!(
         matches!(err, CallerError::Gone { pid } if pid == connector.pid()),
         "{err:?}"
@@ -102,7 +111,9 @@ fn a_zombie_caller_is_refused() {
     });
     let err = caller.verify_unchanged().unwrap_err();
     assert!(matches!(err, CallerError::Exited { .. }), "{err:?}");
-    let err = caller.unix_facts().unwrap_err();
+    let err = caller
+        .unix_facts(&sworn_caller::DigestCache::default())
+        .unwrap_err();
     assert!(matches!(err, CallerError::Exited { .. }), "{err:?}");
 }
 
@@ -122,7 +133,9 @@ fn a_caller_that_hands_its_socket_to_a_child_and_exits_is_refused() {
         "heir {heir} state {:?}",
         state_of(heir)
     );
-    let err = caller.unix_facts().unwrap_err();
+    let err = caller
+        .unix_facts(&sworn_caller::DigestCache::default())
+        .unwrap_err();
     assert!(
         matches!(err, CallerError::Gone { pid } if pid == connector.pid()),
         "{err:?}"
@@ -141,6 +154,35 @@ fn a_caller_gone_before_accept_is_refused_at_capture() {
     assert!(connector.child.wait().unwrap().success());
     let stream = accept(&listener);
     let err = Caller::capture(&stream).unwrap_err();
+    assert!(
+        matches!(err, CallerError::Gone { .. } | CallerError::Exited { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_startup_probe_agrees_with_the_kernel_version() {
+    assert_eq!(
+        sworn_caller::peer_pidfd_supported(),
+        kernel_has_peer_pidfd()
+    );
+}
+
+/// The hook the agent's `danger_ignore_peer_pidfd` uses: capture as on a kernel without
+/// `SO_PEERPIDFD`. The caller is held by a `pidfd_open` made after accept, and the guard
+/// still refuses it once it has exited.
+#[test]
+fn without_so_peerpidfd_the_caller_is_held_by_pidfd_open_and_still_guarded() {
+    let (_dir, path, listener) = listener();
+    let mut connector = connect(&path, Mode::WaitExit);
+    let mut stream = accept(&listener);
+    let caller = Caller::capture_with(&stream, PeerPidfd::Ignore).unwrap();
+    assert_eq!(caller.pid_handle(), PidHandle::PidfdOpen);
+    assert_eq!(caller.pid(), connector.pid());
+    caller.verify_unchanged().unwrap();
+    stream.write_all(b"x").unwrap();
+    assert!(connector.child.wait().unwrap().success());
+    let err = caller.verify_unchanged().unwrap_err();
     assert!(
         matches!(err, CallerError::Gone { .. } | CallerError::Exited { .. }),
         "{err:?}"

@@ -4,18 +4,23 @@
 //!
 //! The facts come from one guarded inspection of the caller (sworn-caller's `unix_facts`), so
 //! they describe the process that connected. The guard is checked again right before each
-//! answer ([`Attested::recheck`]), after every read and every mint.
+//! answer ([`Attested::recheck`]), after every read and every mint. An inspection runs in its
+//! uid's [`Turn`], hashes under `max_exe_hash_bytes` and the hash time cap, and reports a
+//! `unix:path` only when the path names the running executable in the agent's own mount
+//! namespace; a withheld path is audited with factor `evidence`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use sworn_caller::{Caller, CallerError, CallerInfo};
+use sworn_caller::{Caller, CallerError, CallerInfo, DigestSource};
 use sworn_identity::Grant;
 use sworn_identity::selector::Selector;
 use sworn_identity::unix::UnixFacts;
 use sworn_proto::agent::UnixEvidence;
 
+use super::inspections::{Inspections, Turn};
 use crate::sync::SyncState;
+use crate::telemetry::Metrics;
 
 /// Why a caller was refused. The client only ever sees "no identity issued".
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +37,13 @@ pub enum Refusal {
     /// The inspection task died.
     #[error("caller inspection task failed")]
     Task,
+    /// The inspection did not return within the hash time cap (a read that blocks in the
+    /// kernel, which the hashing loop cannot interrupt).
+    #[error("hash timeout: the inspection did not finish within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The agent is shutting down.
+    #[error("the agent is shutting down")]
+    Closing,
 }
 
 impl Refusal {
@@ -108,22 +120,62 @@ pub fn caller_of<T>(request: &tonic::Request<T>) -> Result<Arc<Caller>, Refusal>
     }
 }
 
-/// Inspects the caller (hashing its executable off the async threads).
-pub async fn attest(caller: Arc<Caller>) -> Result<Attested, Refusal> {
-    let inspected = caller.clone();
-    let facts = tokio::task::spawn_blocking(move || inspected.unix_facts())
+/// Grace past the hashing loop's own time cap before the waiting request gives up on a
+/// blocking read the loop cannot interrupt.
+const INSPECTION_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Inspects the caller in its uid's turn, hashing its executable off the async threads.
+pub async fn attest(
+    caller: Arc<Caller>,
+    inspections: &Arc<Inspections>,
+    metrics: &Metrics,
+) -> Result<Attested, Refusal> {
+    let turn: Turn = inspections
+        .turn(caller.uid())
         .await
+        .ok_or(Refusal::Closing)?;
+    let (inspected, shared) = (caller.clone(), inspections.clone());
+    let limit = inspections.digests().limits().timeout + INSPECTION_GRACE;
+    let task = tokio::task::spawn_blocking(move || {
+        // The turn ends with the inspection itself, even after the request gave up on it.
+        let _turn = turn;
+        inspected.unix_facts(shared.digests())
+    });
+    let facts = tokio::time::timeout(limit, task)
+        .await
+        .map_err(|_| Refusal::Timeout(limit))?
         .map_err(|_| Refusal::Task)?
         .map_err(Refusal::Caller)?;
+    tracing::debug!(
+        uid = facts.uid,
+        pid = caller.pid(),
+        handle = ?caller.pid_handle(),
+        digest = ?facts.digest_source,
+        "unix caller inspected"
+    );
+    metrics.exe_digest(match facts.digest_source {
+        DigestSource::Cached => "hit",
+        DigestSource::Hashed => "miss",
+    });
+    let path = match &facts.exe_path {
+        Some(path) => path.to_str().map(str::to_owned).unwrap_or_default(),
+        None => {
+            tracing::info!(
+                target: "sworn::audit",
+                factor = %sworn_identity::Factor::Evidence,
+                uid = facts.uid,
+                pid = caller.pid(),
+                exe = %facts.exe_link.display(),
+                "unix:path withheld: the path does not name the caller's executable in the agent's mount namespace"
+            );
+            String::new()
+        }
+    };
     let unix = UnixFacts {
         uid: facts.uid,
         gid: facts.gid,
         supplementary_gids: facts.supplementary_gids,
-        path: facts
-            .exe_path
-            .to_str()
-            .map(str::to_owned)
-            .unwrap_or_default(),
+        path,
         sha256: facts.exe_sha256.to_hex(),
     };
     Ok(Attested {

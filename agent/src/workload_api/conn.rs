@@ -26,6 +26,8 @@ pub struct ConnSettings {
     pub pod_roots: Option<CgroupRoots>,
     /// The HTTP/2 guard's bounds and deadlines.
     pub guard: sworn_h2guard::Limits,
+    /// Whether callers are captured with `SO_PEERPIDFD`.
+    pub peer_pidfd: sworn_caller::PeerPidfd,
 }
 
 /// Whose share a caller's connections and streams count against: its pod in Kubernetes mode
@@ -96,7 +98,7 @@ pub fn incoming(
             metrics.connection_closed(why.label());
         })
     };
-    sworn_caller::incoming(listener).filter_map(move |accepted| {
+    sworn_caller::incoming_with(listener, settings.peer_pidfd).filter_map(move |accepted| {
         let (limits, settings, metrics, on_fail) = (
             limits.clone(),
             settings.clone(),

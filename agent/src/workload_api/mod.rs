@@ -11,7 +11,9 @@
 mod attest;
 mod conn;
 mod header;
+mod inspections;
 mod limits;
+mod pidfd;
 mod refusal;
 mod state;
 
@@ -54,9 +56,6 @@ use limits::{Limits, StreamPermit};
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024;
 /// Concurrent streams on one connection.
 const MAX_STREAMS_PER_CONNECTION: u32 = 16;
-/// Caller inspections (each hashes an executable) running at once; more wait their turn, so
-/// callers cannot make the agent hash without bound.
-const MAX_CONCURRENT_INSPECTIONS: usize = 4;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -71,9 +70,11 @@ pub(crate) struct Shared {
     limits: Arc<Limits>,
     /// The HTTP/2 guard's bounds and deadlines for every connection.
     guard: sworn_h2guard::Limits,
-    inspections: Arc<tokio::sync::Semaphore>,
+    inspections: Arc<inspections::Inspections>,
     /// Kubernetes mode: the pod watch and attestation settings.
     k8s: Option<Arc<PodWorkloads>>,
+    /// Whether callers are captured with `SO_PEERPIDFD` (see `pidfd`).
+    peer_pidfd: sworn_caller::PeerPidfd,
 }
 
 impl Shared {
@@ -92,9 +93,27 @@ impl Shared {
             shutdown,
             limits: Arc::new(Limits::default()),
             guard: sworn_h2guard::Limits::default(),
-            inspections: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INSPECTIONS)),
+            inspections: Arc::new(inspections::Inspections::new(
+                sworn_caller::DigestCache::default(),
+            )),
             k8s: None,
+            peer_pidfd: sworn_caller::PeerPidfd::Use,
         }
+    }
+
+    /// Probes `SO_PEERPIDFD` (logging once if callers go without it); `ignore` is the
+    /// `danger_ignore_peer_pidfd` test hook.
+    pub fn with_peer_pidfd_probe(mut self, ignore: bool) -> Self {
+        self.peer_pidfd = pidfd::decide(ignore);
+        self
+    }
+
+    /// Unix mode: hash executables under `limits` (config key `max_exe_hash_bytes`).
+    pub fn with_exe_limits(mut self, limits: sworn_caller::ExeLimits) -> Self {
+        let digests =
+            sworn_caller::DigestCache::new(limits, sworn_caller::DEFAULT_DIGEST_CACHE_ENTRIES);
+        self.inspections = Arc::new(inspections::Inspections::new(digests));
+        self
     }
 
     /// Kubernetes mode: callers are pods, attested by W1–W3 against `pods`.
@@ -154,11 +173,8 @@ impl Shared {
                     Status::resource_exhausted("too many concurrent streams for this caller"),
                 )
             })?;
-        let turn = self
-            .inspections
-            .acquire()
-            .await
-            .map_err(|_| Status::unavailable("the agent is shutting down"))?;
+        // Inspection turns are taken inside: per uid, for the unix inspection only, so a
+        // pod waiting for the watch or a uid hashing a huge binary holds up nobody else.
         let attested = match &self.k8s {
             Some(k8s) => crate::k8s::workload::attest(k8s.config(), k8s.index(), caller.clone())
                 .await
@@ -167,12 +183,16 @@ impl Shared {
                     info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, "kubernetes caller refused");
                     deny("caller", refusal::no_identity())
                 }),
-            None => attest::attest(caller).await.map_err(|e| {
-                info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, "caller refused");
-                deny("caller", refusal::no_identity())
-            }),
+            None => {
+                let (uid, pid) = (caller.uid(), caller.pid());
+                attest::attest(caller, &self.inspections, &self.metrics)
+                    .await
+                    .map_err(|e| {
+                        info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, uid, pid, "caller refused");
+                        deny("caller", refusal::no_identity())
+                    })
+            }
         };
-        drop(turn);
         let attested = attested?;
         Ok((attested, permit))
     }
@@ -304,6 +324,7 @@ pub(crate) async fn serve(
     let settings = ConnSettings {
         pod_roots: shared.pod_roots().cloned(),
         guard: shared.guard.clone(),
+        peer_pidfd: shared.peer_pidfd,
     };
     let service = SpiffeWorkloadApiServer::new(WorkloadApi { shared })
         .max_decoding_message_size(MAX_REQUEST_BYTES);

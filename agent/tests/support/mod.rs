@@ -123,9 +123,15 @@ impl Env {
 
     /// Starts an attested, synced agent in-process with a fresh join token.
     pub async fn agent(&self, name: &str) -> RunningAgent {
+        self.agent_with(name, |_| {}).await
+    }
+
+    /// [`Env::agent`] with its config adjusted by `tune` first (another socket path, caps).
+    pub async fn agent_with(&self, name: &str, tune: impl FnOnce(&mut Config)) -> RunningAgent {
         let mut config = self.agent_config(name);
         config.attestation =
             NodeAttestation::JoinToken(Some(JoinToken::new(&self.join_token().await)));
+        tune(&mut config);
         let agent = Agent::start(config, CancellationToken::new())
             .await
             .unwrap();
@@ -160,6 +166,17 @@ impl Env {
             .id
     }
 
+    /// Creates an entry for this process's uid scoped to `agent` and waits (bounded) until
+    /// the agent holds it; returns its ID.
+    pub async fn entry_for_me(&self, agent: &RunningAgent, spiffe_id: &str) -> String {
+        let node = agent.agent_id().unwrap().to_string();
+        let id = self
+            .entry(spiffe_id, &uid_selector(my_uid()), &node, 600)
+            .await;
+        synced(agent, &[&id]).await;
+        id
+    }
+
     pub async fn delete_entry(&self, id: &str) {
         self.admin
             .clone()
@@ -167,6 +184,14 @@ impl Env {
             .await
             .unwrap();
     }
+}
+
+/// Waits (bounded) until `agent`'s synced state holds `entries`.
+pub async fn synced(agent: &RunningAgent, entries: &[&str]) {
+    tokio::time::timeout(Duration::from_secs(10), agent.entries_synced(entries))
+        .await
+        .expect("the entries reach the agent in time")
+        .unwrap();
 }
 
 pub fn my_uid() -> u32 {
