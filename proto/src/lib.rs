@@ -30,5 +30,7 @@ pub mod sworn {
     }
 }
 
+mod redact;
+
 pub use sworn::admin::v1 as admin;
 pub use sworn::agent::v1 as agent;
