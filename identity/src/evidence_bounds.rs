@@ -115,7 +115,9 @@ pub fn check_len(
 }
 
 /// How much of a refused value an audit row or a log line may show.
-pub const PREVIEW_CHARS: usize = 32;
+/// 64: a UUID, a DNS label or a typical name fits whole, so a refused value of an ordinary
+/// length is shown as it was sent.
+pub const PREVIEW_CHARS: usize = 64;
 
 /// A bounded, escaped stand-in for an untrusted value: its first [`PREVIEW_CHARS`]
 /// characters with control characters and quotes escaped, and, when cut, a marker with the
@@ -155,7 +157,10 @@ mod tests {
         assert_eq!(preview("dev"), "dev");
         let long = "x".repeat(3 << 20);
         let p = preview(&long);
-        assert!(p.len() < 64, "{p}");
+        assert!(p.len() < PREVIEW_CHARS + 32, "{p}");
+        // An ordinary value, such as a UUID, is shown whole.
+        let uuid = "20420472-D90C-4E0A-96BC-4EF370EDB1CF";
+        assert_eq!(preview(uuid), uuid);
         assert!(p.ends_with("[3145728 bytes]"), "{p}");
         assert_eq!(preview("a\"b\nc"), "a\\\"b\\nc");
     }

@@ -1,6 +1,6 @@
 //! Bounded input on the agent API and a bounded audit table (docs/architecture.md, "Bounded
 //! input" and "Storage"), against the in-process server over its real TLS socket and real
-//! SQLite: an unauthenticated `Attest` whose `cluster` is 3 MiB is refused naming the field
+//! SQLite: an unauthenticated `Attest` whose `cluster` is 900 KiB (just under the agent API's 1 MiB message limit) is refused naming the field
 //! and its limit, and neither its audit row nor the log carries the value; an attested
 //! agent's oversized evidence is denied the same way; audit rows past `audit_retention`
 //! are pruned in batches while recent rows and the CA stay.
@@ -17,9 +17,11 @@ use sworn_server::clock::{FakeClock, unix_now};
 use sworn_server::store::retention;
 use tonic::Code;
 
-/// A run of the payload byte long enough that finding it means the value leaked.
+/// A run of the payload byte longer than any preview shows, so finding it means the value
+/// leaked.
 fn leak(c: char) -> String {
-    c.to_string().repeat(64)
+    c.to_string()
+        .repeat(sworn_identity::evidence_bounds::PREVIEW_CHARS + 1)
 }
 
 /// The one audit row since `checkpoint`, with its detail; fails unless it is small and
@@ -39,11 +41,11 @@ async fn one_small_row(server: &TestServer, checkpoint: i64, payload: &str) -> s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_attest_with_a_3_mib_cluster_is_refused_and_nothing_large_is_stored_or_logged() {
+async fn an_attest_with_a_900_kib_cluster_is_refused_and_nothing_large_is_stored_or_logged() {
     let server = TestServer::start("").await;
     let audit = audit_checkpoint(&server).await;
     let log = trace::checkpoint();
-    let cluster = "c".repeat(3 << 20);
+    let cluster = "c".repeat(900 << 10);
     let mut c = server.agent_client().await;
     let err = attest(
         &mut c,
@@ -57,7 +59,7 @@ async fn an_attest_with_a_3_mib_cluster_is_refused_and_nothing_large_is_stored_o
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert_eq!(
         err.message(),
-        "field `cluster` is 3145728 long, over its limit of 63"
+        "field `cluster` is 921600 long, over its limit of 63"
     );
     let row = one_small_row(&server, audit, &leak('c')).await;
     assert_eq!(row["factor"], "cluster", "{row}");
@@ -81,7 +83,7 @@ async fn an_attest_with_a_3_mib_cluster_is_refused_and_nothing_large_is_stored_o
     let err = attest(
         &mut c,
         pb::attest_request::Method::JoinToken(pb::JoinTokenAttestation {
-            token: "j".repeat(1 << 20),
+            token: "j".repeat(900 << 10),
         }),
     )
     .await
@@ -137,7 +139,7 @@ async fn an_attested_agents_oversized_evidence_is_denied_naming_the_field() {
         (
             "pod name",
             entry,
-            k8s("p".repeat(1 << 20)),
+            k8s("p".repeat(900 << 10)),
             "evidence",
             "pod_name",
             leak('p'),
@@ -163,7 +165,7 @@ async fn an_attested_agents_oversized_evidence_is_denied_naming_the_field() {
     }
     // An entry ID of a megabyte: denied (entry), and the row keeps a preview only.
     let audit = audit_checkpoint(&server).await;
-    let r = mint_one(&mut c, &"e".repeat(1 << 20), unix("/usr/bin/app".into())).await;
+    let r = mint_one(&mut c, &"e".repeat(900 << 10), unix("/usr/bin/app".into())).await;
     assert_eq!(r.factor, "entry", "{r:?}");
     one_small_row(&server, audit, &leak('e')).await;
 }
