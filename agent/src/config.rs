@@ -221,8 +221,20 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
+        Self::parse(&text, node_name_env).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses config text as [`Config::from_file`] does a file's contents (a `Parse` error
+    /// carries an empty path). `join_token_file` is still read from the file system.
+    pub fn parse(text: &str, node_name_env: Option<String>) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
             message: e.to_string(),
         })?;
         raw.resolve(node_name_env)
