@@ -110,7 +110,9 @@ token_path() {
     lines escape_sibling 'vol=t|sworn|sibling' mount=t
     lines escape_pod 'vol=t|sworn|pod_b' mount=t
     lines dotdot_path 'vol=t|sworn|../other/token' mount=t
-    lines dotdot_volume 'vol=../other|sworn|token' mount=../other
+    lines dotdot_volume 'vol=../../../../pods/1d5b2b7f-4c6e-4a8f-8b3c-2d3e4f5a6b7c/volumes/kubernetes.io~projected/t|sworn|token' \
+        'mount=../../../../pods/1d5b2b7f-4c6e-4a8f-8b3c-2d3e4f5a6b7c/volumes/kubernetes.io~projected/t'
+    lines slash_volume 'vol=t/..data|sworn|token' mount=t/..data
     lines two_volumes 'vol=t|sworn|token' 'vol=other|sworn|token' mount=t
     lines other_audience 'vol=t|sworn-agent|token' mount=t
     lines unmounted 'vol=t|sworn|token'

@@ -61,7 +61,7 @@ proptest! {
         prop_assert_eq!(id.as_str(), text.as_str());
         prop_assert_eq!(id.trust_domain().as_str(), name.as_str());
         prop_assert_eq!(id.path(), &text[9 + name.len()..]);
-        prop_assert_eq!(SpiffeIdentity::parse(&id.to_string()).unwrap(), id.clone());
+        prop_assert_eq!(SpiffeIdentity::parse(id.as_str()).unwrap(), id.clone());
         let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
         prop_assert_eq!(SpiffeIdentity::from_segments(&td(&name), &parts).unwrap(), id);
         let parsed = td(&name);
