@@ -8,15 +8,15 @@
 #   - helm v3.22.0 from Go modules (deploy/helm/build.sh);
 #   - the go-spiffe and py-spiffe interoperability clients (tests/interop/setup.sh);
 #   - cargo-nextest, pinned below, built from crates.io (dev/cargo-tool.sh).
-# Then: rustfmt check, clippy with -D warnings, a bounded fuzz run of the cgroup
-# parser, a benchmark smoke run, the doctests, and every other test under
+# Then: rustfmt check, clippy with -D warnings, a bounded fuzz run of every parser
+# (fuzz/run.sh), a benchmark smoke run, the doctests, and every other test under
 # cargo-nextest (.config/nextest.toml: one process per test, a test still
 # running after 3 x 120 s is killed and named, no retries). The tests come last
 # so that nextest's summary ends the output; the time of each step follows it.
 #
 # Environment:
 #   SWORN_TEST_THREADS  concurrent tests (default 2, from .config/nextest.toml)
-#   SWORN_FUZZ_SECONDS  length of the fuzz run (default 60)
+#   SWORN_FUZZ_SECONDS  seconds each fuzz target runs (default 30)
 #   SWORN_CACHE_DIR     cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/sworn)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -55,7 +55,7 @@ done
 # Every step's script must be there and executable: a lost exec bit fails the
 # run here, instead of silently dropping the step.
 for script in dev/k8s/build.sh deploy/helm/build.sh tests/interop/setup.sh dev/cargo-tool.sh \
-  agent/caller/fuzz/run.sh bench/run .ci/import-cycles; do
+  fuzz/run.sh fuzz/make-seeds.sh bench/run .ci/import-cycles; do
   [[ -f $script ]] || { echo "test.sh: $script is missing" >&2; exit 1; }
   [[ -x $script ]] || { echo "test.sh: $script is not executable (chmod +x $script)" >&2; exit 1; }
 done
@@ -83,6 +83,8 @@ cargo nextest --version
 
 step "rustfmt"
 cargo fmt --all -- --check
+# The fuzz workspace is its own (fuzz/README.md); formatting it builds nothing.
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 step "file-level import cycles (none allowed; docs/architecture.md, \"Layering\")"
 .ci/import-cycles
@@ -90,8 +92,8 @@ step "file-level import cycles (none allowed; docs/architecture.md, \"Layering\"
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "fuzz the cgroup parser (bounded)"
-agent/caller/fuzz/run.sh "${SWORN_FUZZ_SECONDS:-60}"
+step "fuzz every parser (bounded)"
+fuzz/run.sh "${SWORN_FUZZ_SECONDS:-30}"
 
 step "benchmark smoke run (not a timing gate)"
 bench/run --quick --smoke

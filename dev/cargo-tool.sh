@@ -6,7 +6,7 @@
 #
 # runs `cargo install CRATE --locked --version VERSION --root <cache>/CRATE-VERSION`
 # (a source build: minutes on two cores, once per machine). test.sh installs
-# cargo-nextest with it, and agent/caller/fuzz/run.sh cargo-fuzz.
+# cargo-nextest with it, and fuzz/run.sh cargo-fuzz.
 #
 # The versioned directory appears only by an atomic rename of a finished
 # install, so a killed build never leaves a half-installed tool behind; with it

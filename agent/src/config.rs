@@ -94,10 +94,25 @@ impl ServerAddress {
         let port = uri
             .port_u16()
             .ok_or("a port is required (https://host:port)")?;
-        let host = uri.host().trim_start_matches('[').trim_end_matches(']');
+        let host = uri.host();
         if host.is_empty() {
             return Err("the host is empty".into());
         }
+        // A DNS name or IPv4 literal as written, or an IPv6 literal in brackets (kept without
+        // them); anything else the URI grammar admits (`!`, a stray bracket) is no host.
+        let host = match host.strip_prefix('[') {
+            Some(inner) => inner
+                .strip_suffix(']')
+                .filter(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+                .ok_or_else(|| format!("{host:?} is not an IPv6 address in brackets"))?,
+            None if host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) =>
+            {
+                host
+            }
+            None => return Err(format!("{host:?} is not a host name or IP address")),
+        };
         Ok(Self {
             host: host.to_owned(),
             port,
@@ -297,8 +312,20 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
+        Self::parse(&text, node_name_env).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses config text as [`Config::from_file`] does a file's contents (a `Parse` error
+    /// carries an empty path). `join_token_file` is still read from the file system.
+    pub fn parse(text: &str, node_name_env: Option<String>) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
             message: e.to_string(),
         })?;
         raw.resolve(node_name_env)

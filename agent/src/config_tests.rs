@@ -40,6 +40,9 @@ fn bad_values_name_their_key() {
     let cases = [
         ("server_address = \"http://x:1\"", "server_address"),
         ("server_address = \"https://x\"", "server_address"),
+        ("server_address = \"https://bad!host:1\"", "server_address"),
+        ("server_address = \"https://x]:1\"", "server_address"),
+        ("server_address = \"https://[x]:1\"", "server_address"),
         ("socket_path = \"/tmp/", "socket_path"),
         ("health_address = \"localhost\"", "health_address"),
         ("attestation = \"tpm\"", "attestation"),
@@ -65,6 +68,23 @@ fn bad_values_name_their_key() {
         };
         text.push_str(&line);
         assert_eq!(key_of(parse(&text).unwrap_err()), key, "{line}");
+    }
+}
+
+#[test]
+fn server_addresses_keep_their_host_as_written() {
+    for (address, host) in [
+        ("https://sworn-server:8081", "sworn-server"),
+        ("https://10.0.0.1:8081/", "10.0.0.1"),
+        ("https://[::1]:8081", "::1"),
+        ("https://sworn_server.local:8081", "sworn_server.local"),
+    ] {
+        let parsed = ServerAddress::parse(address).unwrap();
+        assert_eq!(
+            (parsed.host.as_str(), parsed.port),
+            (host, 8081),
+            "{address}"
+        );
     }
 }
 

@@ -58,7 +58,7 @@ pub enum CsrError {
 
 /// The public key of a verified CSR, to be placed in a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CsrPublicKey {
+pub struct CsrPublicKey {
     point: Vec<u8>,
 }
 
@@ -74,7 +74,7 @@ impl PublicKeyData for CsrPublicKey {
 
 /// Verifies a DER CSR and returns its P-256 public key. Checks the key type before the
 /// signature so an RSA or P-384 CSR is reported as such, not as a bad signature.
-pub(crate) fn verify_p256_csr(der: &[u8]) -> Result<CsrPublicKey, CsrError> {
+pub fn verify_p256_csr(der: &[u8]) -> Result<CsrPublicKey, CsrError> {
     if der.len() > MAX_CSR_BYTES {
         return Err(CsrError::TooLarge { len: der.len() });
     }

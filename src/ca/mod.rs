@@ -33,7 +33,7 @@ mod upstream;
 
 pub use authority::{CaConfig, CaStatus, CertificateAuthority, DEFAULT_CA_TTL};
 pub use bundle::{Bundle, PemError, certs_from_pem, certs_to_pem};
-pub use csr::{CsrError, SvidKeyPair};
+pub use csr::{CsrError, CsrPublicKey, SvidKeyPair, verify_p256_csr};
 pub use error::{CaError, MintError};
 pub use key::{KeyRejected, P256Key};
 pub use mint::{IssuedSvid, MAX_DNS_NAMES, MintRequest};

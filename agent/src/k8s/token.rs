@@ -5,6 +5,7 @@
 //! `serviceAccountToken` source with our audience, and a container mounts it
 //! (the kubelet does not populate unused volumes). The file is read for the
 //! *kernel-derived* pod UID, strictly beneath that volume's directory: the
+//! volume name must be a DNS-1123 label (as the API server requires), the
 //! kubelet's `..data` links resolve inside it; anything that escapes is
 //! refused. Tokens are capped at 16 KiB and never logged.
 
@@ -128,7 +129,12 @@ pub fn read_token(
         volume: source.volume.clone(),
         reason,
     };
-    // The path comes from the pod spec: refuse anything but plain relative segments.
+    // The volume name and the path come from the pod spec. The API server only admits a
+    // DNS-1123 label as a volume name; anything else (`..`, a `/`) would move the volume
+    // directory itself, so it is refused here too. The path: plain relative segments only.
+    if !sworn_identity::selector::is_dns_label(&source.volume) {
+        return Err(TokenError::Escapes(source.volume.clone()));
+    }
     let rel = Path::new(&source.path);
     if source.path.is_empty()
         || rel.is_absolute()
@@ -248,6 +254,26 @@ mod tests {
             read_token(root.path(), "uid-1", &dotdot),
             Err(TokenError::Escapes("t".into()))
         );
+        // A volume name that is no DNS-1123 label would move the volume directory: into
+        // another pod's volume, or a sibling volume's link.
+        let other_pod = volume_dir(root.path(), "uid-2", "t");
+        std::fs::create_dir_all(&other_pod).unwrap();
+        std::fs::write(other_pod.join("token"), "other.pod.token").unwrap();
+        for volume in [
+            "../../../uid-2/volumes/kubernetes.io~projected/t",
+            "t/..data",
+            "..",
+        ] {
+            let moved = TokenSource {
+                volume: volume.into(),
+                path: "token".into(),
+            };
+            assert_eq!(
+                read_token(root.path(), "uid-1", &moved),
+                Err(TokenError::Escapes(volume.into())),
+                "{volume}"
+            );
+        }
         // Oversized.
         std::fs::write(dir.join("big"), "a".repeat(20_000)).unwrap();
         let big = TokenSource {
