@@ -150,7 +150,34 @@ agent_config() {
         'server_address = "https://127.0.0.1:8081"' 'bundle_file = "/b"' 'pod_wait = "6m"'
 }
 
-all=(cgroup csr spiffe_id selector template token_path server_config agent_config)
+# The first byte picks the read size (low 7 bits) and whether the target prepends the
+# connection preface (bit 7); the rest is client bytes: a request, a split header block,
+# padding and priority, a declared 16 MiB frame, a table size update to 1 MiB, DATA and
+# RST_STREAM, and bytes that are not HTTP/2. Binary, so written by python3.
+h2_rewriter() {
+    python3 - <<'PY'
+def frame(kind, flags, stream, payload, declared=None):
+    n = len(payload) if declared is None else declared
+    return n.to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+def lit(n, v):
+    return b"\x40" + bytes([len(n)]) + n + bytes([len(v)]) + v
+req = (b"\x83\x86" + b"\x44\x20/SpiffeWorkloadAPI/FetchX509SVID"
+       + lit(b":authority", b"tmp%2Frun%2Fagent.sock") + lit(b"workload.spiffe.io", b"true"))
+seeds = {
+    "request": bytes([0x80 | 7]) + frame(4, 0, 0, b"") + frame(1, 5, 1, req),
+    "continuation": bytes([0x80 | 3]) + frame(1, 0, 1, req[:10]) + frame(9, 4, 1, req[10:]),
+    "padded_priority": bytes([0x80 | 64]) + frame(1, 0x2D, 1, b"\x02" + b"\0\0\0\0\x10" + req + b"\0\0"),
+    "oversized": bytes([0x80 | 9]) + frame(1, 0, 1, b"", declared=(1 << 24) - 1),
+    "table_update": bytes([0x80 | 16]) + frame(1, 4, 1, b"\x3f\xe1\xff\x3f\x82"),
+    "data_rst": bytes([0x80 | 5]) + frame(1, 4, 1, req) + frame(0, 1, 1, b"abc") + frame(3, 0, 1, b"\0\0\0\x08"),
+    "not_preface": b"\x05GET / HTTP/1.1\r\n\r\n",
+}
+for name, data in seeds.items():
+    open(name, "wb").write(data)
+PY
+}
+
+all=(cgroup csr spiffe_id selector template token_path server_config agent_config h2_rewriter)
 for target in "${@:-${all[@]}}"; do
     declare -F "$target" >/dev/null || { echo "make-seeds.sh: no target $target" >&2; exit 2; }
     rm -rf "$target"
