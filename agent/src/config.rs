@@ -246,11 +246,15 @@ pub struct ConnectionConfig {
     pub idle_timeout: std::time::Duration,
 }
 
+/// Default cap on Workload API connections in total (including callers whose capture
+/// failed); key `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+
 impl Default for ConnectionConfig {
     fn default() -> Self {
         let guard = sworn_h2guard::Limits::default();
         Self {
-            max_connections: crate::workload_api::DEFAULT_MAX_CONNECTIONS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             request_timeout: guard.first_headers_within,
             idle_timeout: guard.idle_after,
         }

@@ -15,9 +15,7 @@ use sworn_identity::PodUid;
 
 /// Connections one tenant may hold open.
 pub const MAX_CONNECTIONS_PER_TENANT: usize = 128;
-/// Default cap on connections in total (including callers whose capture failed); key
-/// `max_connections`.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+pub use crate::config::DEFAULT_MAX_CONNECTIONS;
 /// Concurrent streams one tenant may hold.
 pub const MAX_STREAMS_PER_TENANT: usize = 64;
 /// Concurrent streams one process may hold.
