@@ -6,8 +6,8 @@
 # How CI runs it: `fuzz/run.sh 30` is test.sh's step "fuzz every parser (bounded)"
 # (SWORN_FUZZ_SECONDS there). The script installs the pinned cargo-fuzz below from crates.io
 # into the cache (dev/cargo-tool.sh, once per machine), builds every target of this
-# workspace with one `cargo fuzz build`, then runs each target in turn (the order of
-# `cargo fuzz list`) for SECONDS, starting from the seeds in seeds/<target>/ and the
+# workspace with one `cargo fuzz build`, then runs the targets two at a time
+# (SWORN_FUZZ_JOBS, default 2: one per core) for SECONDS each, starting from the seeds in seeds/<target>/ and the
 # tokens in dicts/<target>.dict when there is one. It stops at the first target that
 # fails an invariant assertion (a panic), crashes, runs one input for more than 10 s, or
 # grows past 2 GiB of RSS; it names the target, copies the input to artifacts/<target>/
@@ -62,19 +62,31 @@ cargo ${toolchain[@]+"${toolchain[@]}"} fuzz build --sanitizer none --codegen-un
 echo "run.sh: built every target in $((SECONDS - start)) s"
 
 mapfile -t targets < <(cargo ${toolchain[@]+"${toolchain[@]}"} fuzz list)
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
 for target in "${targets[@]}"; do
     [[ -d seeds/$target ]] || { echo "run.sh: target $target has no seeds/$target/ (make-seeds.sh)" >&2; exit 1; }
+done
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# One target's run; its exit status is libFuzzer's.
+run_target() {
+    local target=$1
     mkdir -p "$work/corpus/$target" "$work/tmp/$target" "$work/artifacts/$target"
-    args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+    local args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$work/artifacts/$target/")
     [[ -f dicts/$target.dict ]] && args+=(-dict="dicts/$target.dict")
-    log="$work/$target.log"
-    if ! TMPDIR="$work/tmp/$target" "$target_dir/$triple/release/$target" "${args[@]}" \
-        "$work/corpus/$target" "seeds/$target" >"$log" 2>&1; then
-        tail -n 60 "$log" >&2
-        artifact=none
+    TMPDIR="$work/tmp/$target" "$target_dir/$triple/release/$target" "${args[@]}" \
+        "$work/corpus/$target" "seeds/$target" >"$work/$target.log" 2>&1
+}
+
+# Reports a finished target; exits on a failure (after the other running target ends, so
+# its output is not cut mid-line).
+report() {
+    local target=$1 rc=$2
+    if [[ $rc -ne 0 ]]; then
+        wait || true
+        tail -n 60 "$work/$target.log" >&2
+        local artifact=none found
         for found in "$work/artifacts/$target"/*; do
             [[ -f $found ]] || continue
             mkdir -p "artifacts/$target"
@@ -85,6 +97,28 @@ for target in "${targets[@]}"; do
         echo "run.sh: reproduce: $target_dir/$triple/release/$target $artifact" >&2
         exit 1
     fi
-    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    local runs
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$target.log")
     echo "run.sh: $target: ${runs:-?} inputs in ${secs} s, corpus $(ls "$work/corpus/$target" | wc -l) new + $(ls "seeds/$target" | wc -l) seeds, no failure"
+}
+
+# Two targets at a time, one per core: each is a single-threaded libFuzzer process, so the
+# step takes ceil(targets / 2) x SECONDS instead of targets x SECONDS.
+parallel=${SWORN_FUZZ_JOBS:-2}
+declare -A running=()
+start=$SECONDS
+for target in "${targets[@]}"; do
+    if [[ ${#running[@]} -ge $parallel ]]; then
+        wait -n -p done_pid && rc=0 || rc=$?
+        report "${running[$done_pid]}" "$rc"
+        unset "running[$done_pid]"
+    fi
+    run_target "$target" &
+    running[$!]=$target
 done
+while [[ ${#running[@]} -gt 0 ]]; do
+    wait -n -p done_pid && rc=0 || rc=$?
+    report "${running[$done_pid]}" "$rc"
+    unset "running[$done_pid]"
+done
+echo "run.sh: ran ${#targets[@]} targets, $parallel at a time, in $((SECONDS - start)) s"

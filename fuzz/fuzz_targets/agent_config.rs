@@ -11,10 +11,13 @@
 //!   parses back to the same address;
 //! - exactly one bootstrap: a bundle file or `danger_insecure_bootstrap`;
 //! - a join token, when given, is non-empty and trimmed;
-//! - Kubernetes attestation has a non-empty cluster and a non-empty node name;
+//! - Kubernetes attestation has a non-empty cluster and a non-empty node name, and is never
+//!   accepted with `danger_insecure_bootstrap`;
 //! - the socket path is absolute, without NUL, and fits `sun_path`;
 //! - `pod_wait` is within (0, 5m]; the workload audience is non-empty; each cgroup root is
-//!   absolute with plain named segments (no `..`, `.`, empty segment or `:`).
+//!   absolute with plain named segments (no `..`, `.`, empty segment or `:`);
+//! - `max_connections` is within 16..=1000000, `workload_api_request_timeout` within
+//!   [100ms, 5m], `workload_api_idle_timeout` within [1s, 24h], `max_exe_hash_bytes` ≥ 1.
 #![no_main]
 
 use std::time::Duration;
@@ -70,12 +73,24 @@ fuzz_target!(|data: &[u8]| {
         NodeAttestation::JoinToken(None) => {}
         NodeAttestation::K8s { cluster, .. } => {
             assert!(!cluster.is_empty());
+            assert!(!danger, "Kubernetes attestation with danger_insecure_bootstrap");
             assert!(c.node_name.as_deref().is_some_and(|n| !n.is_empty()));
         }
     }
     let socket = c.socket_path.as_path();
     assert!(socket.is_absolute() && socket.as_os_str().len() <= MAX_SOCKET_PATH_BYTES);
     assert!(!socket.as_os_str().as_encoded_bytes().contains(&0));
+
+    let w = &c.connections;
+    assert!((16..=1_000_000).contains(&w.max_connections));
+    assert!(
+        w.request_timeout >= Duration::from_millis(100)
+            && w.request_timeout <= Duration::from_secs(300)
+    );
+    assert!(
+        w.idle_timeout >= Duration::from_secs(1) && w.idle_timeout <= Duration::from_secs(86_400)
+    );
+    assert!(c.max_exe_hash_bytes >= 1);
 
     let k = &c.k8s_workload;
     assert!(k.kubelet_root.is_absolute());

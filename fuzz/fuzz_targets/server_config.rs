@@ -7,7 +7,10 @@
 //! - every TTL and `k8s_call_timeout` is positive, `ca_ttl` at least 1 minute;
 //! - cluster names are distinct DNS-1123 labels, their audiences non-empty and distinct
 //!   from each other, service accounts `namespace:name`, and `bundle_configmap`
-//!   `namespace/name`.
+//!   `namespace/name`;
+//! - `audit_retention` is positive; every `[agent_api]` count and timeout is positive, and each
+//!   `[agent_api.rate_limits]` rate is a finite positive number with a positive burst;
+//! - `danger_allow_lost_datastore` is on only when the text sets it to `true`.
 #![no_main]
 
 use std::time::Duration;
@@ -29,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(c) = Config::parse(text) else {
         return;
     };
+    let table = text.parse::<toml::Table>().ok();
     let td = c.trust_domain.as_str();
     assert_eq!(
         parse_trust_domain(td).map(|t| t.to_string()).as_deref(),
@@ -44,6 +48,24 @@ fuzz_target!(|data: &[u8]| {
         assert!(!ttl.is_zero());
     }
     assert!(c.ca_ttl >= Duration::from_secs(60));
+    assert!(!c.audit_retention.is_zero());
+    let a = &c.agent_api;
+    assert!(!a.handshake_timeout.is_zero() && !a.idle_timeout.is_zero());
+    for n in [
+        a.max_handshakes,
+        a.max_connections,
+        a.max_attests_in_flight,
+        a.max_request_bytes,
+    ] {
+        assert!(n > 0);
+    }
+    for r in [&a.attest, &a.mint] {
+        assert!(r.per_second.is_finite() && r.per_second > 0.0 && r.burst > 0);
+    }
+    if c.danger_allow_lost_datastore {
+        let set = table.as_ref().and_then(|t| t.get("danger_allow_lost_datastore"));
+        assert_eq!(set, Some(&toml::Value::Boolean(true)));
+    }
     let mut names = std::collections::BTreeSet::new();
     for cluster in &c.clusters {
         assert!(is_dns_label(&cluster.name), "{:?}", cluster.name);
