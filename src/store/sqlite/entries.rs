@@ -77,6 +77,9 @@ impl SqliteStore {
     pub(super) async fn remove_entry(&self, id: &EntryId, now: i64) -> Result<Deleted, StoreError> {
         let entry_id = id.to_string();
         let mut tx = self.pool.begin().await?;
+        // Write first: a transaction that read first could not write after a concurrent
+        // commit (SQLITE_BUSY_SNAPSHOT). Without the entry the transaction rolls back.
+        let revision = next_revision(&mut tx).await?;
         let Some(row) = sqlx::query("SELECT * FROM entries WHERE id = ?")
             .bind(&entry_id)
             .fetch_optional(&mut *tx)
@@ -85,7 +88,6 @@ impl SqliteStore {
             return Ok(Deleted::NotFound);
         };
         let node: Option<String> = row.try_get("node")?;
-        let revision = next_revision(&mut tx).await?;
         sqlx::query("DELETE FROM entries WHERE id = ?")
             .bind(&entry_id)
             .execute(&mut *tx)
