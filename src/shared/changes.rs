@@ -160,3 +160,83 @@ impl Drop for Subscription {
         lock(&self.streams).remove(&self.key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(name: &str, method: AgentMethod, node_uid: &str, node_name: &str) -> AttestedAgent {
+        AttestedAgent {
+            id: format!("spiffe://td/sworn/agent/{name}").parse().unwrap(),
+            method,
+            node_name: node_name.into(),
+            node_uid: node_uid.into(),
+            pod_uid: String::new(),
+            cluster: if method == AgentMethod::K8s { "c" } else { "" }.into(),
+        }
+    }
+
+    #[test]
+    fn a_change_wakes_the_streams_of_the_agents_it_can_affect_and_no_other() {
+        let changes = Changes::default();
+        let unix_a = agent("join/a", AgentMethod::JoinToken, "", "");
+        let unix_b = agent("join/b", AgentMethod::JoinToken, "", "");
+        let k8s_1 = agent("k8s/c/u1/p1", AgentMethod::K8s, "u1", "n1");
+        // A surge agent on the same node, and one on a node re-created under the same name.
+        let k8s_1_surge = agent("k8s/c/u1/p2", AgentMethod::K8s, "u1", "n1");
+        let k8s_1_renamed = agent("k8s/c/u9/p3", AgentMethod::K8s, "u9", "n1");
+        let k8s_2 = agent("k8s/c/u2/p4", AgentMethod::K8s, "u2", "n2");
+        let all = [
+            &unix_a,
+            &unix_b,
+            &k8s_1,
+            &k8s_1_surge,
+            &k8s_1_renamed,
+            &k8s_2,
+        ];
+        let _subs: Vec<Subscription> = all
+            .iter()
+            .map(|a| changes.subscribe((*a).clone()))
+            .collect();
+        assert_eq!(changes.notify(&Affected::Agent(unix_a.id.clone())), 1);
+        assert_eq!(changes.notify(&Affected::of_ban(&unix_b)), 1);
+        assert_eq!(
+            changes.notify(&Affected::of_ban(&k8s_1)),
+            3,
+            "the node's agents"
+        );
+        assert_eq!(changes.notify(&Affected::KubernetesAgents), 4);
+        assert_eq!(changes.notify(&Affected::Nobody), 0);
+        drop(_subs);
+        assert_eq!(
+            changes.notify(&Affected::KubernetesAgents),
+            0,
+            "dropped streams are gone"
+        );
+    }
+
+    #[test]
+    fn an_entry_affects_its_agent_or_every_kubernetes_agent_or_nobody() {
+        let id = sworn_identity::EntryId::generate();
+        let target = crate::store::EntryTarget::Id("spiffe://td/w".into());
+        let mut e = Entry::unscoped(id, target, vec!["k8s:ns:a".parse().unwrap()], 0);
+        assert_eq!(Affected::of_entry(&e), Affected::KubernetesAgents);
+        e.selectors = vec!["unix:uid:1".parse().unwrap()];
+        assert_eq!(Affected::of_entry(&e), Affected::Nobody);
+        let node: AgentId = "spiffe://td/sworn/agent/join/a".parse().unwrap();
+        e.node = Some(node.clone());
+        assert_eq!(Affected::of_entry(&e), Affected::Agent(node));
+    }
+
+    #[tokio::test]
+    async fn a_signal_sent_while_the_stream_is_busy_is_kept_for_its_next_wait() {
+        let changes = Changes::default();
+        let a = agent("join/a", AgentMethod::JoinToken, "", "");
+        let sub = changes.subscribe(a.clone());
+        changes.notify(&Affected::Agent(a.id.clone()));
+        changes.notify(&Affected::Agent(a.id));
+        tokio::time::timeout(Duration::from_secs(5), sub.changed())
+            .await
+            .expect("the signal was kept");
+    }
+}

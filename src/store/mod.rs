@@ -13,17 +13,14 @@
 //! ([`EntryId`], [`AgentId`], [`Serial`]) and parsed on read: a stored value
 //! that does not parse is [`StoreError::Corrupt`] naming its row, never a panic.
 
-pub mod entry_changes;
+pub mod entry;
 pub mod retention;
 pub mod sqlite;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use sworn_identity::selector::Selector;
 use sworn_identity::{AgentId, EntryId, Serial};
 
-pub use entry_changes::{Deleted, EntryChanges, EntryScope, SyncPoint};
+pub use entry::{Deleted, Entry, EntryChanges, EntryScope, EntryTarget, SyncPoint};
 
 /// Datastore failure.
 #[derive(Debug, thiserror::Error)]
@@ -47,58 +44,6 @@ pub enum StoreError {
     /// The row already exists.
     #[error("{0} already exists")]
     Conflict(String),
-}
-
-/// Where an entry's SPIFFE ID comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryTarget {
-    /// A fixed SPIFFE ID (already validated).
-    Id(String),
-    /// An ID template (already validated), rendered per workload.
-    Template(String),
-}
-
-/// A registration entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Server-assigned ID.
-    pub id: EntryId,
-    /// The identity it grants.
-    pub target: EntryTarget,
-    /// All must match (AND).
-    pub selectors: Vec<Selector>,
-    /// Agent ID the entry is scoped to; `None` means every agent for a Kubernetes entry, and no agent for a unix entry (see `policy::matching::check_scope`).
-    pub node: Option<AgentId>,
-    /// SVID TTL; `None` means the server default.
-    pub ttl: Option<Duration>,
-    /// DNS SANs to add.
-    pub dns_names: Vec<String>,
-    /// Workload API hint.
-    pub hint: String,
-    /// Unix seconds.
-    pub created_at: i64,
-}
-
-impl Entry {
-    /// An entry for `target` and `selectors` with no `--node`, the server's default TTL, no
-    /// DNS names and no hint.
-    pub fn unscoped(
-        id: EntryId,
-        target: EntryTarget,
-        selectors: Vec<Selector>,
-        created_at: i64,
-    ) -> Self {
-        Entry {
-            id,
-            target,
-            selectors,
-            node: None,
-            ttl: None,
-            dns_names: Vec::new(),
-            hint: String::new(),
-            created_at,
-        }
-    }
 }
 
 /// How an agent attested.

@@ -1,10 +1,64 @@
-//! What Sync reads of the entries (docs/architecture.md, "Sync"): every entry change takes the
-//! next revision of one counter and a deletion leaves a tombstone, so the entries that can
-//! apply to one agent are read either whole or as what changed after the revision it applied.
+//! Registration entries, and what Sync reads of them (docs/architecture.md, "Sync"): every
+//! entry change takes the next revision of one counter and a deletion leaves a tombstone, so
+//! the entries that can apply to one agent are read either whole or as what changed after
+//! the revision it applied.
 
+use std::time::Duration;
+
+use sworn_identity::selector::Selector;
 use sworn_identity::{AgentId, EntryId};
 
-use super::Entry;
+/// Where an entry's SPIFFE ID comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryTarget {
+    /// A fixed SPIFFE ID (already validated).
+    Id(String),
+    /// An ID template (already validated), rendered per workload.
+    Template(String),
+}
+
+/// A registration entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Server-assigned ID.
+    pub id: EntryId,
+    /// The identity it grants.
+    pub target: EntryTarget,
+    /// All must match (AND).
+    pub selectors: Vec<Selector>,
+    /// Agent ID the entry is scoped to; `None` means every agent for a Kubernetes entry, and no agent for a unix entry (see `policy::matching::check_scope`).
+    pub node: Option<AgentId>,
+    /// SVID TTL; `None` means the server default.
+    pub ttl: Option<Duration>,
+    /// DNS SANs to add.
+    pub dns_names: Vec<String>,
+    /// Workload API hint.
+    pub hint: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+impl Entry {
+    /// An entry for `target` and `selectors` with no `--node`, the server's default TTL, no
+    /// DNS names and no hint.
+    pub fn unscoped(
+        id: EntryId,
+        target: EntryTarget,
+        selectors: Vec<Selector>,
+        created_at: i64,
+    ) -> Self {
+        Entry {
+            id,
+            target,
+            selectors,
+            node: None,
+            ttl: None,
+            dns_names: Vec::new(),
+            hint: String::new(),
+            created_at,
+        }
+    }
+}
 
 /// A point in the revision space: the revision an agent applied, in the epoch (the datastore)
 /// it was read from.
