@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -145,7 +144,6 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServe
     ca.rotate_if_due()?;
     let metrics = Arc::new(Metrics::default());
     let audit = Audit::new(store.clone(), clock.clone());
-    let (changes, _) = watch::channel(0);
     let clusters = crate::k8s::Clusters::connect(&config.clusters).await?;
     let shared = Arc::new(Shared {
         clusters,
@@ -155,7 +153,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServe
         audit,
         metrics,
         clock,
-        changes,
+        changes: crate::shared::Changes::default(),
         mint_stalls: agentapi::stall::MintStalls::default(),
     });
     publish_bundle(&shared).await?;

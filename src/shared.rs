@@ -5,14 +5,16 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
 use crate::audit::Audit;
 use crate::ca::CertificateAuthority;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+
+mod changes;
+
+pub use changes::{Affected, Changes, RECHECK, Subscription};
 
 /// State every service shares.
 #[derive(Debug)]
@@ -31,16 +33,19 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// Kubernetes clusters whose agents may attest.
     pub clusters: crate::k8s::Clusters,
-    /// Bumped on every change agents must hear about (entries, bans).
-    pub changes: watch::Sender<u64>,
+    /// The open Sync streams, woken by the changes that concern them (entries, bans). Bundle
+    /// changes reach every stream through the CA's own watch.
+    pub changes: Changes,
     /// Test hook: mints held on purpose. Empty unless a test adds a stall (no config key).
     pub mint_stalls: crate::agentapi::stall::MintStalls,
 }
 
 impl Shared {
-    /// Tells every agent stream to resend its state.
-    pub fn notify_change(&self) {
-        self.changes.send_modify(|r| *r += 1);
+    /// Wakes the Sync streams of the agents `affected` names, and only those, and counts them
+    /// (`sworn_server_sync_wakeups_total`).
+    pub fn notify_change(&self, affected: &Affected) {
+        let woken = self.changes.notify(affected);
+        self.metrics.sync_wakeups.inc_by(woken);
     }
 
     /// Now, in unix seconds.

@@ -42,6 +42,13 @@ pub struct OutcomeLabels {
     pub decision: String,
 }
 
+/// Labels of `sworn_server_sync_messages_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncMessageLabels {
+    /// `full` (the complete state) or `delta` (what changed since the agent's revision).
+    pub kind: &'static str,
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -56,6 +63,14 @@ pub struct Metrics {
     pub ca_expiry: Gauge,
     /// Roots in the trust bundle.
     pub bundle_roots: Gauge,
+    /// Sync messages sent, by `kind` (`full`, `delta`).
+    pub sync_messages: Family<SyncMessageLabels, Counter>,
+    /// Entry and tombstone rows the Sync path read from the datastore.
+    pub sync_entry_rows_read: Counter,
+    /// Sync streams a change signal woke (counted when signalled).
+    pub sync_wakeups: Counter,
+    /// Re-checks of an agent's standing by an open Sync stream with nothing signalled.
+    pub sync_rechecks: Counter,
     ready: AtomicBool,
 }
 
@@ -84,8 +99,36 @@ impl Default for Metrics {
             "Root certificates in the trust bundle",
             bundle_roots.clone(),
         );
+        let sync_messages = Family::<SyncMessageLabels, Counter>::default();
+        let sync_entry_rows_read = Counter::default();
+        let sync_wakeups = Counter::default();
+        let sync_rechecks = Counter::default();
+        registry.register(
+            "sync_messages",
+            "Sync messages sent to agents, full state or delta",
+            sync_messages.clone(),
+        );
+        registry.register(
+            "sync_entry_rows_read",
+            "Entry and tombstone rows read from the datastore for Sync",
+            sync_entry_rows_read.clone(),
+        );
+        registry.register(
+            "sync_wakeups",
+            "Sync streams woken by a change that concerns their agent",
+            sync_wakeups.clone(),
+        );
+        registry.register(
+            "sync_rechecks",
+            "Periodic re-checks of an agent's standing by its open Sync stream",
+            sync_rechecks.clone(),
+        );
         Metrics {
             registry,
+            sync_messages,
+            sync_entry_rows_read,
+            sync_wakeups,
+            sync_rechecks,
             svids,
             attestations,
             entries,

@@ -159,6 +159,11 @@ impl RunningAgent {
         }
     }
 
+    /// The state the Sync stream last published (`None` before the first message).
+    pub fn sync_state(&self) -> Option<Arc<crate::sync::SyncState>> {
+        self.sync.borrow().clone()
+    }
+
     /// The agent's SPIFFE ID, once attested.
     pub fn agent_id(&self) -> Option<AgentId> {
         self.status.get().agent_id

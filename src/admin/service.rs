@@ -15,8 +15,8 @@ use crate::ca::MintRequest;
 use crate::clock::unix_secs;
 use crate::join_token;
 use crate::policy::entry::{NewEntry, entry_defect, target_fields, ttl_seconds, validate};
-use crate::shared::Shared;
-use crate::store::{AgentRecord, Entry, StoreError};
+use crate::shared::{Affected, Shared};
+use crate::store::{AgentRecord, Deleted, Entry, StoreError};
 use crate::telemetry::Metrics;
 
 /// The admin gRPC service.
@@ -128,7 +128,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
             )
             .await
             .map_err(internal)?;
-        self.shared.notify_change();
+        self.shared.notify_change(&Affected::of_entry(&entry));
         Ok(Response::new(pb))
     }
 
@@ -159,15 +159,17 @@ impl pb::admin_api_server::AdminApi for AdminService {
         req: Request<pb::EntryId>,
     ) -> Result<Response<pb::DeleteEntryResponse>, Status> {
         let id = entry_id(req.into_inner())?;
-        if !self
+        let affected = match self
             .shared
             .store
-            .delete_entry(&id)
+            .delete_entry(&id, self.shared.now())
             .await
             .map_err(internal)?
         {
-            return Err(Status::not_found(format!("no entry {id}")));
-        }
+            Deleted::NotFound => return Err(Status::not_found(format!("no entry {id}"))),
+            Deleted::Entry(entry) => Affected::of_entry(&entry),
+            Deleted::Corrupt => Affected::Nobody,
+        };
         self.shared
             .audit
             .record(
@@ -177,7 +179,7 @@ impl pb::admin_api_server::AdminApi for AdminService {
             )
             .await
             .map_err(internal)?;
-        self.shared.notify_change();
+        self.shared.notify_change(&affected);
         Ok(Response::new(pb::DeleteEntryResponse {}))
     }
 
@@ -407,8 +409,8 @@ impl AdminService {
             )
             .await
             .map_err(internal)?;
-        // Open agent streams re-check the ban on every change.
-        self.shared.notify_change();
+        // The banned agents' streams re-check their standing at once and end.
+        self.shared.notify_change(&Affected::of_ban(&agent.agent));
         Ok(Response::new(agent_to_pb(&agent)))
     }
 }

@@ -594,7 +594,14 @@ impl pb::agent_api_server::AgentApi for AgentService {
         let busy = conn::busy(&req);
         let agent = authenticate(&self.shared, &req).await?;
         self.limit_agent(&agent, 1)?;
-        let stream = super::sync::stream(self.shared.clone(), self.shutdown.clone(), agent, busy);
+        let request = req.into_inner();
+        let stream = super::sync::stream(
+            self.shared.clone(),
+            self.shutdown.clone(),
+            agent,
+            request,
+            busy,
+        );
         Ok(Response::new(stream))
     }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use sworn_identity::AgentId;
 use sworn_identity::selector::Selector;
 
-use crate::store::Entry;
+use crate::store::{AgentMethod, Entry};
 
 /// Whether every selector of `entry` is satisfied.
 pub fn entry_matches(entry: &Entry, facts: &BTreeSet<Selector>) -> bool {
@@ -43,6 +43,14 @@ pub fn check_scope(entry: &Entry, agent_id: &AgentId) -> Result<(), &'static str
 /// Whether `entry` may be used by `agent_id` ([`check_scope`] passes).
 pub fn entry_scoped_to(entry: &Entry, agent_id: &AgentId) -> bool {
     check_scope(entry, agent_id).is_ok()
+}
+
+/// Whether `entry` is in the Sync state of `agent_id`, which attested by `method`: it is
+/// scoped to the agent ([`check_scope`]), and an entry without `--node` only for a Kubernetes
+/// agent. Such an entry is a Kubernetes entry, and a join-token agent's callers bring unix
+/// evidence (`agent_method`), which no `k8s:` selector matches, so it can apply to none of them.
+pub fn entry_synced_to(entry: &Entry, agent_id: &AgentId, method: AgentMethod) -> bool {
+    entry_scoped_to(entry, agent_id) && (entry.node.is_some() || method == AgentMethod::K8s)
 }
 
 #[cfg(test)]
@@ -116,5 +124,26 @@ mod tests {
             &entry(&["k8s:ns:default"], Some("b")),
             &agent("a")
         ));
+    }
+
+    #[test]
+    fn sync_holds_unscoped_kubernetes_entries_for_kubernetes_agents_only() {
+        let a = agent("a");
+        let k8s = entry(&["k8s:ns:default"], None);
+        assert!(entry_synced_to(&k8s, &a, AgentMethod::K8s));
+        assert!(!entry_synced_to(&k8s, &a, AgentMethod::JoinToken));
+        for method in [AgentMethod::K8s, AgentMethod::JoinToken] {
+            assert!(entry_synced_to(
+                &entry(&["unix:uid:1"], Some("a")),
+                &a,
+                method
+            ));
+            assert!(!entry_synced_to(
+                &entry(&["unix:uid:1"], Some("b")),
+                &a,
+                method
+            ));
+            assert!(!entry_synced_to(&entry(&["unix:uid:1"], None), &a, method));
+        }
     }
 }

@@ -13,14 +13,14 @@
 //! ([`EntryId`], [`AgentId`], [`Serial`]) and parsed on read: a stored value
 //! that does not parse is [`StoreError::Corrupt`] naming its row, never a panic.
 
+pub mod entry;
 pub mod retention;
 pub mod sqlite;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use sworn_identity::selector::Selector;
 use sworn_identity::{AgentId, EntryId, Serial};
+
+pub use entry::{Deleted, Entry, EntryChanges, EntryScope, EntryTarget, SyncPoint};
 
 /// Datastore failure.
 #[derive(Debug, thiserror::Error)]
@@ -44,58 +44,6 @@ pub enum StoreError {
     /// The row already exists.
     #[error("{0} already exists")]
     Conflict(String),
-}
-
-/// Where an entry's SPIFFE ID comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryTarget {
-    /// A fixed SPIFFE ID (already validated).
-    Id(String),
-    /// An ID template (already validated), rendered per workload.
-    Template(String),
-}
-
-/// A registration entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Server-assigned ID.
-    pub id: EntryId,
-    /// The identity it grants.
-    pub target: EntryTarget,
-    /// All must match (AND).
-    pub selectors: Vec<Selector>,
-    /// Agent ID the entry is scoped to; `None` means every agent for a Kubernetes entry, and no agent for a unix entry (see `policy::matching::check_scope`).
-    pub node: Option<AgentId>,
-    /// SVID TTL; `None` means the server default.
-    pub ttl: Option<Duration>,
-    /// DNS SANs to add.
-    pub dns_names: Vec<String>,
-    /// Workload API hint.
-    pub hint: String,
-    /// Unix seconds.
-    pub created_at: i64,
-}
-
-impl Entry {
-    /// An entry for `target` and `selectors` with no `--node`, the server's default TTL, no
-    /// DNS names and no hint.
-    pub fn unscoped(
-        id: EntryId,
-        target: EntryTarget,
-        selectors: Vec<Selector>,
-        created_at: i64,
-    ) -> Self {
-        Entry {
-            id,
-            target,
-            selectors,
-            node: None,
-            ttl: None,
-            dns_names: Vec::new(),
-            hint: String::new(),
-            created_at,
-        }
-    }
 }
 
 /// How an agent attested.
@@ -240,14 +188,25 @@ pub struct AuditRecord {
 /// The datastore interface every backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Inserts an entry; its ID must be new.
+    /// Inserts an entry; its ID must be new. It takes the next revision.
     async fn create_entry(&self, entry: &Entry) -> Result<(), StoreError>;
     /// All entries, oldest first.
     async fn list_entries(&self) -> Result<Vec<Entry>, StoreError>;
     /// One entry.
     async fn get_entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError>;
-    /// Deletes an entry; false when it did not exist.
-    async fn delete_entry(&self, id: &EntryId) -> Result<bool, StoreError>;
+    /// Deletes an entry at `now` (unix seconds), leaving a tombstone with the next revision.
+    async fn delete_entry(&self, id: &EntryId, now: i64) -> Result<Deleted, StoreError>;
+    /// The entries of `scope`: what changed after `since` when that point is still
+    /// answerable, else all of them (`full`). One consistent read; the rows it reads are the
+    /// scope's own (an index on the entry's node), never the whole table.
+    async fn entry_changes(
+        &self,
+        scope: EntryScope<'_>,
+        since: Option<&SyncPoint>,
+    ) -> Result<EntryChanges, StoreError>;
+    /// Forgets at most `batch` tombstones of entries deleted before `before` (unix seconds),
+    /// oldest first; how many. Agents behind a pruned tombstone get their full state.
+    async fn prune_entry_tombstones(&self, before: i64, batch: u32) -> Result<u64, StoreError>;
 
     /// Inserts or replaces an agent record (on attestation and renewal). Of an
     /// existing record, the banned flag is kept and the stored serial becomes

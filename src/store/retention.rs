@@ -1,6 +1,7 @@
-//! Retention: the audit table keeps `audit_retention` of history and used credential IDs
+//! Retention: the audit table keeps `audit_retention` of history, used credential IDs
 //! are forgotten once their token can no longer be accepted (docs/architecture.md,
-//! "Storage"). A background task prunes both in batches of [`BATCH`] rows, yielding between
+//! "Storage") and deleted entries' tombstones after [`TOMBSTONE_KEEP`] ("Sync"). A background
+//! task prunes them in batches of [`BATCH`] rows, yielding between
 //! batches, so a large backlog never holds the database for long. It uses the [`Store`]
 //! trait only, so every backend gets it.
 
@@ -18,6 +19,10 @@ pub const BATCH: u32 = 1000;
 /// How often the task looks for rows to prune.
 pub const PERIOD: Duration = Duration::from_secs(60);
 
+/// How long a deleted entry's tombstone is kept for agents whose Sync stream is down: one that
+/// comes back later gets its full state instead of a delta.
+pub const TOMBSTONE_KEEP: Duration = Duration::from_secs(3600);
+
 /// What one pass deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
@@ -25,12 +30,15 @@ pub struct Pruned {
     pub audit: u64,
     /// Credential IDs past their keep time.
     pub credentials: u64,
+    /// Tombstones of entries deleted more than [`TOMBSTONE_KEEP`] ago.
+    pub tombstones: u64,
     /// Statements it took.
     pub batches: u32,
 }
 
 /// One pass at `now` (unix seconds): every audit event older than `retention` and every
-/// credential ID past its keep time, [`BATCH`] rows per statement.
+/// credential ID past its keep time and every tombstone older than [`TOMBSTONE_KEEP`],
+/// [`BATCH`] rows per statement.
 pub async fn prune_once(
     store: &dyn Store,
     now: i64,
@@ -56,6 +64,19 @@ pub async fn prune_once(
         }
         tokio::task::yield_now().await;
     }
+    let tombstones_before =
+        now.saturating_sub(i64::try_from(TOMBSTONE_KEEP.as_secs()).unwrap_or(0));
+    loop {
+        let n = store
+            .prune_entry_tombstones(tombstones_before, BATCH)
+            .await?;
+        pruned.tombstones += n;
+        pruned.batches += 1;
+        if n < u64::from(BATCH) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     Ok(pruned)
 }
 
@@ -69,9 +90,10 @@ pub async fn run(
 ) {
     loop {
         match prune_once(store.as_ref(), unix_now(clock.as_ref()), retention).await {
-            Ok(p) if p.audit + p.credentials > 0 => tracing::info!(
+            Ok(p) if p.audit + p.credentials + p.tombstones > 0 => tracing::info!(
                 audit = p.audit,
                 credentials = p.credentials,
+                tombstones = p.tombstones,
                 batches = p.batches,
                 "pruned the datastore"
             ),

@@ -13,10 +13,11 @@ use sqlx::sqlite::{
 use sworn_identity::{AgentId, EntryId, Serial};
 
 use super::{
-    AgentMethod, AgentRecord, AttestedAgent, AuditRecord, CredentialKept, Entry, EntryTarget,
-    Store, StoreError, StoredRoot, TokenUse,
+    AgentMethod, AgentRecord, AttestedAgent, AuditRecord, CredentialKept, Deleted, Entry,
+    EntryChanges, EntryScope, EntryTarget, Store, StoreError, StoredRoot, SyncPoint, TokenUse,
 };
 
+mod entries;
 mod upkeep;
 
 /// The SQLite datastore.
@@ -134,37 +135,7 @@ fn agent_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreErr
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_entry(&self, e: &Entry) -> Result<(), StoreError> {
-        let (id, tpl) = match &e.target {
-            EntryTarget::Id(s) => (Some(s.as_str()), None),
-            EntryTarget::Template(t) => (None, Some(t.as_str())),
-        };
-        let sels: Vec<String> = e.selectors.iter().map(ToString::to_string).collect();
-        let entry_id = e.id.to_string();
-        let sels = serde_json::to_string(&sels).map_err(|err| corrupt("entry", &entry_id, err))?;
-        let dns =
-            serde_json::to_string(&e.dns_names).map_err(|err| corrupt("entry", &entry_id, err))?;
-        let res = sqlx::query(
-            "INSERT INTO entries (id, spiffe_id, spiffe_id_template, selectors, node, ttl_seconds, dns_names, hint, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&entry_id)
-        .bind(id)
-        .bind(tpl)
-        .bind(sels)
-        .bind(e.node.as_ref().map(AgentId::as_str))
-        .bind(e.ttl.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
-        .bind(dns)
-        .bind(&e.hint)
-        .bind(e.created_at)
-        .execute(&self.pool)
-        .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-                Err(StoreError::Conflict(format!("entry {}", e.id)))
-            }
-            Err(err) => Err(err.into()),
-        }
+        self.insert_entry(e).await
     }
 
     async fn list_entries(&self) -> Result<Vec<Entry>, StoreError> {
@@ -182,12 +153,20 @@ impl Store for SqliteStore {
         row.as_ref().map(entry_from_row).transpose()
     }
 
-    async fn delete_entry(&self, id: &EntryId) -> Result<bool, StoreError> {
-        let res = sqlx::query("DELETE FROM entries WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(res.rows_affected() == 1)
+    async fn delete_entry(&self, id: &EntryId, now: i64) -> Result<Deleted, StoreError> {
+        self.remove_entry(id, now).await
+    }
+
+    async fn entry_changes(
+        &self,
+        scope: EntryScope<'_>,
+        since: Option<&SyncPoint>,
+    ) -> Result<EntryChanges, StoreError> {
+        self.read_entry_changes(scope, since).await
+    }
+
+    async fn prune_entry_tombstones(&self, before: i64, batch: u32) -> Result<u64, StoreError> {
+        self.prune_tombstones(before, batch).await
     }
 
     async fn upsert_agent(&self, a: &AgentRecord) -> Result<(), StoreError> {
@@ -644,8 +623,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored, entry.id.to_string(), "written in the one encoding");
-        assert!(s.delete_entry(&entry.id).await.unwrap());
+        assert_eq!(
+            s.delete_entry(&entry.id, 2).await.unwrap(),
+            Deleted::Entry(Box::new(entry.clone()))
+        );
         assert_eq!(s.get_entry(&entry.id).await.unwrap(), None);
+        assert_eq!(
+            s.delete_entry(&entry.id, 3).await.unwrap(),
+            Deleted::NotFound
+        );
     }
 
     #[tokio::test]

@@ -53,7 +53,11 @@ async fn an_open_sync_stream_ends_when_the_agent_certificate_expires() {
     let agent = join_agent(&server).await;
     let expires = not_after(&agent.chain[0]);
     let mut c = connect(server.server.agent_api_addr, Some(&agent)).await;
-    let mut sync = c.sync(pb::SyncRequest {}).await.unwrap().into_inner();
+    let mut sync = c
+        .sync(pb::SyncRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     sync.message().await.unwrap().expect("the first state");
     // Nothing changes on the server: only the expiry can end the stream.
     let ended = tokio::time::timeout(past(expires) + Duration::from_secs(2), sync.message())
@@ -72,7 +76,11 @@ async fn a_ban_through_the_admin_api_ends_an_open_sync_stream_within_a_second() 
     let server = TestServer::start("").await;
     let agent = join_agent(&server).await;
     let mut c = connect(server.server.agent_api_addr, Some(&agent)).await;
-    let mut sync = c.sync(pb::SyncRequest {}).await.unwrap().into_inner();
+    let mut sync = c
+        .sync(pb::SyncRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     sync.message().await.unwrap().expect("the first state");
     let mut admin = server.admin().await;
     admin

@@ -249,10 +249,25 @@ async fn an_idle_connection_is_closed_but_an_open_sync_stream_is_not() {
     // A Sync stream with nothing to say for three idle timeouts still hears the next change.
     let agent = join_agent(&server).await;
     let mut c = connect(addr, Some(&agent)).await;
-    let mut sync = c.sync(pb::SyncRequest {}).await.unwrap().into_inner();
+    let mut sync = c
+        .sync(pb::SyncRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     let first = sync.message().await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    server.server.shared.notify_change();
+    // A change for this agent: an entry scoped to it.
+    server
+        .admin()
+        .await
+        .create_entry(sworn_proto::admin::CreateEntryRequest {
+            spiffe_id: format!("spiffe://{}/quiet", sworn_e2e::TD),
+            selectors: vec!["unix:uid:1000".into()],
+            node: agent.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let next = tokio::time::timeout(Duration::from_secs(5), sync.message())
         .await
         .expect("the stream is still open")

@@ -106,7 +106,7 @@ async fn a_ban_survives_agent_pod_and_node_recreation_until_unbanned() {
 
     // The agent of another node is not affected.
     let mut c = connect(server.server.agent_api_addr, Some(&control)).await;
-    c.sync(pb::SyncRequest {}).await.unwrap();
+    c.sync(pb::SyncRequest::default()).await.unwrap();
     attest_as(&server, &kubelet, &other_node).await.unwrap();
 
     // Lifting the ban is an explicit admin action on the banned ID.

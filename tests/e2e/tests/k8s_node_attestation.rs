@@ -153,7 +153,11 @@ async fn agent_attests_with_real_node_uid_surge_agents_coexist_and_a_ban_covers_
     // Both surge agents stay usable.
     for a in [&a1, &a2] {
         let mut mc = connect(server.server.agent_api_addr, Some(a)).await;
-        let mut sync = mc.sync(pb::SyncRequest {}).await.unwrap().into_inner();
+        let mut sync = mc
+            .sync(pb::SyncRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
         assert!(!sync.message().await.unwrap().unwrap().bundle.is_empty());
     }
 
@@ -170,20 +174,24 @@ async fn agent_attests_with_real_node_uid_surge_agents_coexist_and_a_ban_covers_
         .unwrap();
     assert_eq!(a1b.id, a1.id);
     let mut old = connect(server.server.agent_api_addr, Some(&a1)).await;
-    old.sync(pb::SyncRequest {})
+    old.sync(pb::SyncRequest::default())
         .await
         .expect("previous cert valid until the new one is used");
     let mut new = connect(server.server.agent_api_addr, Some(&a1b)).await;
-    new.sync(pb::SyncRequest {}).await.unwrap();
+    new.sync(pb::SyncRequest::default()).await.unwrap();
     let mut old = connect(server.server.agent_api_addr, Some(&a1)).await;
     let err = old
-        .sync(pb::SyncRequest {})
+        .sync(pb::SyncRequest::default())
         .await
         .expect_err("old cert refused after the new one is used");
     assert_eq!(err.code(), Code::Unauthenticated);
 
     // Ban: refused at once, open streams end, re-attestation refused.
-    let mut s = new.sync(pb::SyncRequest {}).await.unwrap().into_inner();
+    let mut s = new
+        .sync(pb::SyncRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     s.message().await.unwrap().unwrap();
     server
         .admin()
@@ -197,7 +205,10 @@ async fn agent_attests_with_real_node_uid_surge_agents_coexist_and_a_ban_covers_
     assert_eq!(ended.unwrap_err().code(), Code::PermissionDenied);
     let mut new = connect(server.server.agent_api_addr, Some(&a1b)).await;
     assert_eq!(
-        new.sync(pb::SyncRequest {}).await.unwrap_err().code(),
+        new.sync(pb::SyncRequest::default())
+            .await
+            .unwrap_err()
+            .code(),
         Code::PermissionDenied
     );
     expect_denied(
@@ -211,7 +222,11 @@ async fn agent_attests_with_real_node_uid_surge_agents_coexist_and_a_ban_covers_
     // node is refused too, at once.
     let mut other = connect(server.server.agent_api_addr, Some(&a2)).await;
     assert_eq!(
-        other.sync(pb::SyncRequest {}).await.unwrap_err().code(),
+        other
+            .sync(pb::SyncRequest::default())
+            .await
+            .unwrap_err()
+            .code(),
         Code::PermissionDenied
     );
     server
@@ -225,7 +240,7 @@ async fn agent_attests_with_real_node_uid_surge_agents_coexist_and_a_ban_covers_
         .expect("unbanned agent re-attests");
     let mut other = connect(server.server.agent_api_addr, Some(&a2)).await;
     other
-        .sync(pb::SyncRequest {})
+        .sync(pb::SyncRequest::default())
         .await
         .expect("unbanning the node lifts its surge agent's ban too");
     cp.stop().await;
@@ -375,7 +390,7 @@ async fn unknown_ca_cert_is_refused_and_api_server_down_means_unavailable() {
         let addr = server.server.agent_api_addr;
         async move {
             let mut c = connect(addr, Some(&forged)).await;
-            c.sync(pb::SyncRequest {}).await.map(|_| ())
+            c.sync(pb::SyncRequest::default()).await.map(|_| ())
         }
     })
     .await;

@@ -542,7 +542,7 @@ async fn agent_prematched_entries_equal_server_accepted_entries_row_by_row() {
     let name_of: BTreeMap<String, String> = ids.iter().cloned().collect();
     let mut c = connect(env.server.server.agent_api_addr, Some(&env.agent)).await;
     let msg = c
-        .sync(pb::SyncRequest {})
+        .sync(pb::SyncRequest::default())
         .await
         .unwrap()
         .into_inner()

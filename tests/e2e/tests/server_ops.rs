@@ -108,7 +108,11 @@ async fn ca_rotation_reaches_agents_before_the_new_key_signs() {
     .await
     .unwrap();
     let mut ac = connect(server.agent_api_addr, Some(&agent)).await;
-    let mut sync = ac.sync(pb::SyncRequest {}).await.unwrap().into_inner();
+    let mut sync = ac
+        .sync(pb::SyncRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     let first = sync.message().await.unwrap().unwrap();
     assert_eq!(first.bundle.len(), 1);
 
