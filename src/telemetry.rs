@@ -56,6 +56,10 @@ pub struct Metrics {
     pub ca_expiry: Gauge,
     /// Roots in the trust bundle.
     pub bundle_roots: Gauge,
+    /// Audit transactions committed (a mint request's rows share one).
+    pub audit_commits: Counter,
+    /// Audit rows committed.
+    pub audit_rows: Counter,
     ready: AtomicBool,
 }
 
@@ -67,6 +71,8 @@ impl Default for Metrics {
         let entries = Gauge::default();
         let ca_expiry = Gauge::default();
         let bundle_roots = Gauge::default();
+        let audit_commits = Counter::default();
+        let audit_rows = Counter::default();
         registry.register("svids", "X509-SVID mint decisions", svids.clone());
         registry.register(
             "attestations",
@@ -84,6 +90,12 @@ impl Default for Metrics {
             "Root certificates in the trust bundle",
             bundle_roots.clone(),
         );
+        registry.register(
+            "audit_commits",
+            "Audit transactions committed",
+            audit_commits.clone(),
+        );
+        registry.register("audit_rows", "Audit rows committed", audit_rows.clone());
         Metrics {
             registry,
             svids,
@@ -91,6 +103,8 @@ impl Default for Metrics {
             entries,
             ca_expiry,
             bundle_roots,
+            audit_commits,
+            audit_rows,
             ready: AtomicBool::new(false),
         }
     }

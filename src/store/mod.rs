@@ -237,6 +237,32 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+/// An audit event to append: an [`AuditRecord`] before the store gives it its ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAudit {
+    /// Unix seconds.
+    pub at: i64,
+    /// e.g. `mint`, `entry.create`, `agent.attest`.
+    pub kind: String,
+    /// `allow`, `deny` or `unavailable`.
+    pub decision: String,
+    /// JSON object.
+    pub detail: String,
+}
+
+impl NewAudit {
+    /// The record as stored under `id`.
+    pub fn stored(self, id: i64) -> AuditRecord {
+        AuditRecord {
+            id,
+            at: self.at,
+            kind: self.kind,
+            decision: self.decision,
+            detail: self.detail,
+        }
+    }
+}
+
 /// The datastore interface every backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -302,14 +328,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Forgets at most `batch` credential IDs whose keep time is before `now`; how many.
     async fn prune_credentials(&self, now: i64, batch: u32) -> Result<u64, StoreError>;
 
-    /// Appends an audit event and returns its ID.
+    /// Appends audit events in one transaction, all or none, and returns their IDs in order.
+    /// The events are acknowledged (and may be acted on) only once this returns `Ok`.
+    async fn append_audits(&self, rows: &[NewAudit]) -> Result<Vec<i64>, StoreError>;
+    /// Appends one audit event and returns its ID.
     async fn append_audit(
         &self,
         at: i64,
         kind: &str,
         decision: &str,
         detail: &str,
-    ) -> Result<i64, StoreError>;
+    ) -> Result<i64, StoreError> {
+        let row = NewAudit {
+            at,
+            kind: kind.to_owned(),
+            decision: decision.to_owned(),
+            detail: detail.to_owned(),
+        };
+        let ids = self.append_audits(std::slice::from_ref(&row)).await?;
+        ids.first().copied().ok_or_else(|| StoreError::Corrupt {
+            what: "audit",
+            id: String::new(),
+            reason: "the store returned no ID for the appended row".to_owned(),
+        })
+    }
     /// Deletes at most `batch` audit events written before `before` (unix seconds), oldest
     /// first; how many it deleted. Retention calls it until it deletes fewer than `batch`.
     async fn prune_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError>;

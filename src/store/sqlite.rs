@@ -14,9 +14,10 @@ use sworn_identity::{AgentId, EntryId, Serial};
 
 use super::{
     AgentMethod, AgentRecord, AttestedAgent, AuditRecord, CredentialKept, Entry, EntryTarget,
-    Store, StoreError, StoredRoot, TokenUse,
+    NewAudit, Store, StoreError, StoredRoot, TokenUse,
 };
 
+mod audit;
 mod upkeep;
 
 /// The SQLite datastore.
@@ -355,21 +356,8 @@ impl Store for SqliteStore {
         self.prune_audit_batch(before, batch).await
     }
 
-    async fn append_audit(
-        &self,
-        at: i64,
-        kind: &str,
-        decision: &str,
-        detail: &str,
-    ) -> Result<i64, StoreError> {
-        let res = sqlx::query("INSERT INTO audit (at, kind, decision, detail) VALUES (?, ?, ?, ?)")
-            .bind(at)
-            .bind(kind)
-            .bind(decision)
-            .bind(detail)
-            .execute(&self.pool)
-            .await?;
-        Ok(res.last_insert_rowid())
+    async fn append_audits(&self, rows: &[NewAudit]) -> Result<Vec<i64>, StoreError> {
+        self.append_audit_rows(rows).await
     }
 
     async fn list_audit(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
