@@ -60,6 +60,8 @@ pub struct Metrics {
     pub audit_commits: Counter,
     /// Audit rows committed.
     pub audit_rows: Counter,
+    /// Agent records read from the datastore to authenticate an agent API call.
+    pub agent_lookups: Counter,
     ready: AtomicBool,
 }
 
@@ -73,6 +75,7 @@ impl Default for Metrics {
         let bundle_roots = Gauge::default();
         let audit_commits = Counter::default();
         let audit_rows = Counter::default();
+        let agent_lookups = Counter::default();
         registry.register("svids", "X509-SVID mint decisions", svids.clone());
         registry.register(
             "attestations",
@@ -96,6 +99,11 @@ impl Default for Metrics {
             audit_commits.clone(),
         );
         registry.register("audit_rows", "Audit rows committed", audit_rows.clone());
+        registry.register(
+            "agent_lookups",
+            "Agent records read from the datastore to authenticate agent API calls",
+            agent_lookups.clone(),
+        );
         Metrics {
             registry,
             svids,
@@ -105,6 +113,7 @@ impl Default for Metrics {
             bundle_roots,
             audit_commits,
             audit_rows,
+            agent_lookups,
             ready: AtomicBool::new(false),
         }
     }

@@ -19,7 +19,7 @@ use sworn_proto::agent as pb;
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
-use super::auth::{Authenticated, authenticate, serial_of, store_unavailable};
+use super::auth::{Authenticated, Refused, authenticate, serial_of, store_unavailable};
 use super::conn;
 use super::decision::{Minted, Verified, merge};
 use super::k8s::Failed;
@@ -102,13 +102,43 @@ impl AgentService {
 
     /// Takes `n` tokens from the agent's bucket, or refuses with `ResourceExhausted`.
     fn limit_agent(&self, agent: &Authenticated, n: usize) -> Result<(), Status> {
-        if self
-            .mint_limit
-            .allow(&agent.record.id().as_str().to_owned(), n)
-        {
+        self.limit_agent_id(agent.record.id(), n)
+    }
+
+    fn limit_agent_id(&self, id: &AgentId, n: usize) -> Result<(), Status> {
+        if self.mint_limit.allow(&id.as_str().to_owned(), n) {
             Ok(())
         } else {
             Err(Status::resource_exhausted("agent rate limit; retry later"))
+        }
+    }
+
+    /// Authenticates the agent behind `req`; a banned agent's call is audited as a `kind`
+    /// denial with factor N5 (`detail` added), within the agent's rate limit so a banned
+    /// agent cannot fill the audit log faster than it could mint.
+    async fn authenticate_audited<T>(
+        &self,
+        req: &Request<T>,
+        kind: Kind,
+        detail: Value,
+    ) -> Result<Authenticated, Status> {
+        let id = match authenticate(&self.shared, req).await {
+            Ok(agent) => return Ok(agent),
+            Err(Refused::Status(s)) => return Err(s),
+            Err(Refused::Banned(id)) => id,
+        };
+        self.limit_agent_id(&id, 1)?;
+        let mut detail = detail;
+        detail["agent_id"] = id.as_str().into();
+        let refusal = Refusal::denied(Factor::N5, "agent is banned");
+        match self
+            .shared
+            .audit
+            .record_refusal(kind, &refusal, detail)
+            .await
+        {
+            Ok(()) => Err(Refused::Banned(id).into()),
+            Err(e) => Err(unavailable(e)),
         }
     }
 }
@@ -468,7 +498,9 @@ impl pb::agent_api_server::AgentApi for AgentService {
         req: Request<pb::RenewAgentRequest>,
     ) -> Result<Response<pb::AttestResponse>, Status> {
         let _busy = conn::busy(&req);
-        let agent = authenticate(&self.shared, &req).await?;
+        let agent = self
+            .authenticate_audited(&req, Kind::AgentAttest, json!({"method": "renew"}))
+            .await?;
         self.limit_agent(&agent, 1)?;
         if agent.record.agent.method == AgentMethod::K8s {
             return Err(Status::failed_precondition(
@@ -492,7 +524,8 @@ impl pb::agent_api_server::AgentApi for AgentService {
             .mint_stalls
             .before_authenticating(req.get_ref())
             .await;
-        let agent = authenticate(&self.shared, &req).await?;
+        let detail = json!({"via": "agent", "items": req.get_ref().items.len()});
+        let agent = self.authenticate_audited(&req, Kind::Mint, detail).await?;
         let items = req.into_inner().items;
         if items.len() > MAX_MINT_ITEMS {
             return Err(Status::invalid_argument(format!(
@@ -515,7 +548,9 @@ impl pb::agent_api_server::AgentApi for AgentService {
     /// The agent's state now and after every change ([`super::sync`]).
     async fn sync(&self, req: Request<pb::SyncRequest>) -> Result<Response<SyncStream>, Status> {
         let busy = conn::busy(&req);
-        let agent = authenticate(&self.shared, &req).await?;
+        let agent = authenticate(&self.shared, &req)
+            .await
+            .map_err(Status::from)?;
         self.limit_agent(&agent, 1)?;
         let stream = super::sync::stream(self.shared.clone(), self.shutdown.clone(), agent, busy);
         Ok(Response::new(stream))

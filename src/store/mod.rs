@@ -13,6 +13,7 @@
 //! ([`EntryId`], [`AgentId`], [`Serial`]) and parsed on read: a stored value
 //! that does not parse is [`StoreError::Corrupt`] naming its row, never a panic.
 
+pub mod agent_epoch;
 pub mod retention;
 pub mod sqlite;
 
@@ -279,7 +280,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// existing record, the banned flag is kept and the stored serial becomes
     /// `prev_serial` (`agent.prev_serial` is ignored then), so a renewal never
     /// strands the certificate the agent is still using. Every backend must keep
-    /// both.
+    /// both. Moves the agent's [`Store::agent_epoch`].
     async fn upsert_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
     /// One agent.
     async fn get_agent(&self, id: &AgentId) -> Result<Option<AgentRecord>, StoreError>;
@@ -289,6 +290,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// ban is its node's (docs/architecture.md, "Bans"): banning records a node ban for the
     /// agent's (cluster, node UID, node name) and bans every agent of the same cluster whose
     /// node UID or node name matches; unbanning lifts those node bans and those agents' bans.
+    /// Either moves every agent's [`Store::agent_epoch`].
     async fn set_agent_banned(
         &self,
         id: &AgentId,
@@ -303,8 +305,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         node_name: &str,
     ) -> Result<Option<AgentId>, StoreError>;
     /// The agent used `serial`: if it is the latest, the previous one stops
-    /// being accepted.
+    /// being accepted (and the agent's [`Store::agent_epoch`] moves).
     async fn mark_serial_used(&self, id: &AgentId, serial: &Serial) -> Result<(), StoreError>;
+    /// The epoch of `id`'s record ([`agent_epoch`]): taken before a read of the record, the
+    /// copy read stays current while the epoch is unchanged. Every write above that changes
+    /// an agent record moves it once the write has committed.
+    fn agent_epoch(&self, id: &AgentId) -> u64;
 
     /// Adds a root (idempotent).
     async fn put_root(&self, root: &StoredRoot) -> Result<(), StoreError>;

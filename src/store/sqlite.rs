@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use sqlx::sqlite::{
 };
 use sworn_identity::{AgentId, EntryId, Serial};
 
+use super::agent_epoch::AgentEpochs;
 use super::{
     AgentMethod, AgentRecord, AttestedAgent, AuditRecord, CredentialKept, Entry, EntryTarget,
     NewAudit, Store, StoreError, StoredRoot, TokenUse,
@@ -24,6 +26,7 @@ mod upkeep;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    agent_epochs: Arc<AgentEpochs>,
 }
 
 impl SqliteStore {
@@ -41,7 +44,10 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            agent_epochs: Arc::default(),
+        })
     }
 
     /// Closes the pool, checkpointing the WAL.
@@ -213,6 +219,7 @@ impl Store for SqliteStore {
         .bind(a.attested_at)
         .execute(&self.pool)
         .await?;
+        self.agent_epochs.changed(a.id());
         Ok(())
     }
 
@@ -236,7 +243,10 @@ impl Store for SqliteStore {
         id: &AgentId,
         banned: bool,
     ) -> Result<Option<AgentRecord>, StoreError> {
-        self.set_banned(id, banned).await
+        let updated = self.set_banned(id, banned).await;
+        // Even after an error: a commit whose answer was lost must still be seen.
+        self.agent_epochs.changed_all();
+        updated
     }
 
     async fn node_ban(
@@ -249,14 +259,21 @@ impl Store for SqliteStore {
     }
 
     async fn mark_serial_used(&self, id: &AgentId, serial: &Serial) -> Result<(), StoreError> {
-        sqlx::query(
+        let res = sqlx::query(
             "UPDATE agents SET prev_serial = NULL WHERE id = ? AND serial = ? AND prev_serial IS NOT NULL",
         )
         .bind(id.as_str())
         .bind(serial.to_string())
         .execute(&self.pool)
         .await?;
+        if res.rows_affected() > 0 {
+            self.agent_epochs.changed(id);
+        }
         Ok(())
+    }
+
+    fn agent_epoch(&self, id: &AgentId) -> u64 {
+        self.agent_epochs.of(id)
     }
 
     async fn put_root(&self, r: &StoredRoot) -> Result<(), StoreError> {
