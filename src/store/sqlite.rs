@@ -1,5 +1,5 @@
 //! SQLite backend (the embedded default): WAL journal, foreign keys on,
-//! `synchronous=FULL` so an acknowledged write survives power loss.
+//! `synchronous=FULL` so an acknowledged write survives power loss, no ping before each use.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -41,6 +41,10 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // No ping before each statement: the database is a local file, so a pooled
+            // connection does not go stale the way a network one can, and an error on the
+            // statement itself is reported (and fails closed) just the same.
+            .test_before_acquire(false)
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
