@@ -7,21 +7,27 @@
 //! cannot be stored, the caller fails closed and issues nothing. Details never
 //! hold tokens, keys or certificates; they hold IDs, names and results.
 //!
+//! The events of one decision batch (a mint request's items) are written together in one
+//! transaction ([`Audit::record_all`]), so one commit acknowledges them all, and the
+//! batch is acted on only after it.
+//!
 //! Every field is bounded where the request is parsed (docs/architecture.md, "Bounded
-//! input"); as a second line, [`Audit::record`] replaces any string longer than
+//! input"); as a second line, [`Audit::record_all`] replaces any string longer than
 //! [`MAX_DETAIL_STRING`] with a short escaped preview, so no row or log line carries a
 //! request-sized value. The table itself is bounded by `audit_retention`
 //! (`store::retention`).
 
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
 use serde_json::Value;
 use sworn_identity::evidence_bounds::preview;
 use sworn_identity::outcome::Refusal;
 use tokio::sync::broadcast;
 
 use crate::clock::{Clock, unix_now};
-use crate::store::{AuditRecord, Store, StoreError};
+use crate::store::{AuditRecord, NewAudit, Store, StoreError};
+use crate::telemetry::Metrics;
 
 /// Allow, deny, or no decision because of a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,41 +99,79 @@ fn bound_strings(v: &mut Value) {
     }
 }
 
+/// One event, before it is written.
+#[derive(Debug, Clone)]
+pub struct Event {
+    kind: Kind,
+    decision: Decision,
+    detail: Value,
+}
+
+impl Event {
+    /// An event of `kind` with `decision`. `detail` must be a JSON object without secrets.
+    pub fn new(kind: Kind, decision: Decision, detail: Value) -> Self {
+        Event {
+            kind,
+            decision,
+            detail,
+        }
+    }
+
+    /// A refusal: decision `deny` or `unavailable`, with the refusal's factor (for
+    /// `unavailable`, the dependency that failed) and reason added to `detail`.
+    pub fn refusal(kind: Kind, refusal: &Refusal, mut detail: Value) -> Self {
+        detail["factor"] = refusal.factor().as_str().into();
+        let (decision, reason) = match refusal {
+            Refusal::Denied(d) => (Decision::Deny, &d.reason),
+            Refusal::Unavailable(u) => (Decision::Unavailable, &u.reason),
+        };
+        detail["reason"] = reason.clone().into();
+        Event::new(kind, decision, detail)
+    }
+
+    fn row(mut self, at: i64) -> NewAudit {
+        bound_strings(&mut self.detail);
+        NewAudit {
+            at,
+            kind: self.kind.as_str().to_owned(),
+            decision: self.decision.as_str().to_owned(),
+            detail: self.detail.to_string(),
+        }
+    }
+}
+
 /// Writes audit events.
 #[derive(Debug, Clone)]
 pub struct Audit {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     live: broadcast::Sender<AuditRecord>,
+    commits: Counter,
+    rows: Counter,
 }
 
 impl Audit {
-    /// An audit log on `store`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    /// An audit log on `store`, counting its commits in `metrics`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, metrics: &Metrics) -> Self {
         let (live, _) = broadcast::channel(1024);
-        Audit { store, clock, live }
+        Audit {
+            store,
+            clock,
+            live,
+            commits: metrics.audit_commits.clone(),
+            rows: metrics.audit_rows.clone(),
+        }
     }
 
-    /// Records a refusal: decision `deny` or `unavailable`, with the refusal's factor (for
-    /// `unavailable`, the dependency that failed) and reason added to `detail`.
+    /// Records a refusal ([`Event::refusal`]).
     pub async fn record_refusal(
         &self,
         kind: Kind,
         refusal: &Refusal,
-        mut detail: Value,
-    ) -> Result<i64, StoreError> {
-        detail["factor"] = refusal.factor().as_str().into();
-        let decision = match refusal {
-            Refusal::Denied(d) => {
-                detail["reason"] = d.reason.clone().into();
-                Decision::Deny
-            }
-            Refusal::Unavailable(u) => {
-                detail["reason"] = u.reason.clone().into();
-                Decision::Unavailable
-            }
-        };
-        self.record(kind, decision, detail).await
+        detail: Value,
+    ) -> Result<(), StoreError> {
+        self.record_all(vec![Event::refusal(kind, refusal, detail)])
+            .await
     }
 
     /// Records one event. `detail` must be a JSON object without secrets.
@@ -135,26 +179,30 @@ impl Audit {
         &self,
         kind: Kind,
         decision: Decision,
-        mut detail: Value,
-    ) -> Result<i64, StoreError> {
-        bound_strings(&mut detail);
-        let kind = kind.as_str();
+        detail: Value,
+    ) -> Result<(), StoreError> {
+        self.record_all(vec![Event::new(kind, decision, detail)])
+            .await
+    }
+
+    /// Records `events` in one transaction: once this returns `Ok`, every one is stored; on
+    /// an error, none is, and none may be acted on. No events, no transaction.
+    pub async fn record_all(&self, events: Vec<Event>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let at = unix_now(self.clock.as_ref());
-        let text = detail.to_string();
-        let id = self
-            .store
-            .append_audit(at, kind, decision.as_str(), &text)
-            .await?;
-        tracing::info!(target: "sworn::audit", id, kind, decision = decision.as_str(), detail = %text, "audit");
-        // No receivers is fine: nobody is following.
-        let _ = self.live.send(AuditRecord {
-            id,
-            at,
-            kind: kind.to_owned(),
-            decision: decision.as_str().to_owned(),
-            detail: text,
-        });
-        Ok(id)
+        let rows: Vec<NewAudit> = events.into_iter().map(|e| e.row(at)).collect();
+        let ids = self.store.append_audits(&rows).await?;
+        self.commits.inc();
+        self.rows
+            .inc_by(u64::try_from(rows.len()).unwrap_or(u64::MAX));
+        for (id, row) in ids.into_iter().zip(rows) {
+            tracing::info!(target: "sworn::audit", id, kind = %row.kind, decision = %row.decision, detail = %row.detail, "audit");
+            // No receivers is fine: nobody is following.
+            let _ = self.live.send(row.stored(id));
+        }
+        Ok(())
     }
 
     /// Live events from now on, for `audit --follow`.

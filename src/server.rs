@@ -143,7 +143,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningServe
     // An expired CA still loads; rotate before serving anything.
     ca.rotate_if_due()?;
     let metrics = Arc::new(Metrics::default());
-    let audit = Audit::new(store.clone(), clock.clone());
+    let audit = Audit::new(store.clone(), clock.clone(), &metrics);
     let clusters = crate::k8s::Clusters::connect(&config.clusters).await?;
     let shared = Arc::new(Shared {
         clusters,

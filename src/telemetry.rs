@@ -71,6 +71,12 @@ pub struct Metrics {
     pub sync_wakeups: Counter,
     /// Re-checks of an agent's standing by an open Sync stream with nothing signalled.
     pub sync_rechecks: Counter,
+    /// Audit transactions committed (a mint request's rows share one).
+    pub audit_commits: Counter,
+    /// Audit rows committed.
+    pub audit_rows: Counter,
+    /// Agent records read from the datastore to authenticate an agent API call.
+    pub agent_lookups: Counter,
     ready: AtomicBool,
 }
 
@@ -82,6 +88,9 @@ impl Default for Metrics {
         let entries = Gauge::default();
         let ca_expiry = Gauge::default();
         let bundle_roots = Gauge::default();
+        let audit_commits = Counter::default();
+        let audit_rows = Counter::default();
+        let agent_lookups = Counter::default();
         registry.register("svids", "X509-SVID mint decisions", svids.clone());
         registry.register(
             "attestations",
@@ -123,6 +132,17 @@ impl Default for Metrics {
             "Periodic re-checks of an agent's standing by its open Sync stream",
             sync_rechecks.clone(),
         );
+        registry.register(
+            "audit_commits",
+            "Audit transactions committed",
+            audit_commits.clone(),
+        );
+        registry.register("audit_rows", "Audit rows committed", audit_rows.clone());
+        registry.register(
+            "agent_lookups",
+            "Agent records read from the datastore to authenticate agent API calls",
+            agent_lookups.clone(),
+        );
         Metrics {
             registry,
             sync_messages,
@@ -134,6 +154,9 @@ impl Default for Metrics {
             entries,
             ca_expiry,
             bundle_roots,
+            audit_commits,
+            audit_rows,
+            agent_lookups,
             ready: AtomicBool::new(false),
         }
     }

@@ -7,6 +7,11 @@
 //! it only when the connection was made, and an HTTP/2 connection outlives it), and its
 //! serial is the agent's latest (or the previous one, until the latest is first used, so
 //! renewal drops no call).
+//!
+//! The record is read once per connection and kept with it ([`super::memo`]) for the life of
+//! the certificate the connection presents, while the store's epoch of the record
+//! ([`crate::store::Store::agent_epoch`]) stays the same: a ban, a renewal or a retired
+//! serial moves the epoch, so the very next call reads the record again and sees it.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -15,6 +20,7 @@ use sworn_identity::{AgentId, Serial};
 use tonic::{Request, Status};
 
 use super::conn;
+use super::memo::Remembered;
 use crate::clock::{from_unix_secs, unix_secs};
 use crate::shared::Shared;
 use crate::store::{AgentRecord, StoreError};
@@ -28,6 +34,30 @@ pub struct Authenticated {
     pub serial: Serial,
     /// When the certificate it presented expires: calls after it are refused.
     pub not_after: SystemTime,
+}
+
+/// Why a call was not authenticated.
+#[derive(Debug)]
+pub enum Refused {
+    /// The agent (or its node) is banned, factor N5: a decision, which the caller audits.
+    Banned(AgentId),
+    /// Anything else, as the agent hears it.
+    Status(Status),
+}
+
+impl From<Status> for Refused {
+    fn from(s: Status) -> Self {
+        Refused::Status(s)
+    }
+}
+
+impl From<Refused> for Status {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Banned(_) => banned(),
+            Refused::Status(s) => s,
+        }
+    }
 }
 
 /// Facts read from an agent's client certificate.
@@ -65,26 +95,36 @@ pub fn peer_cert(der: &[u8], td: &spiffe::TrustDomain) -> Result<PeerCert, Statu
 pub async fn authenticate<T>(
     shared: &Arc<Shared>,
     req: &Request<T>,
-) -> Result<Authenticated, Status> {
-    let certs = conn::info(req)
-        .and_then(|i| i.tls.peer_certs())
-        .ok_or_else(|| {
-            Status::unauthenticated("this call requires the agent's client certificate")
-        })?;
+) -> Result<Authenticated, Refused> {
+    let info = conn::info(req);
+    let certs = info.and_then(|i| i.tls.peer_certs()).ok_or_else(|| {
+        Status::unauthenticated("this call requires the agent's client certificate")
+    })?;
     let leaf = certs.first().ok_or_else(|| {
         Status::unauthenticated("this call requires the agent's client certificate")
     })?;
     let peer = peer_cert(leaf.as_ref(), &shared.config.trust_domain)?;
     check_expiry(shared, peer.not_after)?;
+    let memo = info.map(|i| &i.agent);
+    // Before the read: a write that commits after it moves the epoch, so it is seen next.
+    let epoch = shared.store.agent_epoch(&peer.id);
+    if let Some(record) = memo.and_then(|m| m.get(&peer.serial, epoch)) {
+        return Ok(Authenticated {
+            record,
+            serial: peer.serial,
+            not_after: peer.not_after,
+        });
+    }
     let record = lookup(shared, &peer.id)
         .await?
         .ok_or_else(|| Status::unauthenticated("unknown agent; attest again"))?;
     if record.banned {
-        return Err(banned());
+        return Err(Refused::Banned(peer.id));
     }
     if peer.serial == record.serial {
         if record.prev_serial.is_some() {
-            // First use of the new certificate retires the previous one.
+            // First use of the new certificate retires the previous one (which moves the
+            // epoch, so the next call reads the record without it).
             if let Err(e) = shared
                 .store
                 .mark_serial_used(record.id(), &peer.serial)
@@ -96,7 +136,15 @@ pub async fn authenticate<T>(
     } else if record.prev_serial.as_ref() != Some(&peer.serial) {
         return Err(Status::unauthenticated(
             "agent certificate was superseded by a newer one; attest again",
-        ));
+        )
+        .into());
+    }
+    if let Some(memo) = memo {
+        memo.put(Remembered {
+            serial: peer.serial.clone(),
+            epoch,
+            record: record.clone(),
+        });
     }
     Ok(Authenticated {
         record,
@@ -120,7 +168,9 @@ pub async fn standing(
     }
 }
 
+/// Reads the agent's record from the store, counted in `sworn_server_agent_lookups_total`.
 async fn lookup(shared: &Arc<Shared>, id: &AgentId) -> Result<Option<AgentRecord>, Status> {
+    shared.metrics.agent_lookups.inc();
     shared.store.get_agent(id).await.map_err(store_unavailable)
 }
 

@@ -9,6 +9,7 @@
 //!   guard, so an agent's quiet stream is never idle.
 //!
 //! The connection permit lives in [`AgentConn`], which hyper drops when the connection ends.
+//! So does what the connection remembers of its agent between calls ([`AgentMemo`]).
 
 use std::future::Future;
 use std::io;
@@ -27,6 +28,7 @@ use tokio_rustls::server::TlsStream;
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 
 use super::limits::AgentApiLimits;
+use super::memo::AgentMemo;
 
 /// Why an accepted connection was closed before it carried a call.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,7 @@ impl Admission {
             tls,
             _permit: admitted.0,
             activity: Arc::new(Activity::new()),
+            agent: Arc::default(),
             idle_timeout: self.idle_timeout,
             idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
         })
@@ -148,6 +151,8 @@ pub struct ConnInfo {
     pub tls: TlsConnectInfo<TcpConnectInfo>,
     /// The connection's activity, for [`Activity::busy`].
     pub activity: Arc<Activity>,
+    /// The agent record its calls authenticated with.
+    pub agent: Arc<AgentMemo>,
 }
 
 /// An established agent connection: TLS, its slot under the cap, and its idle timer.
@@ -156,6 +161,7 @@ pub struct AgentConn {
     tls: TlsStream<TcpStream>,
     _permit: OwnedSemaphorePermit,
     activity: Arc<Activity>,
+    agent: Arc<AgentMemo>,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
 }
@@ -191,6 +197,7 @@ impl Connected for AgentConn {
         ConnInfo {
             tls: self.tls.connect_info(),
             activity: self.activity.clone(),
+            agent: self.agent.clone(),
         }
     }
 }

@@ -8,6 +8,8 @@ pub mod conn;
 pub mod decision;
 pub mod k8s;
 pub mod limits;
+pub mod memo;
+pub mod mint_batch;
 pub mod ratelimit;
 pub mod service;
 pub mod stall;

@@ -7,21 +7,23 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 use sworn_identity::evidence::K8sEvidence;
 use sworn_identity::evidence_bounds::{EvidenceError, MAX_UUID_BYTES, check_len, preview};
 use sworn_identity::evidence_node::{JoinTokenEvidence, K8sNodeEvidence, check_csr};
-use sworn_identity::outcome::{Outcome, Refusal};
+use sworn_identity::outcome::Refusal;
 use sworn_identity::unix::UnixFacts;
 use sworn_identity::{AgentId, Factor, Grant, SpiffeIdentity};
 use sworn_proto::agent as pb;
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
-use super::auth::{Authenticated, authenticate, serial_of, store_unavailable};
+use super::auth::{Authenticated, Refused, authenticate, serial_of, store_unavailable};
 use super::conn;
 use super::decision::{Minted, Verified, merge};
 use super::k8s::Failed;
+use super::mint_batch::{self, Decided};
 use super::ratelimit::Limiter;
 use crate::audit::{Decision, Kind};
 use crate::ca::MintRequest;
@@ -59,37 +61,12 @@ fn field_refused(e: &EvidenceError, shown: Option<String>) -> Failed {
     }
 }
 
-/// What the agent is told of an outcome: the generic text, never the audit detail.
-fn mint_result(entry_id: String, outcome: Outcome<Minted>) -> pb::MintResult {
-    match outcome {
-        Outcome::Issued(Minted { svid, hint }) => pb::MintResult {
-            result: Some(pb::mint_result::Result::Svid(pb::IssuedSvid {
-                spiffe_id: svid.spiffe_id.as_str().to_owned(),
-                entry_id,
-                chain: svid.chain_der,
-                expires_at: unix_secs(svid.not_after),
-                hint,
-            })),
-            factor: String::new(),
-        },
-        Outcome::Denied(d) => pb::MintResult {
-            result: Some(pb::mint_result::Result::Denied(
-                "no identity issued".to_owned(),
-            )),
-            factor: d.factor.as_str().to_owned(),
-        },
-        Outcome::Unavailable(u) => pb::MintResult {
-            result: Some(pb::mint_result::Result::Unavailable(match u.source {
-                Factor::Api => "kubernetes API unavailable; retry".to_owned(),
-                _ => "datastore unavailable; retry".to_owned(),
-            })),
-            factor: u.source.as_str().to_owned(),
-        },
-    }
-}
-
 /// Most items in one mint request.
 pub const MAX_MINT_ITEMS: usize = 256;
+
+/// Items of one mint request verified and signed at once: a Kubernetes item waits on
+/// TokenReview and a Pod GET, so the items of a batch overlap those waits.
+const MINT_CONCURRENCY: usize = 8;
 
 /// The agent API service.
 #[derive(Debug, Clone)]
@@ -125,28 +102,49 @@ impl AgentService {
 
     /// Takes `n` tokens from the agent's bucket, or refuses with `ResourceExhausted`.
     fn limit_agent(&self, agent: &Authenticated, n: usize) -> Result<(), Status> {
-        if self
-            .mint_limit
-            .allow(&agent.record.id().as_str().to_owned(), n)
-        {
+        self.limit_agent_id(agent.record.id(), n)
+    }
+
+    fn limit_agent_id(&self, id: &AgentId, n: usize) -> Result<(), Status> {
+        if self.mint_limit.allow(&id.as_str().to_owned(), n) {
             Ok(())
         } else {
             Err(Status::resource_exhausted("agent rate limit; retry later"))
+        }
+    }
+
+    /// Authenticates the agent behind `req`; a banned agent's call is audited as a `kind`
+    /// denial with factor N5 (`detail` added), within the agent's rate limit so a banned
+    /// agent cannot fill the audit log faster than it could mint.
+    async fn authenticate_audited<T>(
+        &self,
+        req: &Request<T>,
+        kind: Kind,
+        detail: Value,
+    ) -> Result<Authenticated, Status> {
+        let id = match authenticate(&self.shared, req).await {
+            Ok(agent) => return Ok(agent),
+            Err(Refused::Status(s)) => return Err(s),
+            Err(Refused::Banned(id)) => id,
+        };
+        self.limit_agent_id(&id, 1)?;
+        let mut detail = detail;
+        detail["agent_id"] = id.as_str().into();
+        let refusal = Refusal::denied(Factor::N5, "agent is banned");
+        match self
+            .shared
+            .audit
+            .record_refusal(kind, &refusal, detail)
+            .await
+        {
+            Ok(()) => Err(Refused::Banned(id).into()),
+            Err(e) => Err(unavailable(e)),
         }
     }
 }
 
 fn unavailable(e: StoreError) -> Status {
     store_unavailable(e)
-}
-
-/// An audit write failed: the decision stands unrecorded, so it is not acted on.
-fn audit_fault(e: StoreError) -> Outcome<Minted> {
-    tracing::error!(error = %e, "cannot write audit event; answering unavailable");
-    Outcome::Unavailable(sworn_identity::outcome::Unavailable::new(
-        Factor::Store,
-        format!("audit write: {e}"),
-    ))
 }
 
 fn peer_addr<T>(req: &Request<T>) -> Option<SocketAddr> {
@@ -366,10 +364,11 @@ impl AgentService {
         })
     }
 
-    /// Decides one mint item: verify the evidence, mint, and audit. Exactly one outcome.
-    /// Every field is bounded before it reaches the audit detail (docs/architecture.md,
-    /// "Bounded input").
-    async fn mint_item(&self, agent: &Authenticated, mut item: pb::MintItem) -> Outcome<Minted> {
+    /// Decides one mint item: verify the evidence and mint; [`mint_batch::conclude`] audits
+    /// it with the rest of its request. Every field is bounded before it reaches the audit
+    /// detail (docs/architecture.md, "Bounded input").
+    async fn decide_item(&self, agent: &Authenticated, mut item: pb::MintItem) -> Decided {
+        let entry_id_sent = item.entry_id.clone();
         let grant = grant_of(&item.entry_id);
         let entry_id = match &grant {
             Ok(g) => g.to_wire(),
@@ -436,59 +435,12 @@ impl AgentService {
             }
             Err(failed) => Err(failed),
         };
-        self.conclude_mint(mode, detail, minted).await
-    }
-
-    /// Audits a mint decision and counts it. An allow or a deny that cannot be audited becomes
-    /// `Unavailable`: nothing is issued, and nothing is revoked, without its audit record.
-    async fn conclude_mint(
-        &self,
-        mode: &str,
-        mut detail: Value,
-        minted: Result<Minted, Failed>,
-    ) -> Outcome<Minted> {
-        let outcome = match minted {
-            Ok(m) => {
-                detail["serial"] = m.svid.serial.to_string().into();
-                detail["expires_at"] = unix_secs(m.svid.not_after).into();
-                match self
-                    .shared
-                    .audit
-                    .record(Kind::Mint, Decision::Allow, detail)
-                    .await
-                {
-                    Ok(_) => Outcome::Issued(m),
-                    Err(e) => audit_fault(e),
-                }
-            }
-            Err(Failed { refusal, extra }) => {
-                merge(&mut detail, &extra);
-                let recorded = self
-                    .shared
-                    .audit
-                    .record_refusal(Kind::Mint, &refusal, detail)
-                    .await;
-                match (refusal, recorded) {
-                    (Refusal::Denied(d), Ok(_)) => Outcome::Denied(d),
-                    (Refusal::Denied(_), Err(e)) => audit_fault(e),
-                    (Refusal::Unavailable(u), recorded) => {
-                        tracing::warn!(factor = %u.source, reason = %u.reason, "mint unavailable");
-                        // Best effort: the store may be what failed.
-                        if let Err(e) = recorded {
-                            tracing::error!(error = %e, "cannot write audit event");
-                        }
-                        Outcome::Unavailable(u)
-                    }
-                }
-            }
-        };
-        let label = match &outcome {
-            Outcome::Issued(_) => "allow",
-            Outcome::Denied(_) => "deny",
-            Outcome::Unavailable(_) => "unavailable",
-        };
-        Metrics::count(&self.shared.metrics.svids, mode, label);
-        outcome
+        Decided {
+            entry_id: entry_id_sent,
+            mode,
+            detail,
+            minted,
+        }
     }
 }
 
@@ -546,7 +498,9 @@ impl pb::agent_api_server::AgentApi for AgentService {
         req: Request<pb::RenewAgentRequest>,
     ) -> Result<Response<pb::AttestResponse>, Status> {
         let _busy = conn::busy(&req);
-        let agent = authenticate(&self.shared, &req).await?;
+        let agent = self
+            .authenticate_audited(&req, Kind::AgentAttest, json!({"method": "renew"}))
+            .await?;
         self.limit_agent(&agent, 1)?;
         if agent.record.agent.method == AgentMethod::K8s {
             return Err(Status::failed_precondition(
@@ -570,7 +524,8 @@ impl pb::agent_api_server::AgentApi for AgentService {
             .mint_stalls
             .before_authenticating(req.get_ref())
             .await;
-        let agent = authenticate(&self.shared, &req).await?;
+        let detail = json!({"via": "agent", "items": req.get_ref().items.len()});
+        let agent = self.authenticate_audited(&req, Kind::Mint, detail).await?;
         let items = req.into_inner().items;
         if items.len() > MAX_MINT_ITEMS {
             return Err(Status::invalid_argument(format!(
@@ -578,12 +533,13 @@ impl pb::agent_api_server::AgentApi for AgentService {
             )));
         }
         self.limit_agent(&agent, items.len())?;
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            let entry_id = item.entry_id.clone();
-            let outcome = self.mint_item(&agent, item).await;
-            results.push(mint_result(entry_id, outcome));
-        }
+        let agent = &agent;
+        let decided: Vec<Decided> = futures::stream::iter(items)
+            .map(|item| self.decide_item(agent, item))
+            .buffered(MINT_CONCURRENCY)
+            .collect()
+            .await;
+        let results = mint_batch::conclude(&self.shared, decided).await;
         Ok(Response::new(pb::MintX509SvidsResponse { results }))
     }
 
@@ -592,7 +548,9 @@ impl pb::agent_api_server::AgentApi for AgentService {
     /// The agent's state now and after every change ([`super::sync`]).
     async fn sync(&self, req: Request<pb::SyncRequest>) -> Result<Response<SyncStream>, Status> {
         let busy = conn::busy(&req);
-        let agent = authenticate(&self.shared, &req).await?;
+        let agent = authenticate(&self.shared, &req)
+            .await
+            .map_err(Status::from)?;
         self.limit_agent(&agent, 1)?;
         let request = req.into_inner();
         let stream = super::sync::stream(

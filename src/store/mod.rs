@@ -13,6 +13,7 @@
 //! ([`EntryId`], [`AgentId`], [`Serial`]) and parsed on read: a stored value
 //! that does not parse is [`StoreError::Corrupt`] naming its row, never a panic.
 
+pub mod agent_epoch;
 pub mod entry;
 pub mod retention;
 pub mod sqlite;
@@ -185,6 +186,32 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+/// An audit event to append: an [`AuditRecord`] before the store gives it its ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAudit {
+    /// Unix seconds.
+    pub at: i64,
+    /// e.g. `mint`, `entry.create`, `agent.attest`.
+    pub kind: String,
+    /// `allow`, `deny` or `unavailable`.
+    pub decision: String,
+    /// JSON object.
+    pub detail: String,
+}
+
+impl NewAudit {
+    /// The record as stored under `id`.
+    pub fn stored(self, id: i64) -> AuditRecord {
+        AuditRecord {
+            id,
+            at: self.at,
+            kind: self.kind,
+            decision: self.decision,
+            detail: self.detail,
+        }
+    }
+}
+
 /// The datastore interface every backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -212,7 +239,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// existing record, the banned flag is kept and the stored serial becomes
     /// `prev_serial` (`agent.prev_serial` is ignored then), so a renewal never
     /// strands the certificate the agent is still using. Every backend must keep
-    /// both.
+    /// both. Moves the agent's [`Store::agent_epoch`].
     async fn upsert_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
     /// One agent.
     async fn get_agent(&self, id: &AgentId) -> Result<Option<AgentRecord>, StoreError>;
@@ -222,6 +249,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// ban is its node's (docs/architecture.md, "Bans"): banning records a node ban for the
     /// agent's (cluster, node UID, node name) and bans every agent of the same cluster whose
     /// node UID or node name matches; unbanning lifts those node bans and those agents' bans.
+    /// Either moves every agent's [`Store::agent_epoch`].
     async fn set_agent_banned(
         &self,
         id: &AgentId,
@@ -236,8 +264,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         node_name: &str,
     ) -> Result<Option<AgentId>, StoreError>;
     /// The agent used `serial`: if it is the latest, the previous one stops
-    /// being accepted.
+    /// being accepted (and the agent's [`Store::agent_epoch`] moves).
     async fn mark_serial_used(&self, id: &AgentId, serial: &Serial) -> Result<(), StoreError>;
+    /// The epoch of `id`'s record ([`agent_epoch`]): taken before a read of the record, the
+    /// copy read stays current while the epoch is unchanged. Every write above that changes
+    /// an agent record moves it once the write has committed.
+    fn agent_epoch(&self, id: &AgentId) -> u64;
 
     /// Adds a root (idempotent).
     async fn put_root(&self, root: &StoredRoot) -> Result<(), StoreError>;
@@ -261,14 +293,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Forgets at most `batch` credential IDs whose keep time is before `now`; how many.
     async fn prune_credentials(&self, now: i64, batch: u32) -> Result<u64, StoreError>;
 
-    /// Appends an audit event and returns its ID.
+    /// Appends audit events in one transaction, all or none, and returns their IDs in order.
+    /// The events are acknowledged (and may be acted on) only once this returns `Ok`.
+    async fn append_audits(&self, rows: &[NewAudit]) -> Result<Vec<i64>, StoreError>;
+    /// Appends one audit event and returns its ID.
     async fn append_audit(
         &self,
         at: i64,
         kind: &str,
         decision: &str,
         detail: &str,
-    ) -> Result<i64, StoreError>;
+    ) -> Result<i64, StoreError> {
+        let row = NewAudit {
+            at,
+            kind: kind.to_owned(),
+            decision: decision.to_owned(),
+            detail: detail.to_owned(),
+        };
+        let ids = self.append_audits(std::slice::from_ref(&row)).await?;
+        ids.first().copied().ok_or_else(|| StoreError::Corrupt {
+            what: "audit",
+            id: String::new(),
+            reason: "the store returned no ID for the appended row".to_owned(),
+        })
+    }
     /// Deletes at most `batch` audit events written before `before` (unix seconds), oldest
     /// first; how many it deleted. Retention calls it until it deletes fewer than `batch`.
     async fn prune_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError>;

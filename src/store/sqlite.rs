@@ -1,8 +1,9 @@
 //! SQLite backend (the embedded default): WAL journal, foreign keys on,
-//! `synchronous=FULL` so an acknowledged write survives power loss.
+//! `synchronous=FULL` so an acknowledged write survives power loss, no ping before each use.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,11 +13,14 @@ use sqlx::sqlite::{
 };
 use sworn_identity::{AgentId, EntryId, Serial};
 
+use super::agent_epoch::AgentEpochs;
 use super::{
     AgentMethod, AgentRecord, AttestedAgent, AuditRecord, CredentialKept, Deleted, Entry,
-    EntryChanges, EntryScope, EntryTarget, Store, StoreError, StoredRoot, SyncPoint, TokenUse,
+    EntryChanges, EntryScope, EntryTarget, NewAudit, Store, StoreError, StoredRoot, SyncPoint,
+    TokenUse,
 };
 
+mod audit;
 mod entries;
 mod upkeep;
 
@@ -24,6 +28,7 @@ mod upkeep;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    agent_epochs: Arc<AgentEpochs>,
 }
 
 impl SqliteStore {
@@ -38,10 +43,17 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // No ping before each statement: the database is a local file, so a pooled
+            // connection does not go stale the way a network one can, and an error on the
+            // statement itself is reported (and fails closed) just the same.
+            .test_before_acquire(false)
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            agent_epochs: Arc::default(),
+        })
     }
 
     /// Closes the pool, checkpointing the WAL.
@@ -191,6 +203,7 @@ impl Store for SqliteStore {
         .bind(a.attested_at)
         .execute(&self.pool)
         .await?;
+        self.agent_epochs.changed(a.id());
         Ok(())
     }
 
@@ -214,7 +227,10 @@ impl Store for SqliteStore {
         id: &AgentId,
         banned: bool,
     ) -> Result<Option<AgentRecord>, StoreError> {
-        self.set_banned(id, banned).await
+        let updated = self.set_banned(id, banned).await;
+        // Even after an error: a commit whose answer was lost must still be seen.
+        self.agent_epochs.changed_all();
+        updated
     }
 
     async fn node_ban(
@@ -227,14 +243,21 @@ impl Store for SqliteStore {
     }
 
     async fn mark_serial_used(&self, id: &AgentId, serial: &Serial) -> Result<(), StoreError> {
-        sqlx::query(
+        let res = sqlx::query(
             "UPDATE agents SET prev_serial = NULL WHERE id = ? AND serial = ? AND prev_serial IS NOT NULL",
         )
         .bind(id.as_str())
         .bind(serial.to_string())
         .execute(&self.pool)
         .await?;
+        if res.rows_affected() > 0 {
+            self.agent_epochs.changed(id);
+        }
         Ok(())
+    }
+
+    fn agent_epoch(&self, id: &AgentId) -> u64 {
+        self.agent_epochs.of(id)
     }
 
     async fn put_root(&self, r: &StoredRoot) -> Result<(), StoreError> {
@@ -334,21 +357,8 @@ impl Store for SqliteStore {
         self.prune_audit_batch(before, batch).await
     }
 
-    async fn append_audit(
-        &self,
-        at: i64,
-        kind: &str,
-        decision: &str,
-        detail: &str,
-    ) -> Result<i64, StoreError> {
-        let res = sqlx::query("INSERT INTO audit (at, kind, decision, detail) VALUES (?, ?, ?, ?)")
-            .bind(at)
-            .bind(kind)
-            .bind(decision)
-            .bind(detail)
-            .execute(&self.pool)
-            .await?;
-        Ok(res.last_insert_rowid())
+    async fn append_audits(&self, rows: &[NewAudit]) -> Result<Vec<i64>, StoreError> {
+        self.append_audit_rows(rows).await
     }
 
     async fn list_audit(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {

@@ -271,7 +271,12 @@ pub fn uri_san(der: &[u8]) -> String {
 /// before an action, so that only the events the action caused are read
 /// afterwards with [`audit_after`].
 pub async fn audit_checkpoint(server: &TestServer) -> i64 {
-    audit_after(server, 0)
+    audit_checkpoint_of(&server.server).await
+}
+
+/// [`audit_checkpoint`] of any running server (one `sworn-dev` started, say).
+pub async fn audit_checkpoint_of(server: &RunningServer) -> i64 {
+    audit_after_of(server, 0)
         .await
         .iter()
         .map(|e| e.id)
@@ -284,7 +289,17 @@ pub async fn audit_after(
     server: &TestServer,
     checkpoint: i64,
 ) -> Vec<sworn_proto::admin::AuditEvent> {
-    let mut admin = server.admin().await;
+    audit_after_of(&server.server, checkpoint).await
+}
+
+/// [`audit_after`] of any running server.
+pub async fn audit_after_of(
+    server: &RunningServer,
+    checkpoint: i64,
+) -> Vec<sworn_proto::admin::AuditEvent> {
+    let mut admin = sworn_server::admin::client::connect(&server.admin_socket)
+        .await
+        .unwrap();
     let mut s = admin
         .list_audit(sworn_proto::admin::ListAuditRequest {
             follow: false,
@@ -345,6 +360,15 @@ pub fn issued(r: &pb::MintResult) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// The value of the server's counter `series` on its `/metrics` page (0 while it is not
+/// exposed).
+pub async fn server_counter(server: &RunningServer, series: &str) -> u64 {
+    let page = sworn_agent::probe::get(server.health_addr, "/metrics")
+        .await
+        .unwrap();
+    sworn_harness::metrics::value(&page.body, series).unwrap_or(0.0) as u64
 }
 
 /// A one-line account of a result (without the certificate bytes).
