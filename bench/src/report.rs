@@ -225,7 +225,8 @@ fn targets_table(md: &mut String, r: &Report, causes: &BTreeMap<String, String>)
     );
     let _ = writeln!(md, "| row | target | sworn | ratio | 95% interval | met? |");
     let _ = writeln!(md, "|---|---|---|---|---|---|");
-    for j in crate::targets::judge(&r.rows) {
+    let full = r.size.name == "full";
+    for j in crate::targets::judge(&r.rows, full) {
         let value = j
             .value
             .as_ref()
@@ -235,6 +236,7 @@ fn targets_table(md: &mut String, r: &Report, causes: &BTreeMap<String, String>)
             .interval
             .map_or("—".to_owned(), |(a, b)| format!("{a:.2}–{b:.2}"));
         let met = match j.met {
+            None if j.value.is_some() && !full => format!("not judged ({} size)", r.size.name),
             None => "pending".to_owned(),
             Some(true) => "met".to_owned(),
             Some(false) => format!(

@@ -135,9 +135,20 @@ pub struct Judged {
     pub failed: Vec<String>,
 }
 
-/// Judges every target against `rows`.
-pub fn judge(rows: &[Row]) -> Vec<Judged> {
-    TARGETS.iter().map(|t| judge_one(t, rows)).collect()
+/// Judges every target against `rows`; a run smaller than the full size (`full` false)
+/// measures other sizes than the targets name, so its values are shown but not judged.
+pub fn judge(rows: &[Row], full: bool) -> Vec<Judged> {
+    TARGETS
+        .iter()
+        .map(|t| {
+            let mut j = judge_one(t, rows);
+            if !full {
+                j.met = None;
+                j.failed.clear();
+            }
+            j
+        })
+        .collect()
 }
 
 fn judge_one(t: &Target, rows: &[Row]) -> Judged {
@@ -186,4 +197,47 @@ fn judge_one(t: &Target, rows: &[Row]) -> Judged {
         j.met = Some(j.failed.is_empty());
     }
     j
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::stats::Summary;
+
+    fn row(scenario: &str, metric: &str, sworn: &[f64], spire: Option<&[f64]>) -> Row {
+        Row {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            unit: "µs".into(),
+            lower_is_better: true,
+            sworn: Summary::of(sworn),
+            spire: spire.and_then(Summary::of),
+            floor: None,
+            note: None,
+            interval: None,
+            verdict: None,
+        }
+    }
+
+    #[test]
+    fn a_target_is_met_only_when_every_condition_holds() {
+        let fast = [row("fetch", "fetch p50, N=1", &[300.0], Some(&[4000.0]))];
+        let j = &judge(&fast, true)[0];
+        assert_eq!(j.met, Some(true), "{j:?}");
+        // Absolute condition holds, ratio does not.
+        let close = [row("fetch", "fetch p50, N=1", &[300.0], Some(&[600.0]))];
+        let j = &judge(&close, true)[0];
+        assert_eq!(j.met, Some(false));
+        assert_eq!(j.failed, vec!["ratio 0.50 > 0.1".to_owned()]);
+    }
+
+    #[test]
+    fn unmeasured_and_small_runs_are_not_judged() {
+        assert!(judge(&[], true).iter().all(|j| j.met.is_none()));
+        let one_side = [row("fetch", "fetch p99, N=1", &[300.0], None)];
+        assert_eq!(judge(&one_side, true)[1].met, None, "a ratio needs both systems");
+        let quick = [row("fetch", "fetch p50, N=1", &[9000.0], Some(&[4000.0]))];
+        assert_eq!(judge(&quick, false)[0].met, None);
+    }
 }
