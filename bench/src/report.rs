@@ -147,14 +147,18 @@ fn cell(s: &Option<Summary>) -> String {
 
 /// One row as a log line.
 pub fn row_line(r: &Row) -> String {
-    format!(
+    let mut line = format!(
         "{} / {}: sworn {} spire {} {}",
         r.scenario,
         r.metric,
         cell(&r.sworn),
         cell(&r.spire),
         r.unit
-    )
+    );
+    if let (Some(x), Some((lo, hi)), Some(v)) = (r.ratio(), r.interval, r.verdict) {
+        let _ = write!(line, "; ratio {x:.2} [{lo:.2}, {hi:.2}] → {}", v.text());
+    }
+    line
 }
 
 /// The Markdown report; `causes` maps a target's label to why it was missed.

@@ -236,7 +236,11 @@ mod tests {
     fn unmeasured_and_small_runs_are_not_judged() {
         assert!(judge(&[], true).iter().all(|j| j.met.is_none()));
         let one_side = [row("fetch", "fetch p99, N=1", &[300.0], None)];
-        assert_eq!(judge(&one_side, true)[1].met, None, "a ratio needs both systems");
+        assert_eq!(
+            judge(&one_side, true)[1].met,
+            None,
+            "a ratio needs both systems"
+        );
         let quick = [row("fetch", "fetch p50, N=1", &[9000.0], Some(&[4000.0]))];
         assert_eq!(judge(&quick, false)[0].met, None);
     }
