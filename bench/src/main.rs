@@ -40,6 +40,9 @@ struct Cli {
     /// Keep the run directory (logs, datastores).
     #[arg(long)]
     keep: bool,
+    /// Print the plan (estimated time per scenario) and exit without measuring.
+    #[arg(long)]
+    plan: bool,
     /// Re-render RESULTS.md (in --out-dir) from this results.json without measuring.
     #[arg(long)]
     render: Option<PathBuf>,
@@ -74,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         keep: cli.keep,
         systems: cli.system,
         seed: cli.seed,
+        plan_only: cli.plan,
     })
     .await
 }

@@ -42,6 +42,8 @@ pub struct Options {
     pub systems: Vec<String>,
     /// Seed of the pair order and the bootstrap; `None` = from the clock (and recorded).
     pub seed: Option<u64>,
+    /// `--plan`: print the plan and exit without measuring.
+    pub plan_only: bool,
 }
 
 /// The causes of missed targets, from `causes.json` in `dir` (empty when absent).
@@ -108,10 +110,8 @@ pub async fn run(opts: Options) -> Result<()> {
         .status();
     std::fs::set_permissions(&worker_bin, std::fs::Permissions::from_mode(0o755))?;
     let worker_exe = scenario::exe_selectors(&worker_bin, &std::fs::read(&worker_bin)?);
-    let estimate: f64 = names
-        .iter()
-        .map(|n| scenario::estimate(n, &sizes, kinds.len()))
-        .sum();
+    let plan = scenario::plan(&names, &sizes, kinds.len());
+    let estimate: f64 = plan.iter().map(|(_, s)| s).sum();
     eprintln!(
         "sworn-bench: {} run in {}, seed {seed}, systems {}, scenarios {}; planned ~{:.0} min",
         sizes.name,
@@ -120,11 +120,12 @@ pub async fn run(opts: Options) -> Result<()> {
         names.join(","),
         estimate / 60.0
     );
-    for n in &names {
-        eprintln!(
-            "sworn-bench:   {n}: ~{:.0} s",
-            scenario::estimate(n, &sizes, kinds.len())
-        );
+    for (n, secs) in &plan {
+        eprintln!("sworn-bench:   {n}: ~{secs:.0} s");
+    }
+    if opts.plan_only {
+        let _ = std::fs::remove_dir_all(&work);
+        return Ok(());
     }
 
     let budget = if opts.smoke {
