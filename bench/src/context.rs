@@ -1,104 +1,26 @@
 //! What every scenario gets from the runner: the sizes of the run, the run directory and
-//! worker executable, the systems measured, the main workload pool and the floors; and the
-//! uid pools the workloads run under.
+//! worker executables, the systems measured and the seeded order of each pair, the main
+//! workload pool and the floors; and the uid pools the workloads run under.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
 use crate::floors::Floors;
-use crate::peer::{Binaries, Kind, Peer};
+use crate::peer::{Binaries, ExeSelectors, Kind, Peer, PeerOptions};
+use crate::stats::Rng;
 use crate::wire::Command;
 use crate::workers::Pool;
 
+pub use crate::sizes::Sizes;
+
 /// First uid of the main workload pool; high so it never collides with real users.
 pub const UID_BASE: u32 = 3_000_000;
-/// First uid of the time-to-first-SVID pool.
-pub const UID_TTFS: u32 = UID_BASE + 10_000;
-/// First uid of the probe pool (storm latency probes, cold start).
+/// First uid of the probe pool (storm probes, cold start, attestation matrix).
 pub const UID_PROBE: u32 = UID_BASE + 20_000;
-
-/// How big a run is.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Sizes {
-    /// Name: smoke, quick or full.
-    pub name: String,
-    /// Repetitions per system for timing scenarios (interleaved A B A B).
-    pub reps: usize,
-    /// Concurrency levels of the fetch scenario, with total calls per level.
-    pub fetch_levels: Vec<(usize, u32)>,
-    /// Workloads in the time-to-first-SVID scenario.
-    pub ttfs_workloads: usize,
-    /// Entries created together in the issuance scenario.
-    pub issuance_entries: usize,
-    /// Repetitions of the issuance scenario (each a fresh instance per system).
-    pub issuance_reps: usize,
-    /// Repetitions of the storm scenario.
-    pub storm_reps: usize,
-    /// SVIDs in the rotation storm.
-    pub storm_svids: usize,
-    /// Their TTL in seconds.
-    pub storm_ttl_s: u32,
-    /// Server datastore sizes for the memory rows and cold start (the last one is cold-started).
-    pub server_entries: Vec<usize>,
-    /// Cold-start repetitions.
-    pub cold_reps: usize,
-    /// Memory scenario: cached SVIDs / open streams.
-    pub memory_workloads: usize,
-}
-
-impl Sizes {
-    /// Picks the sizes for the flags.
-    pub fn new(quick: bool, smoke: bool) -> Self {
-        if smoke {
-            return Self {
-                name: "smoke".into(),
-                reps: 1,
-                fetch_levels: vec![(1, 20)],
-                ttfs_workloads: 2,
-                issuance_entries: 2,
-                issuance_reps: 1,
-                storm_reps: 1,
-                storm_svids: 2,
-                storm_ttl_s: 10,
-                server_entries: vec![100],
-                cold_reps: 1,
-                memory_workloads: 1,
-            };
-        }
-        if quick {
-            return Self {
-                name: "quick".into(),
-                reps: 2,
-                fetch_levels: vec![(1, 100), (10, 200), (100, 500), (1000, 1000)],
-                ttfs_workloads: 20,
-                issuance_entries: 200,
-                issuance_reps: 1,
-                storm_reps: 1,
-                storm_svids: 200,
-                storm_ttl_s: 20,
-                server_entries: vec![10_000],
-                cold_reps: 1,
-                memory_workloads: 1000,
-            };
-        }
-        Self {
-            name: "full".into(),
-            reps: 3,
-            fetch_levels: vec![(1, 1000), (10, 2000), (100, 3000), (1000, 5000)],
-            ttfs_workloads: 100,
-            issuance_entries: 1000,
-            issuance_reps: 2,
-            storm_reps: 2,
-            storm_svids: 1000,
-            storm_ttl_s: 60,
-            server_entries: vec![10_000, 100_000],
-            cold_reps: 3,
-            memory_workloads: 1000,
-        }
-    }
-}
 
 /// What every scenario gets.
 #[derive(Debug)]
@@ -109,9 +31,11 @@ pub struct Ctx {
     pub bins: Binaries,
     /// The run directory (mode 0755: workers under other uids reach the sockets).
     pub work: PathBuf,
-    /// The worker executable copy inside `work`.
+    /// The worker executable copy inside `work` (stripped).
     pub worker_bin: PathBuf,
-    /// Systems measured, in interleaving order.
+    /// Its path and digest, for entries that require them.
+    pub worker_exe: ExeSelectors,
+    /// Systems measured.
     pub kinds: Vec<Kind>,
     /// The main workload pool (uids from [`UID_BASE`]).
     pub pool: Pool,
@@ -121,50 +45,107 @@ pub struct Ctx {
     pub floors: Floors,
     /// Raw per-scenario data for the JSON.
     pub raw: serde_json::Map<String, serde_json::Value>,
+    /// Stopped instances holding a large datastore, shared by the memory and cold-start
+    /// scenarios (built once per system, restarted per repetition).
+    pub bigstore: BTreeMap<Kind, Peer>,
+    /// The pair order: which system runs first, drawn per pair.
+    rng: Rng,
+    /// The order every scenario ran its pairs in, for the JSON.
+    pub orders: serde_json::Map<String, serde_json::Value>,
+    started: Instant,
+    estimate_s: f64,
     seq: u32,
 }
 
 impl Ctx {
     /// A context for one run, with an empty main pool and no raw data yet.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sizes: Sizes,
         bins: Binaries,
         work: PathBuf,
         worker_bin: PathBuf,
+        worker_exe: ExeSelectors,
         kinds: Vec<Kind>,
         root: bool,
         floors: Floors,
+        seed: u64,
+        estimate_s: f64,
     ) -> Self {
         Self {
             sizes,
             bins,
             work,
             worker_bin,
+            worker_exe,
             kinds,
             pool: Pool::new(),
             root,
             floors,
             raw: serde_json::Map::new(),
+            bigstore: BTreeMap::new(),
+            rng: Rng::new(seed),
+            orders: serde_json::Map::new(),
+            started: Instant::now(),
+            estimate_s,
             seq: 0,
         }
     }
 
-    /// Makes sure the main pool has at least `n` workers, all connected to `endpoints`.
+    /// The runs of `scenario`: `sizes.pairs` pairs, each both systems (those measured) in an
+    /// order drawn from the seeded generator; recorded for the JSON.
+    pub fn schedule(&mut self, scenario: &str) -> Vec<(usize, Kind)> {
+        let mut out = Vec::new();
+        let mut record = Vec::new();
+        for pair in 0..self.sizes.pairs {
+            let sworn_first = self.rng.coin();
+            let mut order = self.kinds.clone();
+            order.sort();
+            if !sworn_first {
+                order.reverse();
+            }
+            record.push(serde_json::json!(
+                order.iter().map(|k| k.name()).collect::<Vec<_>>()
+            ));
+            out.extend(order.into_iter().map(|k| (pair, k)));
+        }
+        self.orders
+            .insert(scenario.to_owned(), serde_json::Value::Array(record));
+        out
+    }
+
+    /// Prints a progress line: elapsed, estimate, and what runs now.
+    pub fn progress(&self, scenario: &str, pair: usize, kind: Kind) {
+        eprintln!(
+            "sworn-bench: [{:>4.0}s of ~{:.0}s] {scenario}: pair {}/{}, {}",
+            self.started.elapsed().as_secs_f64(),
+            self.estimate_s,
+            pair + 1,
+            self.sizes.pairs,
+            kind.name()
+        );
+    }
+
+    /// Makes sure the main pool has at least `n` workers.
     pub async fn main_pool(&mut self, n: usize) -> Result<()> {
         let have = self.pool.workers.len();
         if have < n {
-            let uids = if self.root {
-                UID_BASE + have as u32..UID_BASE + n as u32
-            } else if n == 1 {
-                let me = current_uid();
-                me..me + 1
-            } else {
-                bail!("{n} distinct workloads need distinct uids: run as root");
-            };
+            let uids = self.uids(UID_BASE + have as u32, n - have)?;
             let log = self.work.join("workers.log");
             self.pool.spawn(&self.worker_bin, uids, &log).await?;
         }
         Ok(())
+    }
+
+    fn uids(&self, base: u32, n: usize) -> Result<std::ops::Range<u32>> {
+        if self.root {
+            Ok(base..base + n as u32)
+        } else if n == 1 {
+            let me = current_uid();
+            Ok(me..me + 1)
+        } else {
+            bail!("{n} distinct workloads need distinct uids: run as root");
+        }
     }
 
     /// A fresh directory for one system instance.
@@ -178,10 +159,20 @@ impl Ctx {
         Ok(d)
     }
 
-    /// Starts a fresh `kind` system for scenario `label`.
+    /// Starts a fresh `kind` system for scenario `label` with uid-only entries.
     pub async fn start(&mut self, label: &str, kind: Kind) -> Result<Peer> {
+        self.start_with(label, kind, &PeerOptions::default()).await
+    }
+
+    /// Starts a fresh `kind` system for scenario `label` with `opts`.
+    pub async fn start_with(
+        &mut self,
+        label: &str,
+        kind: Kind,
+        opts: &PeerOptions,
+    ) -> Result<Peer> {
         let dir = self.instance_dir(label, kind)?;
-        Peer::start(kind, &self.bins, &dir)
+        Peer::start(kind, &self.bins, &dir, opts)
             .await
             .with_context(|| format!("starting {} for {label}", kind.name()))
     }
@@ -195,20 +186,30 @@ impl Ctx {
         }
     }
 
-    /// A new pool of `n` workers from uid `base`.
-    pub async fn extra_pool(&self, base: u32, n: usize) -> Result<Pool> {
+    /// A new pool of `n` workers from uid `base`, running `bin` (the worker by default).
+    pub async fn extra_pool(
+        &self,
+        base: u32,
+        n: usize,
+        bin: Option<&std::path::Path>,
+    ) -> Result<Pool> {
         let mut p = Pool::new();
-        let uids = if self.root {
-            base..base + n as u32
-        } else if n == 1 {
-            let me = current_uid();
-            me..me + 1
-        } else {
-            bail!("{n} distinct workloads need distinct uids: run as root");
-        };
-        p.spawn(&self.worker_bin, uids, &self.work.join("workers.log"))
-            .await?;
+        p.spawn(
+            bin.unwrap_or(&self.worker_bin),
+            self.uids(base, n)?,
+            &self.work.join("workers.log"),
+        )
+        .await?;
         Ok(p)
+    }
+
+    /// Stops the shared large-datastore instances.
+    pub async fn shutdown(self) {
+        let Ctx { pool, bigstore, .. } = self;
+        pool.shutdown().await;
+        for (_, p) in bigstore {
+            p.shutdown().await;
+        }
     }
 }
 

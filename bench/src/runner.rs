@@ -1,12 +1,14 @@
 //! The runner: prepares the run directory and the worker executable, measures the floors,
-//! runs the chosen scenarios and hands the rows to the report.
+//! prints the plan, runs the chosen scenarios (each in seeded pairs, one system at a time)
+//! and hands the rows, compared, to the report.
 //!
-//! Sizes: `--quick` is meant to finish in about five minutes; the default is the full run
-//! committed as `bench/RESULTS.md`; `--smoke` (CI) runs one sworn-only scenario at a tiny
-//! size, never needs SPIRE and never overwrites the committed results.
+//! Sizes (crate::sizes): the full run is planned for at most 90 minutes; `--quick` is a
+//! short run; `--smoke` (CI) runs every scenario at a tiny size, sworn only, never needs
+//! SPIRE and never overwrites the committed results.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -17,16 +19,16 @@ use crate::peer::{Binaries, Kind};
 use crate::report::{self, Machine, Report};
 use crate::scenario::{self, Row};
 
-pub use crate::context::{Ctx, Sizes, UID_BASE, UID_PROBE, UID_TTFS, connect};
+pub use crate::context::{Ctx, Sizes, UID_BASE, UID_PROBE, connect};
 
 /// Command-line choices.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// One scenario, or all.
-    pub scenario: Option<String>,
+    /// Scenarios to run (`--only`); empty = all.
+    pub scenarios: Vec<String>,
     /// `--quick`.
     pub quick: bool,
-    /// `--smoke`: sworn only, one scenario, tiny.
+    /// `--smoke`: sworn only, every scenario, tiny.
     pub smoke: bool,
     /// Where results go (`bench/`).
     pub out_dir: PathBuf,
@@ -36,15 +38,28 @@ pub struct Options {
     pub worker_bin: PathBuf,
     /// Keep the run directory (logs, datastores) for inspection.
     pub keep: bool,
-    /// Measure only these systems (by name); empty = both.
-    pub only: Vec<String>,
+    /// Measure only these systems (by name, `--system`); empty = both.
+    pub systems: Vec<String>,
+    /// Seed of the pair order and the bootstrap; `None` = from the clock (and recorded).
+    pub seed: Option<u64>,
+    /// `--plan`: print the plan and exit without measuring.
+    pub plan_only: bool,
+}
+
+/// The causes of missed targets, from `causes.json` in `dir` (empty when absent).
+pub fn causes(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read(dir.join("causes.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// Writes `md` from a `results.json` written earlier (report fixes without a re-run).
-pub fn render(json: &std::path::Path, md: &std::path::Path) -> Result<()> {
+pub fn render(json: &Path, md: &Path) -> Result<()> {
     let bytes = std::fs::read(json).with_context(|| format!("reading {}", json.display()))?;
     let report: Report = serde_json::from_slice(&bytes)?;
-    std::fs::write(md, report::markdown(&report))?;
+    let dir = md.parent().unwrap_or(Path::new("."));
+    std::fs::write(md, report::markdown(&report, &causes(dir)))?;
     Ok(())
 }
 
@@ -52,36 +67,66 @@ pub fn render(json: &std::path::Path, md: &std::path::Path) -> Result<()> {
 pub async fn run(opts: Options) -> Result<()> {
     let sizes = Sizes::new(opts.quick, opts.smoke);
     let root = current_uid() == 0;
-    let names: Vec<String> = match (&opts.scenario, opts.smoke) {
-        (Some(s), _) => vec![s.clone()],
-        (None, true) => vec!["fetch".into()],
-        (None, false) => scenario::ALL.iter().map(|s| (*s).to_owned()).collect(),
+    for s in &opts.scenarios {
+        if !scenario::ALL.contains(&s.as_str()) {
+            bail!(
+                "unknown scenario {s:?}; known: {}",
+                scenario::ALL.join(", ")
+            );
+        }
+    }
+    let names: Vec<String> = if opts.scenarios.is_empty() {
+        scenario::ALL.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        opts.scenarios.clone()
     };
     let mut kinds = if opts.smoke {
         vec![Kind::Sworn]
     } else {
         vec![Kind::Sworn, Kind::Spire]
     };
-    if !opts.only.is_empty() {
-        kinds.retain(|k| opts.only.iter().any(|o| o == k.name()));
+    if !opts.systems.is_empty() {
+        kinds.retain(|k| opts.systems.iter().any(|o| o == k.name()));
     }
     if kinds.contains(&Kind::Spire)
         && (opts.bins.spire_server.is_none() || opts.bins.spire_agent.is_none())
     {
-        bail!("SPIRE is not built: run bench/spire/build.sh (or use --smoke for sworn only)");
+        bail!("SPIRE is not built: run bench/spire/build.sh (or use --system sworn)");
     }
+    let seed = opts.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
     let work = std::env::temp_dir().join(format!("sworn-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755))?;
     let worker_bin = work.join("sworn-bench-worker");
     std::fs::copy(&opts.worker_bin, &worker_bin)
         .with_context(|| format!("copying {}", opts.worker_bin.display()))?;
-    // Both agents hash this file on every call: strip it to a realistic small binary.
+    // Both agents may hash this file on every call: strip it to a realistic small binary.
     let _ = std::process::Command::new("strip")
         .arg(&worker_bin)
         .status();
     std::fs::set_permissions(&worker_bin, std::fs::Permissions::from_mode(0o755))?;
-    eprintln!("sworn-bench: {} run in {}", sizes.name, work.display());
+    let worker_exe = scenario::exe_selectors(&worker_bin, &std::fs::read(&worker_bin)?);
+    let plan = scenario::plan(&names, &sizes, kinds.len());
+    let estimate: f64 = plan.iter().map(|(_, s)| s).sum();
+    eprintln!(
+        "sworn-bench: {} run in {}, seed {seed}, systems {}, scenarios {}; planned ~{:.0} min",
+        sizes.name,
+        work.display(),
+        kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+        names.join(","),
+        estimate / 60.0
+    );
+    for (n, secs) in &plan {
+        eprintln!("sworn-bench:   {n}: ~{secs:.0} s");
+    }
+    if opts.plan_only {
+        let _ = std::fs::remove_dir_all(&work);
+        return Ok(());
+    }
 
     let budget = if opts.smoke {
         Duration::from_millis(300)
@@ -95,9 +140,12 @@ pub async fn run(opts: Options) -> Result<()> {
         opts.bins.clone(),
         work.clone(),
         worker_bin,
+        worker_exe,
         kinds.clone(),
         root,
         floors.clone(),
+        seed,
+        estimate,
     );
     let mut rows: Vec<Row> = Vec::new();
     let mut failures = Vec::new();
@@ -106,10 +154,11 @@ pub async fn run(opts: Options) -> Result<()> {
         let started = std::time::Instant::now();
         match scenario::run(name, &mut ctx).await {
             Ok(r) => {
-                for row in &r {
-                    eprintln!("  {}", report::row_line(row));
+                for mut row in r {
+                    row.compare(seed);
+                    eprintln!("  {}", report::row_line(&row));
+                    rows.push(row);
                 }
-                rows.extend(r);
             }
             Err(e) => {
                 eprintln!("sworn-bench: scenario {name} failed: {e:#}");
@@ -121,8 +170,9 @@ pub async fn run(opts: Options) -> Result<()> {
             started.elapsed()
         );
     }
-    let Ctx { pool, raw, .. } = ctx;
-    pool.shutdown().await;
+    let raw = std::mem::take(&mut ctx.raw);
+    let orders = std::mem::take(&mut ctx.orders);
+    ctx.shutdown().await;
 
     let report = Report {
         size: sizes,
@@ -134,21 +184,26 @@ pub async fn run(opts: Options) -> Result<()> {
         rows,
         failures: failures.clone(),
         raw,
+        seed,
+        orders,
     };
-    let (json_path, md_path) = if opts.smoke {
-        let d = std::env::temp_dir();
-        (
-            d.join("sworn-bench-smoke.json"),
-            d.join("sworn-bench-smoke.md"),
-        )
-    } else {
+    // Only a full run of every scenario and both systems replaces the committed results.
+    let complete = !opts.smoke && !opts.quick && opts.scenarios.is_empty() && kinds.len() == 2;
+    let (json_path, md_path) = if complete {
         (
             opts.out_dir.join("results.json"),
             opts.out_dir.join("RESULTS.md"),
         )
+    } else {
+        let d = std::env::temp_dir();
+        let tag = if opts.smoke { "smoke" } else { "partial" };
+        (
+            d.join(format!("sworn-bench-{tag}.json")),
+            d.join(format!("sworn-bench-{tag}.md")),
+        )
     };
     std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?)?;
-    let md = report::markdown(&report);
+    let md = report::markdown(&report, &causes(&opts.out_dir));
     std::fs::write(&md_path, &md)?;
     println!("{md}");
     eprintln!(
@@ -159,7 +214,6 @@ pub async fn run(opts: Options) -> Result<()> {
     if opts.keep {
         eprintln!("sworn-bench: kept {}", work.display());
     } else {
-        // Smoke results were printed above; nothing in the run directory is needed.
         let _ = std::fs::remove_dir_all(&work);
     }
     if !failures.is_empty() {

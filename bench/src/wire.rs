@@ -86,6 +86,9 @@ pub enum Reply {
     Streaming {
         /// Tag of the first leaf certificate.
         tag: u64,
+        /// Its validity (`notBefore`, `notAfter`) in unix seconds, when it parses.
+        #[serde(default)]
+        validity: Option<(u64, u64)>,
     },
     /// An open stream delivered another SVID.
     Update {
@@ -125,4 +128,119 @@ pub fn leaf_tag(der: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     der.hash(&mut h);
     h.finish()
+}
+
+/// The validity (`notBefore`, `notAfter`, unix seconds) of a DER certificate: a minimal walk
+/// of `Certificate → TBSCertificate → [version] serial signature issuer validity`, enough
+/// for the SVIDs both systems issue; `None` on anything unexpected.
+pub fn leaf_validity(der: &[u8]) -> Option<(u64, u64)> {
+    let (cert, _) = tlv(der, 0x30)?;
+    let (tbs, _) = tlv(cert, 0x30)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = tlv(rest, 0xa0)?.1;
+    }
+    for tag in [0x02, 0x30, 0x30] {
+        rest = tlv(rest, tag)?.1;
+    }
+    let (validity, _) = tlv(rest, 0x30)?;
+    let (nb, after) = time(validity)?;
+    let (na, _) = time(after)?;
+    Some((nb, na))
+}
+
+/// One DER element of tag `tag` at the start of `b`: (contents, what follows).
+fn tlv(b: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    if *b.first()? != tag {
+        return None;
+    }
+    let first = *b.get(1)?;
+    let (len, head) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = b
+            .get(2..2 + n)?
+            .iter()
+            .fold(0usize, |a, &x| (a << 8) | usize::from(x));
+        (len, 2 + n)
+    };
+    let body = b.get(head..head + len)?;
+    Some((body, &b[head + len..]))
+}
+
+/// A UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as unix seconds.
+fn time(b: &[u8]) -> Option<(u64, &[u8])> {
+    let (body, rest, year_digits) = match b.first()? {
+        0x17 => {
+            let (body, rest) = tlv(b, 0x17)?;
+            (body, rest, 2)
+        }
+        0x18 => {
+            let (body, rest) = tlv(b, 0x18)?;
+            (body, rest, 4)
+        }
+        _ => return None,
+    };
+    let s = std::str::from_utf8(body).ok()?;
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let mut year = num(0..year_digits)?;
+    if year_digits == 2 {
+        year += if year < 50 { 2000 } else { 1900 };
+    }
+    let o = year_digits;
+    let (mon, day) = (num(o..o + 2)?, num(o + 2..o + 4)?);
+    let (h, m, sec) = (num(o + 4..o + 6)?, num(o + 6..o + 8)?, num(o + 8..o + 10)?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mon <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mon + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
+    Some((u64::try_from(secs).ok()?, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn reads_utc_and_generalized_times() {
+        // 2026-12-02 12:00:00 UTC = 1796212800.
+        let utc = [&[0x17u8, 13][..], b"261202120000Z"].concat();
+        assert_eq!(time(&utc).unwrap().0, 1_796_212_800);
+        let gen_time = [&[0x18u8, 15][..], b"20261202120000Z"].concat();
+        assert_eq!(time(&gen_time).unwrap().0, 1_796_212_800);
+    }
+
+    #[test]
+    fn walks_a_certificate_to_its_validity() {
+        let t = |s: &[u8]| [&[0x17u8, 13][..], s].concat();
+        let seq = |tag: u8, body: &[u8]| {
+            let mut v = vec![tag, body.len() as u8];
+            v.extend_from_slice(body);
+            v
+        };
+        let validity = seq(0x30, &[t(b"261202120000Z"), t(b"261202130000Z")].concat());
+        let tbs = seq(
+            0x30,
+            &[
+                seq(0xa0, &seq(0x02, &[2])),
+                seq(0x02, &[1]),
+                seq(0x30, &[]),
+                seq(0x30, &[]),
+                validity,
+            ]
+            .concat(),
+        );
+        let cert = seq(0x30, &[tbs, seq(0x30, &[])].concat());
+        assert_eq!(leaf_validity(&cert), Some((1_796_212_800, 1_796_216_400)));
+    }
 }

@@ -120,9 +120,9 @@ impl Pool {
     }
 
     /// Sends `cmd(worker)` to the workers at `idx` at once and collects the replies in order.
-    pub async fn call_each<F>(&mut self, idx: Range<usize>, cmd: F) -> Result<Vec<Reply>>
+    pub async fn call_each<F>(&mut self, idx: Range<usize>, mut cmd: F) -> Result<Vec<Reply>>
     where
-        F: Fn(&Worker) -> Command,
+        F: FnMut(&Worker) -> Command,
     {
         let calls = self.workers[idx].iter_mut().map(|w| {
             let c = cmd(w);

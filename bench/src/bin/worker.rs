@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use spiffe::{WorkloadApiClient, X509Svid};
-use sworn_bench::wire::{Command, Reply, leaf_tag, now_ns};
+use sworn_bench::wire::{Command, Reply, leaf_tag, leaf_validity, now_ns};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -72,9 +72,9 @@ async fn serve() -> Result<()> {
                         old.abort();
                     }
                     match open_stream(c, socket.clone(), out_tx.clone()).await {
-                        Ok((tag, task)) => {
+                        Ok((tag, validity, task)) => {
                             streams.insert(socket, task);
-                            Reply::Streaming { tag }
+                            Reply::Streaming { tag, validity }
                         }
                         Err(message) => Reply::Error { message },
                     }
@@ -206,10 +206,13 @@ async fn open_stream(
     c: &WorkloadApiClient,
     socket: String,
     out: mpsc::UnboundedSender<Reply>,
-) -> Result<(u64, JoinHandle<()>), String> {
+) -> Result<(u64, Option<(u64, u64)>, JoinHandle<()>), String> {
     let mut stream = c.stream_x509_svids().await.map_err(|e| e.to_string())?;
-    let first = match stream.next().await {
-        Some(Ok(svid)) => leaf_tag(svid.leaf().as_bytes()),
+    let (first, validity) = match stream.next().await {
+        Some(Ok(svid)) => (
+            leaf_tag(svid.leaf().as_bytes()),
+            leaf_validity(svid.leaf().as_bytes()),
+        ),
         Some(Err(e)) => return Err(e.to_string()),
         None => return Err("stream ended before the first SVID".into()),
     };
@@ -231,5 +234,5 @@ async fn open_stream(
             }
         }
     });
-    Ok((first, task))
+    Ok((first, validity, task))
 }

@@ -1,11 +1,11 @@
 //! The two systems under test, started with equivalent settings: SQLite
 //! datastore, P-256 keys, X509-SVID TTL 1 h, join-token node attestation, unix workload
-//! attestation, one server and one agent on loopback.
+//! attestation, one server and one or more agents on loopback.
 //!
 //! Both sides are driven through the same small surface ([`Peer`]) so a scenario never knows
 //! which system it measures. Entries are scoped to one agent (SPIRE: `parentID`; sworn:
 //! `node`); "fake node" entries are scoped to agents that never connect, to give the server
-//! a large datastore without changing what this agent syncs.
+//! a large datastore without changing what the real agents sync.
 
 mod process;
 mod spec;
@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tokio::process::Child;
 
-pub use process::{free_port, http_ok, log_file, run_cmd, wait_for};
-pub use spec::{Binaries, EntrySpec, Kind, TRUST_DOMAIN};
+pub use process::{AgentProc, free_port, http_ok, log_file, run_cmd, signal, wait_for};
+pub use spec::{Binaries, EntrySpec, ExeSelectors, Kind, PeerOptions, TRUST_DOMAIN};
 pub use spire::Spire;
 pub use sworn::Sworn;
 
-/// A running system: server + agent.
+/// A running system: server + agents.
 #[derive(Debug)]
 pub enum Peer {
     /// sworn.
@@ -33,12 +33,18 @@ pub enum Peer {
 }
 
 impl Peer {
-    /// Starts a fresh server and agent of `kind` in `dir` and waits until the agent is attested.
-    pub async fn start(kind: Kind, bins: &Binaries, dir: &Path) -> Result<Self> {
+    /// Starts a fresh server and one agent of `kind` in `dir` and waits until the agent is
+    /// ready.
+    pub async fn start(
+        kind: Kind,
+        bins: &Binaries,
+        dir: &Path,
+        opts: &PeerOptions,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(match kind {
-            Kind::Sworn => Peer::Sworn(Box::new(Sworn::start(bins, dir).await?)),
-            Kind::Spire => Peer::Spire(Box::new(Spire::start(bins, dir).await?)),
+            Kind::Sworn => Peer::Sworn(Box::new(Sworn::start(bins, dir, opts).await?)),
+            Kind::Spire => Peer::Spire(Box::new(Spire::start(bins, dir, opts).await?)),
         })
     }
 
@@ -50,12 +56,40 @@ impl Peer {
         }
     }
 
-    /// The Workload API endpoint, `unix:///abs/path`.
+    fn agents(&self) -> &[AgentProc] {
+        match self {
+            Peer::Sworn(s) => &s.agents,
+            Peer::Spire(s) => &s.agents,
+        }
+    }
+
+    fn agents_mut(&mut self) -> &mut Vec<AgentProc> {
+        match self {
+            Peer::Sworn(s) => &mut s.agents,
+            Peer::Spire(s) => &mut s.agents,
+        }
+    }
+
+    /// Starts one more agent and waits until it is ready; returns its index.
+    pub async fn add_agent(&mut self) -> Result<usize> {
+        match self {
+            Peer::Sworn(s) => s.add_agent().await,
+            Peer::Spire(s) => s.add_agent().await,
+        }
+    }
+
+    /// The first agent's Workload API endpoint, `unix:///abs/path`.
     pub fn endpoint(&self) -> String {
-        let p = match self {
-            Peer::Sworn(s) => s.socket(),
-            Peer::Spire(s) => s.socket(),
-        };
+        self.endpoint_of(0)
+    }
+
+    /// Agent `i`'s Workload API endpoint.
+    pub fn endpoint_of(&self, i: usize) -> String {
+        let p = self
+            .agents()
+            .get(i)
+            .map(|a| a.socket.clone())
+            .unwrap_or_default();
         format!("unix://{}", p.display())
     }
 
@@ -67,12 +101,9 @@ impl Peer {
         }
     }
 
-    /// Agent pid.
+    /// The first agent's pid.
     pub fn agent_pid(&self) -> Option<u32> {
-        match self {
-            Peer::Sworn(s) => s.agent.as_ref().and_then(Child::id),
-            Peer::Spire(s) => s.agent.as_ref().and_then(Child::id),
-        }
+        self.agents().first().and_then(AgentProc::pid)
     }
 
     /// Creates entries and returns once the server has stored all of them.
@@ -83,11 +114,57 @@ impl Peer {
         }
     }
 
-    /// Stops the agent (SIGKILL); its data directory keeps its node identity.
-    pub async fn stop_agent(&mut self) -> Result<()> {
+    /// Whether the server answers its readiness check (sworn `/readyz`, SPIRE `/ready`).
+    pub async fn server_ready(&self) -> bool {
+        let (port, path) = match self {
+            Peer::Sworn(s) => (s.server_health_port, "/readyz"),
+            Peer::Spire(s) => (s.server_health_port, "/ready"),
+        };
+        http_ok(port, path).await
+    }
+
+    /// Whether agent `i` answers its readiness check (sworn `/readyz`: attested and synced;
+    /// SPIRE `/ready`).
+    pub async fn agent_ready(&self, i: usize) -> bool {
+        let path = match self {
+            Peer::Sworn(_) => "/readyz",
+            Peer::Spire(_) => "/ready",
+        };
+        match self.agents().get(i) {
+            Some(a) => http_ok(a.health_port, path).await,
+            None => false,
+        }
+    }
+
+    /// Waits until agent `i` is ready.
+    pub async fn wait_agent_ready(&self, i: usize) -> Result<()> {
         match self {
-            Peer::Sworn(s) => kill(&mut s.agent).await,
-            Peer::Spire(s) => kill(&mut s.agent).await,
+            Peer::Sworn(s) => s.wait_agent_ready(i).await,
+            Peer::Spire(s) => s.wait_agent_ready(i).await,
+        }
+    }
+
+    /// Stops every agent (SIGKILL); their data directories keep their node identities.
+    pub async fn stop_agent(&mut self) -> Result<()> {
+        for a in self.agents_mut() {
+            kill(&mut a.child).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops agent `i` (SIGKILL).
+    pub async fn stop_agent_at(&mut self, i: usize) -> Result<()> {
+        if let Some(a) = self.agents_mut().get_mut(i) {
+            kill(&mut a.child).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `sig` (`STOP`, `CONT`) to agent `i`.
+    pub async fn signal_agent(&self, i: usize, sig: &str) -> Result<()> {
+        match self.agents().get(i).and_then(AgentProc::pid) {
+            Some(pid) => signal(pid, sig).await,
+            None => anyhow::bail!("agent {i} is not running"),
         }
     }
 
@@ -99,17 +176,29 @@ impl Peer {
         }
     }
 
-    /// Restarts the server and the agent (which resumes with its stored identity), without
-    /// waiting for either; returns the instant the server was spawned.
-    pub async fn restart(&mut self) -> Result<Instant> {
+    /// Spawns the server again on its datastore, without waiting; returns the spawn instant.
+    pub fn respawn_server(&mut self) -> Result<Instant> {
         match self {
-            Peer::Sworn(s) => s.restart().await,
-            Peer::Spire(s) => s.restart().await,
+            Peer::Sworn(s) => s.respawn_server(),
+            Peer::Spire(s) => s.respawn_server(),
+        }
+    }
+
+    /// Spawns agent `i` again with its stored identity, without waiting; returns the spawn
+    /// instant.
+    pub fn respawn_agent(&mut self, i: usize) -> Result<Instant> {
+        match self {
+            Peer::Sworn(s) => s.respawn_agent(i),
+            Peer::Spire(s) => s.respawn_agent(i),
         }
     }
 
     /// Stops everything.
     pub async fn shutdown(mut self) {
+        if let Some(pid) = self.agent_pid() {
+            // A stopped (SIGSTOP) agent still dies of SIGKILL; CONT keeps its exit prompt.
+            let _ = signal(pid, "CONT").await;
+        }
         let _ = self.stop_agent().await;
         let _ = self.stop_server().await;
     }

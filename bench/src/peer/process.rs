@@ -75,3 +75,36 @@ pub fn log_file(path: &Path) -> Result<std::process::Stdio> {
         .open(path)?;
     Ok(std::process::Stdio::from(f))
 }
+
+/// One agent process of an instance, with what restarts and addresses it.
+#[derive(Debug)]
+pub struct AgentProc {
+    /// The running process, `None` once stopped.
+    pub child: Option<tokio::process::Child>,
+    /// Its agent SPIFFE ID (entries name it as their node / parent).
+    pub id: String,
+    /// Its health port (`/readyz` on sworn, `/ready` on SPIRE).
+    pub health_port: u16,
+    /// Its Workload API socket.
+    pub socket: std::path::PathBuf,
+    /// The config it resumes with (its join token is spent after the first start).
+    pub resume_conf: std::path::PathBuf,
+}
+
+impl AgentProc {
+    /// Its pid while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(tokio::process::Child::id)
+    }
+}
+
+/// Sends `signal` (a `kill -<signal>` name, e.g. `STOP`, `CONT`) to `pid`.
+pub async fn signal(pid: u32, signal: &str) -> Result<()> {
+    run_cmd(
+        tokio::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string()),
+    )
+    .await
+    .map(|_| ())
+}

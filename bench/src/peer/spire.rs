@@ -1,10 +1,11 @@
-//! SPIRE under test, configured to match sworn: `sql` datastore on SQLite,
-//! `ca_key_type = "ec-p256"`, `default_x509_svid_ttl = "1h"`, `join_token` node attestation,
-//! the `unix` workload attestor with `discover_workload_path = true` (sworn always derives
-//! `unix:path` and `unix:sha256`, so both agents hash the caller's executable on every call),
-//! disk key managers (the agent's keeps its node key across the cold-start restart, since a
-//! join token attests once). Everything else is left
-//! at SPIRE's defaults (sync interval, SVID cache size, ...): the peer is not tuned.
+//! SPIRE under test, at its defaults except for what both systems need in common (RESULTS.md
+//! lists these): the `sql` datastore on SQLite, `ca_key_type = "ec-p256"`,
+//! `default_x509_svid_ttl = "1h"`, `join_token` node attestation, the `unix` workload
+//! attestor, disk key managers (the agent's keeps its node key across restarts, since a join
+//! token attests once), loopback addresses and health listeners (the readiness the cold
+//! start and restart rows poll). `discover_workload_path = true` only when the instance's
+//! entries require the executable's path and digest ([`PeerOptions::exe`]); SPIRE's default
+//! (off) otherwise. Sync interval, SVID cache size and the rest stay at SPIRE's defaults.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,26 +14,27 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use super::process::{free_port, http_ok, log_file, run_cmd, wait_for};
-use super::spec::{Binaries, EntrySpec, TRUST_DOMAIN};
+use super::process::{AgentProc, free_port, http_ok, log_file, run_cmd, wait_for};
+use super::spec::{Binaries, EntrySpec, PeerOptions, TRUST_DOMAIN};
 
 /// Entries per `entry create -data` batch.
 const CREATE_BATCH: usize = 1000;
 
-/// A running SPIRE server + agent.
+/// A running SPIRE server + agents.
 #[derive(Debug)]
 pub struct Spire {
     dir: PathBuf,
     server_bin: PathBuf,
     agent_bin: PathBuf,
+    opts: PeerOptions,
     pub(super) server: Child,
-    pub(super) agent: Option<Child>,
-    agent_id: String,
-    agent_health_port: u16,
+    pub(super) agents: Vec<AgentProc>,
+    api_port: u16,
+    pub(super) server_health_port: u16,
 }
 
 impl Spire {
-    pub(super) async fn start(bins: &Binaries, dir: &Path) -> Result<Self> {
+    pub(super) async fn start(bins: &Binaries, dir: &Path, opts: &PeerOptions) -> Result<Self> {
         let server_bin = bins
             .spire_server
             .clone()
@@ -42,11 +44,10 @@ impl Spire {
             .clone()
             .ok_or_else(|| anyhow!("spire-agent is not built: run bench/spire/build.sh"))?;
         let server_data = dir.join("server");
-        let agent_data = dir.join("agent");
         std::fs::create_dir_all(&server_data)?;
-        std::fs::create_dir_all(&agent_data)?;
         std::fs::create_dir_all(dir.join("public"))?;
         let api_port = free_port()?;
+        let server_health_port = free_port()?;
         std::fs::write(
             dir.join("server.conf"),
             format!(
@@ -76,6 +77,13 @@ plugins {{
         }}
     }}
 }}
+health_checks {{
+    listener_enabled = true
+    bind_address = "127.0.0.1"
+    bind_port = "{server_health_port}"
+    live_path = "/live"
+    ready_path = "/ready"
+}}
 "#,
                 sock = server_socket(dir).display(),
                 data = server_data.display(),
@@ -86,10 +94,11 @@ plugins {{
             dir: dir.to_owned(),
             server_bin,
             agent_bin,
+            opts: opts.clone(),
             server,
-            agent: None,
-            agent_id: String::new(),
-            agent_health_port: free_port()?,
+            agents: Vec::new(),
+            api_port,
+            server_health_port,
         };
         me.wait_server().await?;
         let bundle = run_cmd(
@@ -99,8 +108,16 @@ plugins {{
         )
         .await?;
         std::fs::write(dir.join("bundle.pem"), bundle)?;
+        me.add_agent().await?;
+        Ok(me)
+    }
+
+    /// Starts one more agent (join token, own data dir, socket and health port) and waits
+    /// until it is ready; returns its index.
+    pub(super) async fn add_agent(&mut self) -> Result<usize> {
+        let i = self.agents.len();
         let out = run_cmd(
-            me.server_cmd()
+            self.server_cmd()
                 .args([
                     "token",
                     "generate",
@@ -110,15 +127,28 @@ plugins {{
                     "json",
                     "-socketPath",
                 ])
-                .arg(server_socket(dir)),
+                .arg(server_socket(&self.dir)),
         )
         .await?;
         let token = serde_json::from_str::<serde_json::Value>(&out)?["value"]
             .as_str()
             .ok_or_else(|| anyhow!("spire-server token generate: no token in {out:?}"))?
             .to_owned();
-        me.agent_id = format!("spiffe://{TRUST_DOMAIN}/spire/agent/join_token/{token}");
-        let agent_conf = |join: &str| {
+        let name = if i == 0 {
+            "agent".to_owned()
+        } else {
+            format!("agent-{i}")
+        };
+        let data = self.dir.join(&name);
+        std::fs::create_dir_all(&data)?;
+        let socket = self.dir.join("public").join(format!("{name}.sock"));
+        let health_port = free_port()?;
+        let discover = if self.opts.exe.is_some() {
+            "discover_workload_path = true"
+        } else {
+            ""
+        };
+        let conf = |join: &str| {
             format!(
                 r#"agent {{
     data_dir = "{data}"
@@ -141,41 +171,38 @@ plugins {{
     }}
     WorkloadAttestor "unix" {{
         plugin_data {{
-            discover_workload_path = true
+            {discover}
         }}
     }}
 }}
 health_checks {{
     listener_enabled = true
     bind_address = "127.0.0.1"
-    bind_port = "{hp}"
+    bind_port = "{health_port}"
     live_path = "/live"
     ready_path = "/ready"
 }}
 "#,
-                data = agent_data.display(),
-                sock = me.socket().display(),
-                bundle = dir.join("bundle.pem").display(),
-                hp = me.agent_health_port,
+                data = data.display(),
+                api_port = self.api_port,
+                sock = socket.display(),
+                bundle = self.dir.join("bundle.pem").display(),
             )
         };
-        std::fs::write(
-            dir.join("agent.conf"),
-            agent_conf(&format!("join_token = \"{token}\"")),
-        )?;
-        std::fs::write(dir.join("agent-resume.conf"), agent_conf(""))?;
-        me.spawn_agent("agent.conf")?;
-        let port = me.agent_health_port;
-        wait_for("the SPIRE agent /ready", Duration::from_secs(120), || {
-            http_ok(port, "/ready")
-        })
-        .await
-        .with_context(|| format!("see {}", dir.join("agent.log").display()))?;
-        Ok(me)
-    }
-
-    pub(super) fn socket(&self) -> PathBuf {
-        self.dir.join("public").join("api.sock")
+        let first = self.dir.join(format!("{name}.conf"));
+        std::fs::write(&first, conf(&format!("join_token = \"{token}\"")))?;
+        let resume_conf = self.dir.join(format!("{name}-resume.conf"));
+        std::fs::write(&resume_conf, conf(""))?;
+        let child = self.spawn_agent(&first, &name)?;
+        self.agents.push(AgentProc {
+            child: Some(child),
+            id: format!("spiffe://{TRUST_DOMAIN}/spire/agent/join_token/{token}"),
+            health_port,
+            socket,
+            resume_conf,
+        });
+        self.wait_agent_ready(i).await?;
+        Ok(i)
     }
 
     fn server_cmd(&self) -> Command {
@@ -183,39 +210,33 @@ health_checks {{
     }
 
     async fn wait_server(&self) -> Result<()> {
-        let sock = server_socket(&self.dir);
-        let bin = self.server_bin.clone();
-        wait_for(
-            "the SPIRE server healthcheck",
-            Duration::from_secs(600),
-            || {
-                let (sock, bin) = (sock.clone(), bin.clone());
-                async move {
-                    Command::new(&bin)
-                        .args(["healthcheck", "-socketPath"])
-                        .arg(&sock)
-                        .output()
-                        .await
-                        .is_ok_and(|o| o.status.success())
-                }
-            },
-        )
+        let port = self.server_health_port;
+        wait_for("the SPIRE server /ready", Duration::from_secs(600), || {
+            http_ok(port, "/ready")
+        })
         .await
         .with_context(|| format!("see {}", self.dir.join("server.log").display()))
     }
 
-    fn spawn_agent(&mut self, conf: &str) -> Result<()> {
-        let child = Command::new(&self.agent_bin)
+    pub(super) async fn wait_agent_ready(&self, i: usize) -> Result<()> {
+        let port = self.agents[i].health_port;
+        wait_for("the SPIRE agent /ready", Duration::from_secs(120), || {
+            http_ok(port, "/ready")
+        })
+        .await
+        .with_context(|| format!("see the agent logs in {}", self.dir.display()))
+    }
+
+    fn spawn_agent(&self, conf: &Path, name: &str) -> Result<Child> {
+        Command::new(&self.agent_bin)
             .arg("run")
             .arg("-config")
-            .arg(self.dir.join(conf))
-            .stdout(log_file(&self.dir.join("agent.log"))?)
-            .stderr(log_file(&self.dir.join("agent.log"))?)
+            .arg(conf)
+            .stdout(log_file(&self.dir.join(format!("{name}.log")))?)
+            .stderr(log_file(&self.dir.join(format!("{name}.log")))?)
             .kill_on_drop(true)
             .spawn()
-            .context("spawning spire-agent")?;
-        self.agent = Some(child);
-        Ok(())
+            .context("spawning spire-agent")
     }
 
     pub(super) async fn create_entries(&mut self, specs: &[EntrySpec]) -> Result<()> {
@@ -223,14 +244,26 @@ health_checks {{
             let entries: Vec<_> = chunk
                 .iter()
                 .map(|s| {
+                    let mut selectors =
+                        vec![json!({"type": "unix", "value": format!("uid:{}", s.uid)})];
                     let parent = match s.fake_node {
-                        None => self.agent_id.clone(),
+                        None => {
+                            if let Some(e) = &self.opts.exe {
+                                selectors.push(
+                                    json!({"type": "unix", "value": format!("path:{}", e.path)}),
+                                );
+                                selectors.push(
+                                    json!({"type": "unix", "value": format!("sha256:{}", e.sha256)}),
+                                );
+                            }
+                            self.agents.get(s.agent).map(|a| a.id.clone()).unwrap_or_default()
+                        }
                         Some(k) => {
                             format!("spiffe://{TRUST_DOMAIN}/spire/agent/join_token/fake-{k}")
                         }
                     };
                     let mut e = json!({
-                        "selectors": [{"type": "unix", "value": format!("uid:{}", s.uid)}],
+                        "selectors": selectors,
                         "spiffe_id": s.spiffe_id(),
                         "parent_id": parent,
                     });
@@ -262,10 +295,23 @@ health_checks {{
         Ok(())
     }
 
-    pub(super) async fn restart(&mut self) -> Result<Instant> {
+    /// Spawns the server again on its datastore; returns the spawn instant.
+    pub(super) fn respawn_server(&mut self) -> Result<Instant> {
         let started = Instant::now();
         self.server = spawn_server(&self.server_bin, &self.dir)?;
-        self.spawn_agent("agent-resume.conf")?;
+        Ok(started)
+    }
+
+    /// Spawns agent `i` again with its stored identity; returns the spawn instant.
+    pub(super) fn respawn_agent(&mut self, i: usize) -> Result<Instant> {
+        let name = if i == 0 {
+            "agent".to_owned()
+        } else {
+            format!("agent-{i}")
+        };
+        let started = Instant::now();
+        let child = self.spawn_agent(&self.agents[i].resume_conf.clone(), &name)?;
+        self.agents[i].child = Some(child);
         Ok(started)
     }
 }

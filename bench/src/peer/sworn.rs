@@ -1,6 +1,8 @@
 //! sworn under test: `sworn-server run` and `sworn-agent run` with TOML configs; entries and
 //! join tokens through the admin API on the server's unix socket (the same API the
 //! `sworn-server` CLI uses; there is no batch call, so entries are created concurrently).
+//! sworn has no switch for executable hashing: it derives `unix:sha256` when an entry needs
+//! it, so [`PeerOptions::exe`] only changes the entries' selectors.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,44 +15,43 @@ use sworn_proto::admin::{CreateEntryRequest, GenerateJoinTokenRequest, ListAgent
 use tokio::process::{Child, Command};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::process::{free_port, http_ok, log_file, wait_for};
-use super::spec::{Binaries, EntrySpec, TRUST_DOMAIN};
+use super::process::{AgentProc, free_port, http_ok, log_file, wait_for};
+use super::spec::{Binaries, EntrySpec, PeerOptions, TRUST_DOMAIN};
 
 /// Concurrent CreateEntry calls in flight.
 const CREATE_CONCURRENCY: usize = 32;
 
-/// A running sworn server + agent.
+/// A running sworn server + agents.
 #[derive(Debug)]
 pub struct Sworn {
     dir: PathBuf,
     bins: Binaries,
+    opts: PeerOptions,
     pub(super) server: Child,
-    pub(super) agent: Option<Child>,
+    pub(super) agents: Vec<AgentProc>,
     admin: AdminApiClient<Channel>,
-    agent_id: String,
-    agent_health_port: u16,
+    api_port: u16,
+    pub(super) server_health_port: u16,
 }
 
 impl Sworn {
-    pub(super) async fn start(bins: &Binaries, dir: &Path) -> Result<Self> {
+    pub(super) async fn start(bins: &Binaries, dir: &Path, opts: &PeerOptions) -> Result<Self> {
         let server_dir = dir.join("server");
-        let agent_dir = dir.join("agent");
         std::fs::create_dir_all(&server_dir)?;
-        std::fs::create_dir_all(&agent_dir)?;
+        std::fs::create_dir_all(dir.join("public"))?;
         let api_port = free_port()?;
-        let server_conf = dir.join("server.toml");
+        let server_health_port = free_port()?;
         std::fs::write(
-            &server_conf,
+            dir.join("server.toml"),
             format!(
                 "trust_domain = \"{TRUST_DOMAIN}\"\n\
                  data_dir = \"{}\"\n\
                  agent_api_address = \"127.0.0.1:{api_port}\"\n\
-                 health_address = \"127.0.0.1:{}\"\n\
+                 health_address = \"127.0.0.1:{server_health_port}\"\n\
                  default_svid_ttl = \"1h\"\n\
                  key_type = \"ec-p256\"\n\
                  log_level = \"warn\"\n",
                 server_dir.display(),
-                free_port()?
             ),
         )?;
         let server = spawn_server(bins, dir)?;
@@ -60,104 +61,125 @@ impl Sworn {
             async move { p.exists() && connect_admin(&p).await.is_ok() }
         })
         .await?;
-        let mut admin = connect_admin(&admin_sock).await?;
-        let token = admin
+        let admin = connect_admin(&admin_sock).await?;
+        let mut me = Self {
+            dir: dir.to_owned(),
+            bins: bins.clone(),
+            opts: opts.clone(),
+            server,
+            agents: Vec::new(),
+            admin,
+            api_port,
+            server_health_port,
+        };
+        me.add_agent().await?;
+        Ok(me)
+    }
+
+    /// Starts one more agent (join token, own data dir, socket and health port) and waits
+    /// until it is ready; returns its index.
+    pub(super) async fn add_agent(&mut self) -> Result<usize> {
+        let i = self.agents.len();
+        let token = self
+            .admin
             .generate_join_token(GenerateJoinTokenRequest { ttl_seconds: 3600 })
             .await?
             .into_inner()
             .token;
-        let agent_health_port = free_port()?;
-        std::fs::write(
-            dir.join("agent.toml"),
-            format!(
-                "trust_domain = \"{TRUST_DOMAIN}\"\n\
-                 data_dir = \"{}\"\n\
-                 server_address = \"https://127.0.0.1:{api_port}\"\n\
-                 bundle_file = \"{}\"\n\
-                 join_token = \"{token}\"\n\
-                 socket_path = \"{}\"\n\
-                 health_address = \"127.0.0.1:{agent_health_port}\"\n\
-                 log_level = \"warn\"\n",
-                agent_dir.display(),
-                server_dir.join("bundle.pem").display(),
-                dir.join("public").join("agent.sock").display(),
-            ),
-        )?;
-        let mut me = Self {
-            dir: dir.to_owned(),
-            bins: bins.clone(),
-            server,
-            agent: None,
-            admin,
-            agent_id: String::new(),
-            agent_health_port,
+        let health_port = free_port()?;
+        let name = if i == 0 {
+            "agent".to_owned()
+        } else {
+            format!("agent-{i}")
         };
-        me.spawn_agent("agent.toml")?;
-        me.wait_agent_ready().await?;
-        let agents = me
+        let socket = self.dir.join("public").join(format!("{name}.sock"));
+        let conf = format!(
+            "trust_domain = \"{TRUST_DOMAIN}\"\n\
+             data_dir = \"{}\"\n\
+             server_address = \"https://127.0.0.1:{}\"\n\
+             bundle_file = \"{}\"\n\
+             socket_path = \"{}\"\n\
+             health_address = \"127.0.0.1:{health_port}\"\n\
+             log_level = \"warn\"\n",
+            self.dir.join(&name).display(),
+            self.api_port,
+            self.dir.join("server").join("bundle.pem").display(),
+            socket.display(),
+        );
+        std::fs::create_dir_all(self.dir.join(&name))?;
+        let first = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&first, format!("{conf}join_token = \"{token}\"\n"))?;
+        // Later restarts resume with the stored agent SVID: the join token is spent.
+        let resume_conf = self.dir.join(format!("{name}-resume.toml"));
+        std::fs::write(&resume_conf, conf)?;
+        let known: Vec<String> = self.agents.iter().map(|a| a.id.clone()).collect();
+        let child = self.spawn_agent(&first, &name)?;
+        self.agents.push(AgentProc {
+            child: Some(child),
+            id: String::new(),
+            health_port,
+            socket,
+            resume_conf,
+        });
+        self.wait_agent_ready(i).await?;
+        let listed = self
             .admin
             .list_agents(ListAgentsRequest {})
             .await?
             .into_inner()
             .agents;
-        me.agent_id = agents
+        self.agents[i].id = listed
             .into_iter()
-            .next()
             .map(|a| a.id)
-            .ok_or_else(|| anyhow!("the sworn agent is ready but the server lists no agent"))?;
-        // Later restarts resume with the stored agent SVID: the join token is spent.
-        let conf = std::fs::read_to_string(dir.join("agent.toml"))?;
-        let resumed: String = conf
-            .lines()
-            .filter(|l| !l.starts_with("join_token"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        std::fs::write(dir.join("agent-resume.toml"), resumed)?;
-        Ok(me)
+            .find(|id| !known.contains(id))
+            .ok_or_else(|| anyhow!("sworn agent {i} is ready but the server lists no new agent"))?;
+        Ok(i)
     }
 
-    pub(super) fn socket(&self) -> PathBuf {
-        self.dir.join("public").join("agent.sock")
-    }
-
-    fn spawn_agent(&mut self, conf: &str) -> Result<()> {
-        let child = Command::new(&self.bins.sworn_agent)
+    pub(super) fn spawn_agent(&self, conf: &Path, name: &str) -> Result<Child> {
+        Command::new(&self.bins.sworn_agent)
             .arg("run")
             .arg("--config")
-            .arg(self.dir.join(conf))
-            .stdout(log_file(&self.dir.join("agent.log"))?)
-            .stderr(log_file(&self.dir.join("agent.log"))?)
+            .arg(conf)
+            .stdout(log_file(&self.dir.join(format!("{name}.log")))?)
+            .stderr(log_file(&self.dir.join(format!("{name}.log")))?)
             .kill_on_drop(true)
             .spawn()
-            .context("spawning sworn-agent")?;
-        self.agent = Some(child);
-        Ok(())
+            .context("spawning sworn-agent")
     }
 
-    async fn wait_agent_ready(&self) -> Result<()> {
-        let port = self.agent_health_port;
-        wait_for("the sworn agent /readyz", Duration::from_secs(60), || {
+    pub(super) async fn wait_agent_ready(&self, i: usize) -> Result<()> {
+        let port = self.agents[i].health_port;
+        wait_for("the sworn agent /readyz", Duration::from_secs(120), || {
             http_ok(port, "/readyz")
         })
         .await
-        .with_context(|| format!("see {}", self.dir.join("agent.log").display()))
+        .with_context(|| format!("see the agent logs in {}", self.dir.display()))
     }
 
     pub(super) async fn create_entries(&mut self, specs: &[EntrySpec]) -> Result<()> {
-        let agent_id = self.agent_id.clone();
+        let nodes: Vec<String> = self.agents.iter().map(|a| a.id.clone()).collect();
         let admin = self.admin.clone();
+        let exe = self.opts.exe.clone();
         futures::stream::iter(specs.iter().copied())
             .map(|spec| {
                 let mut admin = admin.clone();
+                let mut selectors = vec![format!("unix:uid:{}", spec.uid)];
                 let node = match spec.fake_node {
-                    None => agent_id.clone(),
+                    None => {
+                        if let Some(e) = &exe {
+                            selectors.push(format!("unix:path:{}", e.path));
+                            selectors.push(format!("unix:sha256:{}", e.sha256));
+                        }
+                        nodes.get(spec.agent).cloned().unwrap_or_default()
+                    }
                     Some(k) => format!("spiffe://{TRUST_DOMAIN}/sworn/agent/join/fake-{k}"),
                 };
                 async move {
                     admin
                         .create_entry(CreateEntryRequest {
                             spiffe_id: spec.spiffe_id(),
-                            selectors: vec![format!("unix:uid:{}", spec.uid)],
+                            selectors,
                             node,
                             ttl_seconds: spec.ttl_seconds.map(i64::from).unwrap_or(0),
                             ..Default::default()
@@ -172,11 +194,24 @@ impl Sworn {
             .await
     }
 
-    pub(super) async fn restart(&mut self) -> Result<Instant> {
+    /// Spawns the server again on its datastore; returns the spawn instant.
+    pub(super) fn respawn_server(&mut self) -> Result<Instant> {
         let started = Instant::now();
         self.server = spawn_server(&self.bins, &self.dir)?;
-        self.spawn_agent("agent-resume.toml")?;
         // The admin channel reconnects by itself on its next call.
+        Ok(started)
+    }
+
+    /// Spawns agent `i` again with its stored identity; returns the spawn instant.
+    pub(super) fn respawn_agent(&mut self, i: usize) -> Result<Instant> {
+        let name = if i == 0 {
+            "agent".to_owned()
+        } else {
+            format!("agent-{i}")
+        };
+        let started = Instant::now();
+        let child = self.spawn_agent(&self.agents[i].resume_conf.clone(), &name)?;
+        self.agents[i].child = Some(child);
         Ok(started)
     }
 }

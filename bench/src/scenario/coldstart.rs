@@ -1,127 +1,58 @@
-//! Server memory at large datastores and cold start.
-//!
-//! Per system: a fresh instance gets one entry for a probe workload on its agent; the agent
-//! is stopped, and entries scoped to 100 agents that never connect are added in bulk (so the
-//! real agent's view stays one entry, on both systems). Server RSS is read when the datastore
-//! reaches each size in `server_entries`. Then, `cold_reps` times and alternating systems,
-//! server and agent are killed and restarted together; cold start = spawn of the server →
-//! the probe workload (retrying every 20 ms) holds an SVID.
-
-use std::time::Duration;
+//! Cold start with `server_entries` entries, split into its stages: server spawn → server
+//! ready (its readiness endpoint answers) → agent connected (the agent, spawned then and
+//! resuming its stored identity, answers its readiness endpoint) → first SVID (a probe
+//! workload polling FetchX509SVID holds one). Per run: the large-datastore instance
+//! (crate::scenario::bigstore) is restarted from stopped; readiness and the probe poll every
+//! 10 ms, which bounds the resolution.
 
 use anyhow::Result;
 
+use super::bigstore;
 use super::collect::{Collector, Row};
-use crate::context::{Ctx, UID_PROBE};
-use crate::peer::{EntrySpec, Peer};
-use crate::procfs::rss_bytes;
-use crate::wire::{Command, Reply, now_ns};
-
-const MIB: f64 = 1024.0 * 1024.0;
-/// Fake agents the bulk entries are spread over.
-const FAKE_NODES: u32 = 100;
-/// Entries per create call batch (progress granularity).
-const CHUNK: usize = 5000;
+use crate::context::Ctx;
 
 /// Runs the scenario.
 pub async fn coldstart(ctx: &mut Ctx) -> Result<Vec<Row>> {
-    let sizes = ctx.sizes.server_entries.clone();
-    let largest = sizes.iter().copied().max().unwrap_or(0);
-    let mut probe = ctx.extra_pool(UID_PROBE + 100, 1).await?;
+    let mut probe = bigstore::probe(ctx).await?;
     let probe_uid = probe.workers[0].uid;
     let mut c = Collector::new("coldstart");
-    let mut peers: Vec<Peer> = Vec::new();
-    for kind in ctx.kinds.clone() {
-        let mut peer = ctx.start("coldstart", kind).await?;
-        peer.create_entries(&[EntrySpec::local(probe_uid)]).await?;
-        peer.stop_agent().await?;
-        let mut made = 0usize;
-        let bulk_started = std::time::Instant::now();
-        for &target in &sizes {
-            while made < target {
-                let end = (made + CHUNK).min(target);
-                let specs: Vec<EntrySpec> = (made..end)
-                    .map(|i| EntrySpec {
-                        uid: 100_000 + i as u32,
-                        ttl_seconds: None,
-                        fake_node: Some(i as u32 % FAKE_NODES),
-                    })
-                    .collect();
-                peer.create_entries(&specs).await?;
-                made = end;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            if let Some(pid) = peer.server_pid() {
-                c.low(
-                    &format!("server RSS, {} entries", human(target)),
-                    "MiB",
-                    kind,
-                    rss_bytes(pid)? as f64 / MIB,
-                );
-            }
-        }
-        c.high(
-            "bulk entry creation rate (admin API)",
-            "entries/s",
+    let k = human(ctx.sizes.server_entries);
+    let total = format!("cold start, {k} entries: server spawn → first SVID");
+    for (pair, kind) in ctx.schedule("coldstart") {
+        bigstore::ensure(ctx, kind, probe_uid).await?;
+        ctx.progress("coldstart", pair, kind);
+        let s = bigstore::cold_start(ctx, kind, &mut probe).await?;
+        bigstore::stop(ctx, kind).await?;
+        c.low(&total, "s", kind, s.total());
+        c.low(
+            "cold start: spawn → server ready",
+            "s",
             kind,
-            largest as f64 / bulk_started.elapsed().as_secs_f64(),
+            s.server_ready,
         );
-        eprintln!(
-            "  {}: {largest} entries in {:.0?}",
-            kind.name(),
-            bulk_started.elapsed()
+        c.low(
+            "cold start: server ready → agent connected",
+            "s",
+            kind,
+            s.agent_connected,
         );
-        peer.stop_server().await?;
-        peers.push(peer);
-    }
-    let name = format!("cold start, {} entries → first SVID", human(largest));
-    for _rep in 0..ctx.sizes.cold_reps {
-        for peer in &mut peers {
-            let spawned = peer.restart().await?;
-            let t0 = now_ns() - spawned.elapsed().as_nanos() as u64;
-            let replies = probe
-                .call_all_ok(
-                    0..1,
-                    &Command::FetchUntilOk {
-                        socket: peer.endpoint(),
-                        interval_ms: 20,
-                        timeout_ms: 600_000,
-                    },
-                )
-                .await?;
-            if let Some(Reply::Fetched { at_ns, .. }) = replies.first() {
-                c.low(
-                    &name,
-                    "s",
-                    peer.kind(),
-                    at_ns.saturating_sub(t0) as f64 / 1e9,
-                );
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if let Some(pid) = peer.server_pid() {
-                c.low(
-                    &format!("server RSS after cold start, {} entries", human(largest)),
-                    "MiB",
-                    peer.kind(),
-                    rss_bytes(pid)? as f64 / MIB,
-                );
-            }
-            peer.stop_agent().await?;
-            peer.stop_server().await?;
-        }
+        c.low(
+            "cold start: agent connected → first SVID",
+            "s",
+            kind,
+            s.first_svid,
+        );
     }
     c.note(
-        &name,
-        "server and agent restarted together; the agent resumes its stored identity",
+        &total,
+        "server, then agent, spawned from stopped; readiness polled every 10 ms",
     );
     probe.shutdown().await;
-    for p in peers {
-        p.shutdown().await;
-    }
     Ok(c.rows())
 }
 
-fn human(n: usize) -> String {
+/// `100000` → `100k`.
+pub fn human(n: usize) -> String {
     if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {

@@ -1,13 +1,14 @@
 //! How a scenario's measurements become rows: a [`Collector`] gathers one value per
-//! repetition per system and per metric, and [`Collector::rows`] summarises each metric into
-//! a [`Row`] (median and spread) for the report.
+//! repetition per system and per metric, [`Collector::rows`] summarises each metric into
+//! a [`Row`] (median and spread), and [`Row::compare`] adds the ratio of medians, its
+//! bootstrap interval and the verdict (crate::stats).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::peer::Kind;
-use crate::stats::Summary;
+use crate::stats::{self, Summary, Verdict};
 use crate::wire::Reply;
 
 /// One line of the results table.
@@ -29,25 +30,27 @@ pub struct Row {
     pub floor: Option<String>,
     /// A remark (conditions, caveats).
     pub note: Option<String>,
+    /// 95% percentile bootstrap interval of sworn ÷ SPIRE medians (when both measured).
+    #[serde(default)]
+    pub interval: Option<(f64, f64)>,
+    /// Who wins: only when the interval excludes 1.
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
 }
 
 impl Row {
     /// sworn ÷ SPIRE medians.
     pub fn ratio(&self) -> Option<f64> {
-        match (&self.sworn, &self.spire) {
-            (Some(a), Some(b)) if b.median != 0.0 => Some(a.median / b.median),
-            _ => None,
-        }
+        stats::ratio_of_medians(&self.sworn.as_ref()?.runs, &self.spire.as_ref()?.runs)
     }
 
-    /// Whether sworn's median is worse than SPIRE's.
-    pub fn sworn_loses(&self) -> Option<bool> {
-        let r = self.ratio()?;
-        Some(if self.lower_is_better {
-            r > 1.0
-        } else {
-            r < 1.0
-        })
+    /// Fills the interval (`stats::RESAMPLES` resamples from `seed`) and the verdict.
+    pub fn compare(&mut self, seed: u64) {
+        let (Some(a), Some(b)) = (&self.sworn, &self.spire) else {
+            return;
+        };
+        self.interval = stats::bootstrap_ratio(&a.runs, &b.runs, stats::RESAMPLES, seed);
+        self.verdict = self.interval.map(|i| Verdict::of(i, self.lower_is_better));
     }
 }
 
@@ -139,6 +142,8 @@ impl Collector {
                 spire: m.runs.get("spire").and_then(|r| Summary::of(r)),
                 floor: m.floor,
                 note: m.note,
+                interval: None,
+                verdict: None,
             });
         }
         out
