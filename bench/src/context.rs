@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::floors::Floors;
-use crate::peer::{Binaries, ExeSelectors, Kind, Peer, PeerOptions};
+use crate::peer::{Binaries, EntrySpec, ExeSelectors, Kind, Peer, PeerOptions};
 use crate::stats::Rng;
 use crate::wire::Command;
 use crate::workers::Pool;
@@ -210,6 +210,20 @@ impl Ctx {
         for (_, p) in bigstore {
             p.shutdown().await;
         }
+    }
+}
+
+impl Ctx {
+    /// Registers one local (uid-only) entry for each of workers `0..n` on `peer` and
+    /// connects those workers to its Workload API; returns the endpoint.
+    pub async fn serve_local(&mut self, peer: &mut Peer, n: usize) -> Result<String> {
+        let specs: Vec<EntrySpec> = (0..n)
+            .map(|i| EntrySpec::local(self.uid(UID_BASE, i)))
+            .collect();
+        peer.create_entries(&specs).await?;
+        let ep = peer.endpoint();
+        connect(&mut self.pool, 0..n, &ep).await?;
+        Ok(ep)
     }
 }
 

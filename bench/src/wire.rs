@@ -206,6 +206,18 @@ fn time(b: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::try_from(secs).ok()?, rest))
 }
 
+/// The latest instant at which any of `replies` fetched, or `t0` when none did.
+pub fn last_fetched(replies: &[Reply], t0: u64) -> u64 {
+    replies
+        .iter()
+        .filter_map(|r| match r {
+            Reply::Fetched { at_ns, .. } => Some(*at_ns),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(t0)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

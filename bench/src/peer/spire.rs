@@ -134,11 +134,7 @@ health_checks {{
             .as_str()
             .ok_or_else(|| anyhow!("spire-server token generate: no token in {out:?}"))?
             .to_owned();
-        let name = if i == 0 {
-            "agent".to_owned()
-        } else {
-            format!("agent-{i}")
-        };
+        let name = super::agent_name(i);
         let data = self.dir.join(&name);
         std::fs::create_dir_all(&data)?;
         let socket = self.dir.join("public").join(format!("{name}.sock"));
@@ -304,11 +300,7 @@ health_checks {{
 
     /// Spawns agent `i` again with its stored identity; returns the spawn instant.
     pub(super) fn respawn_agent(&mut self, i: usize) -> Result<Instant> {
-        let name = if i == 0 {
-            "agent".to_owned()
-        } else {
-            format!("agent-{i}")
-        };
+        let name = super::agent_name(i);
         let started = Instant::now();
         let child = self.spawn_agent(&self.agents[i].resume_conf.clone(), &name)?;
         self.agents[i].child = Some(child);

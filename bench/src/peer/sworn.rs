@@ -87,11 +87,7 @@ impl Sworn {
             .into_inner()
             .token;
         let health_port = free_port()?;
-        let name = if i == 0 {
-            "agent".to_owned()
-        } else {
-            format!("agent-{i}")
-        };
+        let name = super::agent_name(i);
         let socket = self.dir.join("public").join(format!("{name}.sock"));
         let conf = format!(
             "trust_domain = \"{TRUST_DOMAIN}\"\n\
@@ -204,11 +200,7 @@ impl Sworn {
 
     /// Spawns agent `i` again with its stored identity; returns the spawn instant.
     pub(super) fn respawn_agent(&mut self, i: usize) -> Result<Instant> {
-        let name = if i == 0 {
-            "agent".to_owned()
-        } else {
-            format!("agent-{i}")
-        };
+        let name = super::agent_name(i);
         let started = Instant::now();
         let child = self.spawn_agent(&self.agents[i].resume_conf.clone(), &name)?;
         self.agents[i].child = Some(child);

@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use super::collect::{Collector, Row, latencies};
-use crate::context::{Ctx, UID_BASE, connect};
-use crate::peer::{EntrySpec, Kind, Peer, PeerOptions};
+use crate::context::Ctx;
+use crate::peer::{Kind, Peer, PeerOptions};
 use crate::procfs::rss_bytes;
 use crate::stats::percentile;
 use crate::wire::Command;
@@ -56,12 +56,7 @@ async fn one(ctx: &mut Ctx, kind: Kind, c: &mut Collector) -> Result<()> {
     let mut peer = ctx.start_with("fetch", kind, &opts).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     agent_rss(&peer, c, "agent RSS, idle (attested, no entries)")?;
-    let specs: Vec<EntrySpec> = (0..n)
-        .map(|i| EntrySpec::local(ctx.uid(UID_BASE, i)))
-        .collect();
-    peer.create_entries(&specs).await?;
-    let ep = peer.endpoint();
-    connect(&mut ctx.pool, 0..n, &ep).await?;
+    let ep = ctx.serve_local(&mut peer, n).await?;
     ctx.pool
         .call_all_ok(
             0..n,

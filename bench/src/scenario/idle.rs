@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::collect::{Collector, Row};
-use crate::context::{Ctx, UID_BASE, connect};
-use crate::peer::{EntrySpec, Kind};
+use crate::context::Ctx;
+use crate::peer::Kind;
 use crate::procfs::cpu_seconds;
 use crate::wire::Command;
 
@@ -39,12 +39,7 @@ pub async fn idle(ctx: &mut Ctx) -> Result<Vec<Row>> {
 async fn one(ctx: &mut Ctx, kind: Kind, c: &mut Collector) -> Result<()> {
     let n = ctx.sizes.idle_workloads;
     let mut peer = ctx.start("idle", kind).await?;
-    let specs: Vec<EntrySpec> = (0..n)
-        .map(|i| EntrySpec::local(ctx.uid(UID_BASE, i)))
-        .collect();
-    peer.create_entries(&specs).await?;
-    let ep = peer.endpoint();
-    connect(&mut ctx.pool, 0..n, &ep).await?;
+    let ep = ctx.serve_local(&mut peer, n).await?;
     ctx.pool
         .call_all_ok(
             0..n,

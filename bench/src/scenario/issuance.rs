@@ -14,7 +14,7 @@ use super::collect::{Collector, Row};
 use crate::context::{Ctx, UID_BASE, connect};
 use crate::peer::{EntrySpec, Kind};
 use crate::procfs::cpu_seconds;
-use crate::wire::{Command, Reply, now_ns};
+use crate::wire::{Command, Reply, last_fetched, now_ns};
 use crate::workers::Pool;
 
 /// Retry interval of a workload without an SVID.
@@ -138,14 +138,7 @@ pub async fn serve_all(
     {
         anyhow::bail!("a workload was not served: {message}");
     }
-    let last = replies
-        .iter()
-        .filter_map(|r| match r {
-            Reply::Fetched { at_ns, .. } => Some(*at_ns),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(t0);
+    let last = last_fetched(&replies, t0);
     Ok(Served {
         secs: (last.saturating_sub(t0) as f64 / 1e9).max(1e-6),
         server_cpu: s1 - s0,

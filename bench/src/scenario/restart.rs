@@ -8,9 +8,9 @@
 use anyhow::Result;
 
 use super::collect::{Collector, Row};
-use crate::context::{Ctx, UID_BASE, connect};
-use crate::peer::{EntrySpec, Kind};
-use crate::wire::{Command, Reply, now_ns};
+use crate::context::Ctx;
+use crate::peer::Kind;
+use crate::wire::{Command, last_fetched, now_ns};
 
 /// Retry interval of a workload waiting for its agent.
 const POLL_MS: u64 = 50;
@@ -35,12 +35,7 @@ pub async fn restart(ctx: &mut Ctx) -> Result<Vec<Row>> {
 async fn one(ctx: &mut Ctx, kind: Kind, all: &str, c: &mut Collector) -> Result<()> {
     let n = ctx.sizes.restart_workloads;
     let mut peer = ctx.start("restart", kind).await?;
-    let specs: Vec<EntrySpec> = (0..n)
-        .map(|i| EntrySpec::local(ctx.uid(UID_BASE, i)))
-        .collect();
-    peer.create_entries(&specs).await?;
-    let ep = peer.endpoint();
-    connect(&mut ctx.pool, 0..n, &ep).await?;
+    let ep = ctx.serve_local(&mut peer, n).await?;
     let until_ok = Command::FetchUntilOk {
         socket: ep.clone(),
         interval_ms: POLL_MS,
@@ -56,14 +51,7 @@ async fn one(ctx: &mut Ctx, kind: Kind, all: &str, c: &mut Collector) -> Result<
     };
     let (replies, ready_s) = tokio::join!(ctx.pool.call_all_ok(0..n, &until_ok), ready);
     let replies = replies?;
-    let last = replies
-        .iter()
-        .filter_map(|r| match r {
-            Reply::Fetched { at_ns, .. } => Some(*at_ns),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(t0);
+    let last = last_fetched(&replies, t0);
     c.low(all, "s", kind, last.saturating_sub(t0) as f64 / 1e9);
     c.low("agent restart: spawn → agent ready", "s", kind, ready_s);
     peer.shutdown().await;
