@@ -38,6 +38,10 @@ pub struct Metrics {
     /// Workload mint outcomes from the server, by `mode` (`unix`, `k8s`) and `outcome`
     /// (`issued`, `denied`, `unavailable`). Only `denied` drops a cached SVID.
     pub mint_outcomes: Family<Labels, Counter>,
+    /// `MintX509SVIDs` requests sent to the server (each carries up to 256 items).
+    pub mint_requests: Counter,
+    /// Mint items waiting for a request (at most 4 requests are in flight at once).
+    pub mint_items_queued: Gauge,
     /// Agent SVID renewals.
     pub agent_renewals: Counter,
     /// Workload API connections the agent closed, by `reason`: `limit` (a connection cap)
@@ -64,6 +68,8 @@ impl Metrics {
         let cache_size = Gauge::default();
         let rotations = Counter::default();
         let mint_outcomes = Family::<Labels, Counter>::default();
+        let mint_requests = Counter::default();
+        let mint_items_queued = Gauge::default();
         let agent_renewals = Counter::default();
         let connections_closed = Family::<Labels, Counter>::default();
         let exe_digests = Family::<Labels, Counter>::default();
@@ -98,6 +104,16 @@ impl Metrics {
             mint_outcomes.clone(),
         );
         registry.register(
+            "mint_requests",
+            "MintX509SVIDs requests sent to the server",
+            mint_requests.clone(),
+        );
+        registry.register(
+            "mint_items_queued",
+            "Mint items waiting for a request",
+            mint_items_queued.clone(),
+        );
+        registry.register(
             "agent_renewals",
             "Agent SVID renewals",
             agent_renewals.clone(),
@@ -114,6 +130,8 @@ impl Metrics {
             cache_size,
             rotations,
             mint_outcomes,
+            mint_requests,
+            mint_items_queued,
             agent_renewals,
             connections_closed,
             exe_digests,

@@ -7,6 +7,8 @@
 //! - a private key never leaves the agent: only CSRs go to the server;
 //! - a key has at most one mint in flight, shared by its callers; other keys never wait on
 //!   it, and no lock is held across a call;
+//! - items waiting to be minted, first mints and rotations alike, share requests of at most
+//!   256 items, with at most 4 requests in flight on the one channel to the server;
 //! - every change (new SVID, rotation, removal, expiry) bumps the generation `watch`, which
 //!   every open Workload API stream follows and answers with the complete state;
 //! - an entry gone from the Sync state, and a workload gone from the node, lose their SVIDs
@@ -18,6 +20,7 @@
 //!   `Unavailable`, never `PermissionDenied`.
 
 mod mint;
+mod queue;
 mod rotation;
 mod scope;
 mod state;

@@ -60,8 +60,8 @@ pub enum Step {
     /// Another caller's mint of this key is in flight: wait for its end (`None` until then;
     /// the sender is dropped without an end if that caller gave up).
     Wait(watch::Receiver<Option<Ended>>),
-    /// This caller mints the key, as flight `id`.
-    Claim(u64),
+    /// This caller mints the key, as flight `id`, and waits for its end like any other.
+    Claim(u64, watch::Receiver<Option<Ended>>),
 }
 
 /// What finishing a flight did.
@@ -118,7 +118,8 @@ impl State {
         if let Some(flight) = self.flights.get(key) {
             return Step::Wait(flight.done.subscribe());
         }
-        Step::Claim(self.claim(key))
+        let (id, ended) = self.claim(key);
+        Step::Claim(id, ended)
     }
 
     /// Records that a caller was handed `key`'s SVID (the end of a flight it waited on).
@@ -128,17 +129,23 @@ impl State {
         }
     }
 
-    fn claim(&mut self, key: &Key) -> u64 {
+    fn claim(&mut self, key: &Key) -> (u64, watch::Receiver<Option<Ended>>) {
         self.next_flight = self.next_flight.wrapping_add(1);
         let id = self.next_flight;
-        let (done, _) = watch::channel(None);
+        let (done, ended) = watch::channel(None);
         self.flights.insert(key.clone(), Flight { id, done });
-        id
+        (id, ended)
+    }
+
+    /// Whether flight `id` of `key` is still the one in flight (not ended, voided or
+    /// abandoned).
+    pub fn is_flight(&self, key: &Key, id: u64) -> bool {
+        self.flights.get(key).is_some_and(|f| f.id == id)
     }
 
     /// Claims `key` for rotation unless a mint of it is already in flight.
     pub fn claim_idle(&mut self, key: &Key) -> Option<u64> {
-        (!self.flights.contains_key(key)).then(|| self.claim(key))
+        (!self.flights.contains_key(key)).then(|| self.claim(key).0)
     }
 
     /// Gives up flight `id` of `key` without an end (its caller went away): the waiters try
@@ -328,7 +335,7 @@ mod tests {
 
     fn claim(state: &mut State, key: &Key) -> u64 {
         match state.step(key, SystemTime::now(), Instant::now()) {
-            Step::Claim(id) => id,
+            Step::Claim(id, _) => id,
             other => panic!("expected a claim, got {other:?}"),
         }
     }
@@ -400,7 +407,7 @@ mod tests {
         let later = Instant::now() + DENIAL_MEMORY;
         assert!(matches!(
             state.step(&a, SystemTime::now(), later),
-            Step::Claim(_)
+            Step::Claim(..)
         ));
     }
 

@@ -2,10 +2,11 @@
 //! agent's SVID cache").
 //!
 //! Callers ask [`SvidCache::ensure`] for the SVIDs of their entries. Each missing key is
-//! minted in a request of its own, single-flight: callers of the same key share its mint,
-//! and callers of other keys never wait on it. The state mutex is never held across an
-//! await. A workload that goes away (a pod deleted) ends its callers' waits at once, and a
-//! mint that finishes for it afterwards is discarded.
+//! minted single-flight: callers of the same key share its mint, and callers of other keys
+//! never wait on it. The first caller of a key claims its flight and queues the item
+//! (`queue`), where it shares a request with whatever else is waiting, rotations included.
+//! The state mutex is never held across an await. A workload that goes away (a pod deleted)
+//! ends its callers' waits at once, and a mint that finishes for it afterwards is discarded.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,7 +17,8 @@ use sworn_identity::{EntryId, Grant};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
-use super::mint::{self, MintError, MintOutcome};
+use super::mint::{MintError, MintOutcome};
+use super::queue::{MintQueue, Pending};
 use super::scope::{Evidence, Key, Scope, Workloads};
 use super::state::{Ended, State, Step};
 use super::svid::WorkloadSvid;
@@ -27,9 +29,12 @@ use crate::upstream::Upstream;
 #[derive(Debug)]
 pub struct SvidCache {
     state: Mutex<State>,
+    /// Items waiting for a mint request.
+    pub(super) queue: MintQueue,
     generation: watch::Sender<u64>,
-    /// Wakes the rotation task when a new SVID changes the schedule.
-    pub(super) inserted: Notify,
+    /// Wakes the rotation task when a finished mint changes the schedule: a new SVID, or a
+    /// retry after `Unavailable` (a key in flight is not on the schedule until it ends).
+    pub(super) rescheduled: Notify,
     pub(super) upstream: Arc<Upstream>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) workloads: Arc<dyn Workloads>,
@@ -53,8 +58,9 @@ impl From<Ended> for Got {
     }
 }
 
-/// The flight a caller owns; abandoned if the caller goes away before it finishes, so the
-/// callers waiting on it take over.
+/// The flight a caller owns; abandoned if the caller goes away while its item is still
+/// queued, so the callers waiting on it take over. Once sent, the item is finished by the
+/// sender whether its caller waits or not.
 struct Owned<'a> {
     cache: &'a SvidCache,
     key: &'a Key,
@@ -64,7 +70,7 @@ struct Owned<'a> {
 
 impl Drop for Owned<'_> {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.finished && self.cache.queue.withdraw(self.key, self.id) {
             self.cache.lock().abandon(self.key, self.id);
         }
     }
@@ -79,8 +85,9 @@ impl SvidCache {
     ) -> Self {
         Self {
             state: Mutex::new(State::default()),
+            queue: MintQueue::new(metrics.mint_items_queued.clone()),
             generation: watch::Sender::new(0),
-            inserted: Notify::new(),
+            rescheduled: Notify::new(),
             upstream,
             metrics,
             workloads,
@@ -191,25 +198,29 @@ impl SvidCache {
                         return ended.into();
                     }
                 }
-                Step::Claim(id) => {
+                Step::Claim(id, mut flight) => {
                     let mut owned = Owned {
                         cache: self,
                         key,
                         id,
                         finished: false,
                     };
-                    let item = vec![(key.entry, evidence.clone())];
-                    let outcome = mint::mint_items(&self.upstream, &self.metrics, item)
-                        .await
-                        .pop()
-                        .map(|(_, outcome)| outcome);
-                    owned.finished = true;
-                    let Some(outcome) = outcome else {
-                        // One item asked, one outcome answered (mint_items' contract).
-                        self.lock().abandon(key, id);
-                        return Got::Fault("no outcome for the item".into());
+                    self.enqueue(vec![Pending {
+                        key: key.clone(),
+                        id,
+                        evidence: evidence.clone(),
+                        rotation: false,
+                    }]);
+                    let ended = match flight.wait_for(Option::is_some).await {
+                        Ok(end) => end.clone(),
+                        Err(_) => None,
                     };
-                    return self.finish(key, id, outcome, false).into();
+                    owned.finished = true;
+                    // Every end of an owned flight is sent (finish, or a drop that voids it);
+                    // should none come, ask again.
+                    if let Some(ended) = ended {
+                        return ended.into();
+                    }
                 }
             }
         }
@@ -247,7 +258,9 @@ impl SvidCache {
         }
         if finished.changed {
             self.bump(&state);
-            self.inserted.notify_one();
+        }
+        if finished.changed || finished.retry_in.is_some() {
+            self.rescheduled.notify_one();
         }
         finished.ended
     }
