@@ -112,7 +112,9 @@ async fn requests(agent: &sworn_agent::RunningAgent) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
-/// An agent whose socket directory other uids can traverse, with an entry for [`OTHER_UID`].
+/// An agent whose socket directory other uids can traverse, with an entry for [`OTHER_UID`]
+/// running the `sworn-agent` binary (or a copy): `unix:uid` and `unix:sha256`, so every unix
+/// caller's executable is hashed (the agent hashes only while some entry needs the digest).
 async fn agent_for_other_uid(
     env: &Env,
     tune: impl FnOnce(&mut sworn_agent::Config),
@@ -120,13 +122,14 @@ async fn agent_for_other_uid(
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let agent = env.agent_with("a", tune).await;
     let node = agent.agent_id().unwrap().to_string();
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_sworn-agent")).unwrap();
+    let mut selectors = uid_selector(OTHER_UID);
+    selectors.push(format!(
+        "unix:sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&binary))
+    ));
     let entry = env
-        .entry(
-            "spiffe://example.org/other",
-            &uid_selector(OTHER_UID),
-            &node,
-            600,
-        )
+        .entry("spiffe://example.org/other", &selectors, &node, 600)
         .await;
     synced(&agent, &[&entry]).await;
     agent

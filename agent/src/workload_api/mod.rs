@@ -10,6 +10,7 @@
 
 mod attest;
 mod conn;
+mod entitlements;
 mod header;
 mod inspections;
 mod limits;
@@ -48,8 +49,9 @@ pub use limits::{
     MAX_STREAMS_PER_TENANT,
 };
 
-use attest::Attested;
+use attest::{Attested, Hash};
 use conn::ConnSettings;
+use entitlements::Entitlements;
 use limits::{Limits, StreamPermit};
 
 /// Largest inbound message: requests are empty or a few strings.
@@ -71,6 +73,8 @@ pub(crate) struct Shared {
     /// The HTTP/2 guard's bounds and deadlines for every connection.
     guard: sworn_h2guard::Limits,
     inspections: Arc<inspections::Inspections>,
+    /// What the current Sync state asks of callers, derived once per state.
+    entitlements: Arc<Entitlements>,
     /// Kubernetes mode: the pod watch and attestation settings.
     k8s: Option<Arc<PodWorkloads>>,
     /// Whether callers are captured with `SO_PEERPIDFD` (see `pidfd`).
@@ -96,6 +100,7 @@ impl Shared {
             inspections: Arc::new(inspections::Inspections::new(
                 sworn_caller::DigestCache::default(),
             )),
+            entitlements: Arc::default(),
             k8s: None,
             peer_pidfd: sworn_caller::PeerPidfd::Use,
         }
@@ -133,6 +138,34 @@ impl Shared {
         self.limits = Arc::new(Limits::new(max_connections));
         self.guard = guard;
         self
+    }
+
+    /// Whether unix callers are hashed now: only while some synced entry has a
+    /// `unix:sha256` selector.
+    fn hash(&self) -> Hash {
+        let state = self.sync.borrow().clone();
+        match state {
+            Some(state) if self.entitlements.of(&state).needs_sha256 => Hash::Needed,
+            _ => Hash::Skipped,
+        }
+    }
+
+    /// A unix caller attested without its executable's digest, inspected again with it
+    /// once some entry needs it (so an open stream still gets a `unix:sha256` entry added
+    /// later); `None` when nothing changed. A caller that can no longer be inspected has no
+    /// identity.
+    async fn reinspected(&self, who: &Attested) -> Result<Option<Attested>, Status> {
+        if self.k8s.is_some() || who.hash == Hash::Needed || self.hash() == Hash::Skipped {
+            return Ok(None);
+        }
+        let caller = who.caller().clone();
+        match attest::attest(caller, &self.inspections, &self.metrics, Hash::Needed).await {
+            Ok(fresh) => Ok(Some(fresh)),
+            Err(e) => {
+                info!(target: "sworn::audit", factor = %e.factor(), error = %e, uid = who.uid(), pid = who.pid(), "caller refused on re-inspection");
+                Err(refusal::no_identity())
+            }
+        }
     }
 
     /// Kubernetes mode: the cgroup roots a caller's pod is found under.
@@ -185,7 +218,7 @@ impl Shared {
                 }),
             None => {
                 let (uid, pid) = (caller.uid(), caller.pid());
-                attest::attest(caller, &self.inspections, &self.metrics)
+                attest::attest(caller, &self.inspections, &self.metrics, self.hash())
                     .await
                     .map_err(|e| {
                         info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, uid, pid, "caller refused");
@@ -204,11 +237,17 @@ struct WorkloadApi {
     shared: Shared,
 }
 
-/// Follows changes and yields each new complete state; ends after an error.
-fn follow<T, F, Fut>(shared: Shared, permit: StreamPermit, first: T, next: F) -> BoxStream<T>
+/// Follows changes and yields each new complete state for `who`; ends after an error.
+fn follow<T, F, Fut>(
+    shared: Shared,
+    permit: StreamPermit,
+    who: Attested,
+    first: T,
+    next: F,
+) -> BoxStream<T>
 where
     T: Clone + PartialEq + Send + 'static,
-    F: Fn(Shared) -> Fut + Send + 'static,
+    F: Fn(Shared, Arc<Attested>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, Status>> + Send,
 {
     Box::pin(async_stream::stream! {
@@ -218,6 +257,7 @@ where
         // Every change of the cache: new SVIDs, rotation, expiry, a pod's deletion.
         let mut cache = shared.cache.subscribe();
         cache.borrow_and_update();
+        let mut who = Arc::new(who);
         let mut last = first.clone();
         yield Ok(first);
         loop {
@@ -229,7 +269,15 @@ where
                 changed = sync.changed() => if changed.is_err() { break },
                 changed = cache.changed() => if changed.is_err() { break },
             }
-            match next(shared.clone()).await {
+            match shared.reinspected(&who).await {
+                Ok(Some(fresh)) => who = Arc::new(fresh),
+                Ok(None) => {}
+                Err(status) => {
+                    yield Err(status);
+                    break;
+                }
+            }
+            match next(shared.clone(), who.clone()).await {
                 Ok(msg) if msg == last => {}
                 Ok(msg) => {
                     last = msg.clone();
@@ -258,11 +306,13 @@ impl SpiffeWorkloadApi for WorkloadApi {
         let first = self.shared.x509_svids(&who).await.inspect_err(|_| {
             self.shared.metrics.deny("fetch_x509_svid", "no_identity");
         })?;
-        let who = Arc::new(who);
-        let stream = follow(self.shared.clone(), permit, first, move |shared| {
-            let who = who.clone();
-            async move { shared.x509_svids(&who).await }
-        });
+        let stream = follow(
+            self.shared.clone(),
+            permit,
+            who,
+            first,
+            |shared, who| async move { shared.x509_svids(&who).await },
+        );
         Ok(Response::new(stream))
     }
 
@@ -276,11 +326,13 @@ impl SpiffeWorkloadApi for WorkloadApi {
                 .metrics
                 .deny("fetch_x509_bundles", "no_identity");
         })?;
-        let who = Arc::new(who);
-        let stream = follow(self.shared.clone(), permit, first, move |shared| {
-            let who = who.clone();
-            async move { shared.x509_bundles(&who) }
-        });
+        let stream = follow(
+            self.shared.clone(),
+            permit,
+            who,
+            first,
+            |shared, who| async move { shared.x509_bundles(&who) },
+        );
         Ok(Response::new(stream))
     }
 
