@@ -19,6 +19,7 @@
 //!   (from 1 s, doubling, capped at min(5 s, TTL/10)); a caller that needs a mint and has nothing valid gets
 //!   `Unavailable`, never `PermissionDenied`.
 
+mod entitlement;
 mod mint;
 mod queue;
 mod rotation;
@@ -28,6 +29,7 @@ mod svid;
 mod svid_cache;
 mod unix;
 
+pub use entitlement::EntryIndex;
 pub use scope::{Evidence, Renewal, Scope, Workloads};
 pub use svid::WorkloadSvid;
 pub use svid_cache::SvidCache;

@@ -23,8 +23,8 @@ use sworn_identity::selector::Selector;
 use sworn_identity::unix::UnixFacts;
 use sworn_proto::agent::UnixEvidence;
 
+use super::entitlements::Derived;
 use super::inspections::{Inspections, Turn};
-use crate::sync::SyncState;
 use crate::telemetry::Metrics;
 
 /// Why a caller was refused. The client only ever sees "no identity issued".
@@ -122,14 +122,10 @@ impl Attested {
         &self.caller
     }
 
-    /// IDs of the entries in `state` whose selectors are all among the caller's.
-    pub fn entitled(&self, state: &SyncState) -> Vec<Grant> {
-        state
-            .entries
-            .iter()
-            .filter(|e| e.selectors.iter().all(|s| self.selectors.contains(s)))
-            .map(|e| Grant::Entry(e.id))
-            .collect()
+    /// IDs of the entries of the state `derived` whose selectors are all among the
+    /// caller's (through its index, not a scan).
+    pub fn entitled(&self, derived: &Derived) -> Vec<Grant> {
+        derived.entitled(&self.selectors)
     }
 }
 

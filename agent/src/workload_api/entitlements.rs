@@ -1,14 +1,18 @@
 //! What the Sync state asks of callers, derived once per state (docs/architecture.md,
-//! "Workload attestation"): whether any entry needs a caller's executable digest.
+//! "Workload attestation"): whether any entry needs a caller's executable digest, and the
+//! index that finds a caller's entries without a scan.
 //!
 //! The Sync follower publishes each state as a new `Arc`, so a state is derived the first
 //! time a caller looks at it and reused until the next one arrives (compared by pointer:
 //! the memo holds the `Arc`, so an address is never reused while it is remembered).
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use sworn_identity::Grant;
 use sworn_identity::selector::Selector;
 
+use crate::cache::EntryIndex;
 use crate::sync::SyncState;
 
 /// One Sync state and what was derived from it.
@@ -18,6 +22,7 @@ pub struct Derived {
     pub state: Arc<SyncState>,
     /// Some entry has a `unix:sha256` selector: unix callers must be hashed.
     pub needs_sha256: bool,
+    index: EntryIndex,
 }
 
 impl Derived {
@@ -26,10 +31,29 @@ impl Derived {
             .entries
             .iter()
             .any(|e| e.selectors.iter().any(Selector::is_unix_sha256));
+        let index = crate::k8s::svids::index(&state);
         Derived {
             state,
             needs_sha256,
+            index,
         }
+    }
+
+    /// The index of the state's entries.
+    pub fn index(&self) -> &EntryIndex {
+        &self.index
+    }
+
+    /// The entries whose selectors are all among `selectors`, in the state's order.
+    pub fn entitled(&self, selectors: &BTreeSet<Selector>) -> Vec<Grant> {
+        // The index holds positions into this very state's entries.
+        let entries = &self.state.entries;
+        self.index
+            .matching(selectors, |p| &entries[p].selectors)
+            .positions
+            .into_iter()
+            .map(|p| Grant::Entry(entries[p].id))
+            .collect()
     }
 }
 
