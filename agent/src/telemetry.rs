@@ -42,6 +42,9 @@ pub struct Metrics {
     pub mint_requests: Counter,
     /// Mint items waiting for a request (at most 4 requests are in flight at once).
     pub mint_items_queued: Gauge,
+    /// Open Workload API streams woken to recompute their message (only a change for that
+    /// stream's caller wakes it).
+    pub stream_wakeups: Counter,
     /// Agent SVID renewals.
     pub agent_renewals: Counter,
     /// Workload API connections the agent closed, by `reason`: `limit` (a connection cap)
@@ -71,6 +74,7 @@ impl Metrics {
         let mint_requests = Counter::default();
         let mint_items_queued = Gauge::default();
         let agent_renewals = Counter::default();
+        let stream_wakeups = Counter::default();
         let connections_closed = Family::<Labels, Counter>::default();
         let exe_digests = Family::<Labels, Counter>::default();
         registry.register(
@@ -114,6 +118,11 @@ impl Metrics {
             mint_items_queued.clone(),
         );
         registry.register(
+            "workload_api_stream_wakeups",
+            "Workload API streams woken to recompute their message",
+            stream_wakeups.clone(),
+        );
+        registry.register(
             "agent_renewals",
             "Agent SVID renewals",
             agent_renewals.clone(),
@@ -132,6 +141,7 @@ impl Metrics {
             mint_outcomes,
             mint_requests,
             mint_items_queued,
+            stream_wakeups,
             agent_renewals,
             connections_closed,
             exe_digests,

@@ -9,8 +9,9 @@
 //!   it, and no lock is held across a call;
 //! - items waiting to be minted, first mints and rotations alike, share requests of at most
 //!   256 items, with at most 4 requests in flight on the one channel to the server;
-//! - every change (new SVID, rotation, removal, expiry) bumps the generation `watch`, which
-//!   every open Workload API stream follows and answers with the complete state;
+//! - every change (new SVID, rotation, removal, expiry) is published to the scope whose key
+//!   changed (`watch`), which that caller's open Workload API streams follow and answer with
+//!   the complete state; other callers' streams are not woken;
 //! - an entry gone from the Sync state, and a workload gone from the node, lose their SVIDs
 //!   at once;
 //! - only the server's `Denied` for an item drops its SVID (and is remembered for a while).
@@ -28,6 +29,7 @@ mod state;
 mod svid;
 mod svid_cache;
 mod unix;
+mod watch;
 
 pub use entitlement::EntryIndex;
 pub use scope::{Evidence, Renewal, Scope, Workloads};

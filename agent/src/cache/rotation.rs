@@ -59,9 +59,9 @@ impl SvidCache {
     fn drop_expired(&self) {
         let mut state = self.lock();
         let expired = state.drop_expired(SystemTime::now());
-        if expired > 0 {
-            info!(expired, "dropped expired svids");
-            self.bump(&state);
+        if !expired.is_empty() {
+            info!(expired = expired.len(), "dropped expired svids");
+            self.bump(&state, &expired);
         }
     }
 
@@ -90,8 +90,9 @@ impl SvidCache {
             }
         }
         let mut state = self.lock();
-        if state.drop_where(|k| gone.contains(&k.scope)) > 0 {
-            self.bump(&state);
+        let dropped = state.drop_where(|k| gone.contains(&k.scope));
+        if !dropped.is_empty() {
+            self.bump(&state, &dropped);
         }
         renew
             .into_iter()

@@ -245,27 +245,40 @@ impl State {
         }
     }
 
-    /// Drops every slot, denial and flight whose key matches; flights end `Void`. Returns how
-    /// many SVIDs and flights went.
-    pub fn drop_where(&mut self, doomed: impl Fn(&Key) -> bool) -> usize {
-        let before = self.slots.len() + self.flights.len();
-        self.slots.retain(|k, _| !doomed(k));
+    /// Drops every slot, denial and flight whose key matches; flights end `Void`. Returns the
+    /// keys of the SVIDs and flights that went (a key with both, twice).
+    pub fn drop_where(&mut self, doomed: impl Fn(&Key) -> bool) -> Vec<Key> {
+        let mut gone = Vec::new();
+        self.slots.retain(|k, _| {
+            let keep = !doomed(k);
+            if !keep {
+                gone.push(k.clone());
+            }
+            keep
+        });
         self.denied.retain(|k, _| !doomed(k));
         self.flights.retain(|k, f| {
             let keep = !doomed(k);
             if !keep {
                 f.done.send_replace(Some(Ended::Void));
+                gone.push(k.clone());
             }
             keep
         });
-        before - self.slots.len() - self.flights.len()
+        gone
     }
 
-    /// Drops SVIDs past `notAfter`; returns how many.
-    pub fn drop_expired(&mut self, now: SystemTime) -> usize {
-        let before = self.slots.len();
-        self.slots.retain(|_, s| s.svid.not_after > now);
-        before - self.slots.len()
+    /// Drops SVIDs past `notAfter`; returns their keys.
+    pub fn drop_expired(&mut self, now: SystemTime) -> Vec<Key> {
+        let mut gone = Vec::new();
+        self.slots.retain(|k, s| {
+            let keep = s.svid.not_after > now;
+            if !keep {
+                gone.push(k.clone());
+            }
+            keep
+        });
+        gone
     }
 
     /// Keys due for rotation with no mint in flight, and whether each was served.
@@ -417,7 +430,7 @@ mod tests {
         let a = key(1, "a");
         let id = claim(&mut state, &a);
         let mut waiter = wait(&mut state, &a);
-        assert_eq!(state.drop_where(|k| k.scope == a.scope), 1);
+        assert_eq!(state.drop_where(|k| k.scope == a.scope).len(), 1);
         assert!(matches!(*waiter.borrow_and_update(), Some(Ended::Void)));
         let f = issue(&mut state, &a, id, Duration::from_secs(60));
         assert!(matches!(f.ended, Ended::Void) && !f.changed);
@@ -462,6 +475,6 @@ mod tests {
             state.next_wake().unwrap() > later,
             "only the expiry is left"
         );
-        assert_eq!(state.drop_expired(later + Duration::from_secs(1)), 1);
+        assert_eq!(state.drop_expired(later + Duration::from_secs(1)).len(), 1);
     }
 }

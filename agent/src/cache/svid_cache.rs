@@ -22,6 +22,7 @@ use super::queue::{MintQueue, Pending};
 use super::scope::{Evidence, Key, Scope, Workloads};
 use super::state::{Ended, State, Step};
 use super::svid::WorkloadSvid;
+use super::watch::{ScopeWatch, ScopeWatches};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
@@ -32,6 +33,8 @@ pub struct SvidCache {
     /// Items waiting for a mint request.
     pub(super) queue: MintQueue,
     generation: watch::Sender<u64>,
+    /// Per-scope notices, for open streams.
+    watches: Arc<ScopeWatches>,
     /// Wakes the rotation task when a finished mint changes the schedule: a new SVID, or a
     /// retry after `Unavailable` (a key in flight is not on the schedule until it ends).
     pub(super) rescheduled: Notify,
@@ -87,6 +90,7 @@ impl SvidCache {
             state: Mutex::new(State::default()),
             queue: MintQueue::new(metrics.mint_items_queued.clone()),
             generation: watch::Sender::new(0),
+            watches: Arc::default(),
             rescheduled: Notify::new(),
             upstream,
             metrics,
@@ -99,16 +103,18 @@ impl SvidCache {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Follows every change of the cache.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.generation.subscribe()
+    /// Follows the changes of `scope`'s SVIDs (an open stream of that caller).
+    pub fn watch(&self, scope: &Scope) -> ScopeWatch {
+        self.watches.follow(scope)
     }
 
-    /// Publishes a change: open streams re-evaluate.
-    pub(super) fn bump(&self, state: &State) {
+    /// Publishes a change of the keys `changed`: the open streams of their scopes
+    /// re-evaluate, and so do the callers waiting in `ensure`.
+    pub(super) fn bump<'a>(&self, state: &State, changed: impl IntoIterator<Item = &'a Key>) {
         self.metrics
             .cache_size
             .set(i64::try_from(state.len()).unwrap_or(i64::MAX));
+        self.watches.changed(changed.into_iter().map(|k| &k.scope));
         self.generation.send_modify(|g| *g = g.wrapping_add(1));
     }
 
@@ -257,7 +263,7 @@ impl SvidCache {
             Ended::Issued(_) | Ended::Denied => {}
         }
         if finished.changed {
-            self.bump(&state);
+            self.bump(&state, [key]);
         }
         if finished.changed || finished.retry_in.is_some() {
             self.rescheduled.notify_one();
@@ -270,9 +276,9 @@ impl SvidCache {
     pub fn retain(&self, live: &HashSet<EntryId>) {
         let mut state = self.lock();
         let removed = state.drop_where(|k| k.entry.entry().is_some_and(|id| !live.contains(id)));
-        if removed > 0 {
-            info!(removed, "dropped svids of deleted entries");
-            self.bump(&state);
+        if !removed.is_empty() {
+            info!(removed = removed.len(), "dropped svids of deleted entries");
+            self.bump(&state, &removed);
         }
     }
 
@@ -281,9 +287,9 @@ impl SvidCache {
     pub fn drop_scopes(&self, gone: impl Fn(&Scope) -> bool) -> usize {
         let mut state = self.lock();
         let removed = state.drop_where(|k| gone(&k.scope));
-        if removed > 0 {
-            self.bump(&state);
+        if !removed.is_empty() {
+            self.bump(&state, &removed);
         }
-        removed
+        removed.len()
     }
 }

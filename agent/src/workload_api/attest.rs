@@ -117,6 +117,14 @@ impl Attested {
         self.caller.verify_unchanged().map_err(Refusal::Caller)
     }
 
+    /// Whose SVIDs this caller is served: its evidence's scope in the cache.
+    pub fn scope(&self) -> crate::cache::Scope {
+        match &self.k8s {
+            Some(facts) => crate::cache::Scope::of(&crate::k8s::svids::evidence(facts)),
+            None => crate::cache::Scope::Unix(self.evidence.clone()),
+        }
+    }
+
     /// The caller as captured at accept, to inspect it again.
     pub fn caller(&self) -> &Arc<Caller> {
         &self.caller

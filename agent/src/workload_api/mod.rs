@@ -150,12 +150,31 @@ impl Shared {
         }
     }
 
+    /// What a Sync state means for `who`'s stream: its entries and the bundle.
+    fn view(&self, who: &Attested) -> Option<View> {
+        let state = self.sync.borrow().clone()?;
+        let derived = self.entitlements.of(&state);
+        let entitled = match &who.k8s {
+            Some(facts) => crate::k8s::svids::entitled(facts, &state, derived.index()),
+            None => who.entitled(&derived),
+        };
+        Some(View {
+            entitled,
+            bundle: state.bundle.clone(),
+        })
+    }
+
+    /// Whether [`Shared::reinspected`] would inspect `who` again.
+    fn needs_reinspection(&self, who: &Attested) -> bool {
+        self.k8s.is_none() && who.hash == Hash::Skipped && self.hash() == Hash::Needed
+    }
+
     /// A unix caller attested without its executable's digest, inspected again with it
     /// once some entry needs it (so an open stream still gets a `unix:sha256` entry added
     /// later); `None` when nothing changed. A caller that can no longer be inspected has no
     /// identity.
     async fn reinspected(&self, who: &Attested) -> Result<Option<Attested>, Status> {
-        if self.k8s.is_some() || who.hash == Hash::Needed || self.hash() == Hash::Skipped {
+        if !self.needs_reinspection(who) {
             return Ok(None);
         }
         let caller = who.caller().clone();
@@ -231,6 +250,14 @@ impl Shared {
     }
 }
 
+/// What a Sync state means for one stream; a Sync message that leaves it equal wakes no
+/// stream.
+#[derive(Debug, PartialEq, Eq)]
+struct View {
+    entitled: Vec<sworn_identity::Grant>,
+    bundle: Vec<Vec<u8>>,
+}
+
 /// The tonic service.
 #[derive(Debug)]
 struct WorkloadApi {
@@ -238,6 +265,12 @@ struct WorkloadApi {
 }
 
 /// Follows changes and yields each new complete state for `who`; ends after an error.
+///
+/// A stream wakes to recompute only for its own caller: a change of its scope's SVIDs in
+/// the cache, or a Sync state that changes its entitlement or the bundle (or that needs
+/// the caller inspected again, see [`Shared::reinspected`]). Other callers' changes and
+/// Sync messages that change nothing for it cost it no recomputation
+/// (`sworn_agent_workload_api_stream_wakeups_total`).
 fn follow<T, F, Fut>(
     shared: Shared,
     permit: StreamPermit,
@@ -254,10 +287,10 @@ where
         let _permit = permit;
         let mut sync = shared.sync.clone();
         sync.borrow_and_update();
-        // Every change of the cache: new SVIDs, rotation, expiry, a pod's deletion.
-        let mut cache = shared.cache.subscribe();
-        cache.borrow_and_update();
         let mut who = Arc::new(who);
+        // Changes of this caller's SVIDs: new, rotated, expired, dropped (a pod's deletion).
+        let mut cache = shared.cache.watch(&who.scope());
+        let mut view = shared.view(&who);
         let mut last = first.clone();
         yield Ok(first);
         loop {
@@ -266,11 +299,27 @@ where
                     yield Err(Status::unavailable("the agent is shutting down"));
                     break;
                 }
-                changed = sync.changed() => if changed.is_err() { break },
-                changed = cache.changed() => if changed.is_err() { break },
+                changed = sync.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let now = shared.view(&who);
+                    if now == view && !shared.needs_reinspection(&who) {
+                        continue;
+                    }
+                    view = now;
+                }
+                () = cache.changed() => {}
             }
+            shared.metrics.stream_wakeups.inc();
+            // Changes from here on (this recomputation's own mints included) wake it again.
+            cache.seen();
             match shared.reinspected(&who).await {
-                Ok(Some(fresh)) => who = Arc::new(fresh),
+                Ok(Some(fresh)) => {
+                    who = Arc::new(fresh);
+                    cache = shared.cache.watch(&who.scope());
+                    view = shared.view(&who);
+                }
                 Ok(None) => {}
                 Err(status) => {
                     yield Err(status);
