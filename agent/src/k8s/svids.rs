@@ -26,10 +26,14 @@ use crate::sync::SyncState;
 use sworn_identity::pod::PodFacts;
 use sworn_identity::{ContainerId, Grant, PodUid};
 
-/// The pod's default identity, and the entries of `state` the facts satisfy, found through
-/// `index` (built from `state`, see `cache::EntryIndex`). The server re-verifies each
-/// against its own read of the pod.
-pub fn entitled(facts: &K8sFacts, state: &SyncState, index: &EntryIndex) -> Vec<Grant> {
+/// The pod's default identity, and the entries the facts satisfy. The server re-verifies
+/// each against its own read of the pod.
+pub fn entitled(facts: &K8sFacts, state: &SyncState) -> Vec<Grant> {
+    entitled_indexed(facts, state, &index(state))
+}
+
+/// [`entitled`] through `index`, built from `state` (see `cache::EntryIndex`).
+pub fn entitled_indexed(facts: &K8sFacts, state: &SyncState, index: &EntryIndex) -> Vec<Grant> {
     let mut ids = vec![Grant::PodDefault];
     let found = index.matching(&facts.selectors, |p| &state.entries[p].selectors);
     ids.extend(
@@ -252,7 +256,7 @@ async fn premint(
         .collect();
     let index = index(&state);
     let mints = callers.iter().map(|facts| {
-        let ids = entitled(facts, &state, &index);
+        let ids = entitled_indexed(facts, &state, &index);
         async move { cache.ensure(&evidence(facts), &ids).await }
     });
     for result in futures::future::join_all(mints).await {

@@ -3,8 +3,9 @@
 //! Order of checks for every call: the security header (`InvalidArgument`), the agent's
 //! readiness (`Unavailable`), the caller captured at accept (`PermissionDenied`), the
 //! per-caller stream limits (`ResourceExhausted`), then unix attestation. Streams send the
-//! complete state at once and again on every change of the Sync state or the cache; they end
-//! with `PermissionDenied` when the caller's last identity goes away. A stream is a plain
+//! complete state at once and again on every change that concerns their caller: its SVIDs in
+//! the cache, or its entitlement or the bundle in the Sync state; they end with
+//! `PermissionDenied` when the caller's last identity goes away. A stream is a plain
 //! `Stream` polled by tonic, so a client that disconnects drops it, with its permit, and
 //! nothing is left behind. Inbound messages are capped at 4 KiB (every request is tiny).
 
@@ -155,7 +156,7 @@ impl Shared {
         let state = self.sync.borrow().clone()?;
         let derived = self.entitlements.of(&state);
         let entitled = match &who.k8s {
-            Some(facts) => crate::k8s::svids::entitled(facts, &state, derived.index()),
+            Some(facts) => crate::k8s::svids::entitled_indexed(facts, &state, derived.index()),
             None => who.entitled(&derived),
         };
         Some(View {

@@ -23,7 +23,7 @@ impl Shared {
         let state = self.sync.borrow().clone().ok_or_else(not_ready)?;
         let derived = self.entitlements.of(&state);
         if let (Some(_), Some(facts)) = (&self.k8s, &who.k8s) {
-            let entry_ids = crate::k8s::svids::entitled(facts, &state, derived.index());
+            let entry_ids = crate::k8s::svids::entitled_indexed(facts, &state, derived.index());
             let evidence = crate::k8s::svids::evidence(facts);
             let svids = self
                 .cache
