@@ -38,6 +38,13 @@ pub struct Metrics {
     /// Workload mint outcomes from the server, by `mode` (`unix`, `k8s`) and `outcome`
     /// (`issued`, `denied`, `unavailable`). Only `denied` drops a cached SVID.
     pub mint_outcomes: Family<Labels, Counter>,
+    /// `MintX509SVIDs` requests sent to the server (each carries up to 256 items).
+    pub mint_requests: Counter,
+    /// Mint items waiting for a request (at most 4 requests are in flight at once).
+    pub mint_items_queued: Gauge,
+    /// Open Workload API streams woken to recompute their message (only a change for that
+    /// stream's caller wakes it).
+    pub stream_wakeups: Counter,
     /// Agent SVID renewals.
     pub agent_renewals: Counter,
     /// Workload API connections the agent closed, by `reason`: `limit` (a connection cap)
@@ -64,7 +71,10 @@ impl Metrics {
         let cache_size = Gauge::default();
         let rotations = Counter::default();
         let mint_outcomes = Family::<Labels, Counter>::default();
+        let mint_requests = Counter::default();
+        let mint_items_queued = Gauge::default();
         let agent_renewals = Counter::default();
+        let stream_wakeups = Counter::default();
         let connections_closed = Family::<Labels, Counter>::default();
         let exe_digests = Family::<Labels, Counter>::default();
         registry.register(
@@ -98,6 +108,21 @@ impl Metrics {
             mint_outcomes.clone(),
         );
         registry.register(
+            "mint_requests",
+            "MintX509SVIDs requests sent to the server",
+            mint_requests.clone(),
+        );
+        registry.register(
+            "mint_items_queued",
+            "Mint items waiting for a request",
+            mint_items_queued.clone(),
+        );
+        registry.register(
+            "workload_api_stream_wakeups",
+            "Workload API streams woken to recompute their message",
+            stream_wakeups.clone(),
+        );
+        registry.register(
             "agent_renewals",
             "Agent SVID renewals",
             agent_renewals.clone(),
@@ -114,6 +139,9 @@ impl Metrics {
             cache_size,
             rotations,
             mint_outcomes,
+            mint_requests,
+            mint_items_queued,
+            stream_wakeups,
             agent_renewals,
             connections_closed,
             exe_digests,

@@ -12,22 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use support::{Env, synced, uid_selector};
+use support::{
+    Env, copy_agent_binary, fetch_command as fetch, output_text as text, synced, uid_selector,
+};
 use tokio::process::Command;
 
 /// The uid the attacking callers run as, and the other uid whose caller must not wait.
 const ATTACKER_UID: u32 = 1000;
 const OTHER_UID: u32 = 65534;
-
-/// A copy of the `sworn-agent` binary at `dir/name` (its own inode), mode 0755.
-fn copy_agent_binary(dir: &Path, name: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.join(name);
-    std::fs::copy(env!("CARGO_BIN_EXE_sworn-agent"), &path).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
 
 /// A copy of the `sworn-agent` binary extended with holes to `len` bytes: it still runs.
 fn sparse_agent_binary(dir: &Path, name: &str, len: u64) -> PathBuf {
@@ -92,33 +84,11 @@ async fn refused(
     found
 }
 
-/// `exe fetch x509 --socket socket`, as `uid` if given.
-fn fetch(exe: &Path, socket: &Path, uid: Option<u32>) -> Command {
-    let mut cmd = Command::new(exe);
-    cmd.args(["fetch", "x509", "--socket"]).arg(socket);
-    if let Some(uid) = uid {
-        cmd.uid(uid).gid(uid);
-    }
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
 async fn run(mut cmd: Command, within: Duration) -> Output {
     tokio::time::timeout(within, cmd.output())
         .await
         .expect("the caller finished in time")
         .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout {}\nstderr {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Audit lines since `from` that mention `pid`.
@@ -142,7 +112,9 @@ async fn requests(agent: &sworn_agent::RunningAgent) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
-/// An agent whose socket directory other uids can traverse, with an entry for [`OTHER_UID`].
+/// An agent whose socket directory other uids can traverse, with an entry for [`OTHER_UID`]
+/// running the `sworn-agent` binary (or a copy): `unix:uid` and `unix:sha256`, so every unix
+/// caller's executable is hashed (the agent hashes only while some entry needs the digest).
 async fn agent_for_other_uid(
     env: &Env,
     tune: impl FnOnce(&mut sworn_agent::Config),
@@ -150,13 +122,14 @@ async fn agent_for_other_uid(
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let agent = env.agent_with("a", tune).await;
     let node = agent.agent_id().unwrap().to_string();
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_sworn-agent")).unwrap();
+    let mut selectors = uid_selector(OTHER_UID);
+    selectors.push(format!(
+        "unix:sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&binary))
+    ));
     let entry = env
-        .entry(
-            "spiffe://example.org/other",
-            &uid_selector(OTHER_UID),
-            &node,
-            600,
-        )
+        .entry("spiffe://example.org/other", &selectors, &node, 600)
         .await;
     synced(&agent, &[&entry]).await;
     agent

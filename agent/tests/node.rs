@@ -361,7 +361,17 @@ async fn a_caller_that_exits_during_attestation_gets_nothing_minted() {
             600,
         )
         .await;
-    synced(&agent, &[&exits]).await;
+    // The agent hashes callers only while some entry needs the digest: this one does (and
+    // matches no executable here).
+    let digest = env
+        .entry(
+            "spiffe://example.org/needs-a-digest",
+            &[format!("unix:sha256:{}", "0".repeat(64))],
+            &node,
+            600,
+        )
+        .await;
+    synced(&agent, &[&exits, &digest]).await;
     // The agent runs in this process: while it hashes the caller's executable, one of this
     // process's descriptors is that file.
     let hashing = || {

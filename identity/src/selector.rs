@@ -251,6 +251,12 @@ impl Selector {
         )))
     }
 
+    /// Whether this is a `unix:sha256` selector (the only one that needs the caller's
+    /// executable hashed).
+    pub fn is_unix_sha256(&self) -> bool {
+        matches!(self.0, Repr::UnixSha256(_))
+    }
+
     /// `unix` or `k8s`.
     pub fn kind(&self) -> &'static str {
         match self.0 {

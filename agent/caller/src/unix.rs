@@ -28,26 +28,29 @@ pub struct UnixFacts {
     /// `exe_link`, if it names the running executable in the agent's mount namespace too
     /// (the `unix:path` rule, see `exe`); `None` otherwise.
     pub exe_path: Option<PathBuf>,
-    /// SHA-256 of the running executable, read through the `exe` link.
-    pub exe_sha256: Sha256Digest,
-    /// Whether the digest came from the cache.
-    pub digest_source: DigestSource,
+    /// SHA-256 of the running executable, read through the `exe` link; `None` when the
+    /// inspection was asked not to hash (no entry needs `unix:sha256`).
+    pub exe_sha256: Option<Sha256Digest>,
+    /// Whether the digest came from the cache; `None` without a digest.
+    pub digest_source: Option<DigestSource>,
 }
 
 impl Caller {
     /// Reads the caller's unix facts, hashing its executable through `digests` (cached,
-    /// under its size and time caps). Blocking: a miss hashes the whole executable, so call
-    /// it from `tokio::task::spawn_blocking` (the [`Caller`] is `Send + Sync`; share it in an
-    /// `Arc`).
-    pub fn unix_facts(&self, digests: &DigestCache) -> Result<UnixFacts, CallerError> {
-        let (status, exe_link, exe_path, (exe_sha256, digest_source)) = self.inspect(|proc| {
+    /// under its size and time caps) if given; with `None` the facts carry no digest, and
+    /// nothing is read of the executable but its identity. Blocking: a miss hashes the
+    /// whole executable, so call it from `tokio::task::spawn_blocking` (the [`Caller`] is
+    /// `Send + Sync`; share it in an `Arc`).
+    pub fn unix_facts(&self, digests: Option<&DigestCache>) -> Result<UnixFacts, CallerError> {
+        let (status, exe_link, exe_path, digest) = self.inspect(|proc| {
             let status = proc.status()?;
             let link = proc.exe_path()?;
             // Opened after the link was read: if the process exec'd in between, the path
             // check below fails and the path is withheld.
             let exe = OpenExe::open(proc)?;
             let path = exe.is_at(&link).then(|| link.clone());
-            Ok((status, link, path, digests.digest(&exe)?))
+            let digest = digests.map(|d| d.digest(&exe)).transpose()?;
+            Ok((status, link, path, digest))
         })?;
         let (uid, gid) = (status.uids[1], status.gids[1]);
         if uid != self.uid() || gid != self.gid() {
@@ -65,8 +68,8 @@ impl Caller {
             supplementary_gids: status.groups,
             exe_link,
             exe_path,
-            exe_sha256,
-            digest_source,
+            exe_sha256: digest.map(|(sha256, _)| sha256),
+            digest_source: digest.map(|(_, source)| source),
         })
     }
 }

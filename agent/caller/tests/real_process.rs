@@ -54,7 +54,7 @@ fn facts_of_a_real_caller_match_the_kernel_and_sha256sum() {
     let sleep = sleep_binary();
     wait_for_exec(connector.pid(), &sleep);
     let facts = caller
-        .unix_facts(&sworn_caller::DigestCache::default())
+        .unix_facts(Some(&sworn_caller::DigestCache::default()))
         .unwrap();
     assert_eq!(facts.uid, caller.uid());
     assert_eq!(facts.gid, caller.gid());
@@ -64,7 +64,11 @@ fn facts_of_a_real_caller_match_the_kernel_and_sha256sum() {
         Some(&sleep),
         "same file in our mount namespace"
     );
-    assert_eq!(facts.exe_sha256.to_hex(), sha256sum(&sleep));
+    assert_eq!(facts.exe_sha256.unwrap().to_hex(), sha256sum(&sleep));
+    // Asked not to hash: the same facts, without a digest.
+    let unhashed = caller.unix_facts(None).unwrap();
+    assert_eq!((unhashed.exe_sha256, unhashed.digest_source), (None, None));
+    assert_eq!(unhashed.exe_path, facts.exe_path);
     let mut groups: Vec<u32> = rustix::process::getgroups()
         .unwrap()
         .iter()
@@ -87,7 +91,7 @@ fn a_caller_that_exits_before_inspection_is_refused() {
     stream.write_all(b"x").unwrap();
     assert!(connector.child.wait().unwrap().success());
     let err = caller
-        .unix_facts(&sworn_caller::DigestCache::default())
+        .unix_facts(Some(&sworn_caller::DigestCache::default()))
         .unwrap_err();
     assert!(
         matches!(err, CallerError::Gone { pid } if pid == connector.pid()),
@@ -112,7 +116,7 @@ fn a_zombie_caller_is_refused() {
     let err = caller.verify_unchanged().unwrap_err();
     assert!(matches!(err, CallerError::Exited { .. }), "{err:?}");
     let err = caller
-        .unix_facts(&sworn_caller::DigestCache::default())
+        .unix_facts(Some(&sworn_caller::DigestCache::default()))
         .unwrap_err();
     assert!(matches!(err, CallerError::Exited { .. }), "{err:?}");
 }
@@ -134,7 +138,7 @@ fn a_caller_that_hands_its_socket_to_a_child_and_exits_is_refused() {
         state_of(heir)
     );
     let err = caller
-        .unix_facts(&sworn_caller::DigestCache::default())
+        .unix_facts(Some(&sworn_caller::DigestCache::default()))
         .unwrap_err();
     assert!(
         matches!(err, CallerError::Gone { pid } if pid == connector.pid()),

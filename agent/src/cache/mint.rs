@@ -44,7 +44,8 @@ fn mode(evidence: &mint_item::Evidence) -> &'static str {
 }
 
 /// Mints one SVID per `(entry, evidence)` item, in requests of at most
-/// [`MAX_MINT_ITEMS`]. The result has one outcome per item, in order.
+/// [`MAX_MINT_ITEMS`] (the mint queue hands it one request's worth). The result has one
+/// outcome per item, in order.
 pub async fn mint_items(
     upstream: &Upstream,
     metrics: &Metrics,
@@ -58,7 +59,7 @@ pub async fn mint_items(
             .iter()
             .map(|(id, evidence)| (*id, mode(evidence)))
             .collect();
-        let outcomes = match mint_chunk(upstream, chunk).await {
+        let outcomes = match mint_chunk(upstream, metrics, chunk).await {
             Ok(outcomes) => outcomes,
             Err(reason) => ids
                 .iter()
@@ -76,6 +77,7 @@ pub async fn mint_items(
 /// One request. `Err` when the call as a whole failed (every item is then unavailable).
 async fn mint_chunk(
     upstream: &Upstream,
+    metrics: &Metrics,
     items: Vec<(Grant, mint_item::Evidence)>,
 ) -> Result<Vec<MintOutcome>, String> {
     let mut link = upstream
@@ -94,6 +96,7 @@ async fn mint_chunk(
     }
     let mut retried = false;
     let response = loop {
+        metrics.mint_requests.inc();
         let call = link.client.mint_x509_svids(request.clone());
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(Ok(r)) => break r.into_inner(),

@@ -7,8 +7,11 @@
 //! - a private key never leaves the agent: only CSRs go to the server;
 //! - a key has at most one mint in flight, shared by its callers; other keys never wait on
 //!   it, and no lock is held across a call;
-//! - every change (new SVID, rotation, removal, expiry) bumps the generation `watch`, which
-//!   every open Workload API stream follows and answers with the complete state;
+//! - items waiting to be minted, first mints and rotations alike, share requests of at most
+//!   256 items, with at most 4 requests in flight on the one channel to the server;
+//! - every change (new SVID, rotation, removal, expiry) is published to the scope whose key
+//!   changed (`watch`), which that caller's open Workload API streams follow and answer with
+//!   the complete state; other callers' streams are not woken;
 //! - an entry gone from the Sync state, and a workload gone from the node, lose their SVIDs
 //!   at once;
 //! - only the server's `Denied` for an item drops its SVID (and is remembered for a while).
@@ -17,14 +20,18 @@
 //!   (from 1 s, doubling, capped at min(5 s, TTL/10)); a caller that needs a mint and has nothing valid gets
 //!   `Unavailable`, never `PermissionDenied`.
 
+mod entitlement;
 mod mint;
+mod queue;
 mod rotation;
 mod scope;
 mod state;
 mod svid;
 mod svid_cache;
 mod unix;
+mod watch;
 
+pub use entitlement::EntryIndex;
 pub use scope::{Evidence, Renewal, Scope, Workloads};
 pub use svid::WorkloadSvid;
 pub use svid_cache::SvidCache;

@@ -3,51 +3,52 @@
 //! SVIDs of workloads that are gone.
 //!
 //! Due SVIDs are claimed as flights (a caller who needs one meanwhile shares the rotation's
-//! mint) and sent in the background, in requests of at most 256 items, so a stalled request
-//! never holds up the loop: expiry and the next due SVIDs are handled on time. Each item
-//! keeps its own retry schedule: an `Unavailable` item is retried on its own backoff with
-//! jitter, so a backlog larger than one request drains request by request.
+//! mint) and queued (`queue`): they go out in the background, in requests of at most 256
+//! items shared with first mints, so a stalled request never holds up the loop: expiry and
+//! the next due SVIDs are handled on time. Each item keeps its own retry schedule: an
+//! `Unavailable` item is retried on its own jittered backoff, so a backlog larger than one
+//! request drains request by request and retries never go out in lockstep.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, debug, info, info_span};
 
-use super::mint;
-use super::scope::{Evidence, Key, Renewal, Scope};
+use super::queue::Pending;
+use super::scope::{Key, Renewal, Scope};
 use super::svid_cache::SvidCache;
 use crate::cert;
 
 /// Longest sleep without looking at the cache (a safety net; changes wake the task anyway).
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// A claimed rotation item: its key, flight and evidence.
-type Due = (Key, u64, Evidence);
-
 impl SvidCache {
-    /// Runs until `shutdown`.
+    /// The cache's background work until `shutdown`: rotation, and the sender of the mint
+    /// requests (first mints and rotations alike).
     pub async fn run_rotation(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut batches = JoinSet::new();
+        let mints = self
+            .clone()
+            .run_mints(shutdown.clone())
+            .instrument(info_span!("mints"));
+        tokio::join!(self.rotate(shutdown), mints);
+    }
+
+    async fn rotate(&self, shutdown: CancellationToken) {
         loop {
             let horizon = SystemTime::now() + MAX_SLEEP;
             let wake = self.lock().next_wake().map_or(horizon, |w| w.min(horizon));
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    batches.shutdown().await;
-                    return;
-                }
+                () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(cert::until(wake)) => {}
-                () = self.inserted.notified() => continue,
-                Some(_) = batches.join_next(), if !batches.is_empty() => continue,
+                () = self.rescheduled.notified() => continue,
             }
             self.drop_expired();
             let due = self.claim_due();
             if !due.is_empty() {
-                let span = info_span!("rotation_batch", items = due.len());
-                batches.spawn(self.clone().rotate(due).instrument(span));
+                debug!(items = due.len(), "queued due svids for rotation");
+                self.enqueue(due);
             }
         }
     }
@@ -58,15 +59,15 @@ impl SvidCache {
     fn drop_expired(&self) {
         let mut state = self.lock();
         let expired = state.drop_expired(SystemTime::now());
-        if expired > 0 {
-            info!(expired, "dropped expired svids");
-            self.bump(&state);
+        if !expired.is_empty() {
+            info!(expired = expired.len(), "dropped expired svids");
+            self.bump(&state, &expired);
         }
     }
 
     /// Claims the due SVIDs of live workloads, with fresh evidence, and drops those of
     /// workloads that are gone.
-    fn claim_due(&self) -> Vec<Due> {
+    fn claim_due(&self) -> Vec<Pending> {
         let due = self.lock().due(SystemTime::now());
         let mut by_scope: HashMap<Scope, (Vec<Key>, bool)> = HashMap::new();
         for (key, served) in due {
@@ -89,24 +90,20 @@ impl SvidCache {
             }
         }
         let mut state = self.lock();
-        if state.drop_where(|k| gone.contains(&k.scope)) > 0 {
-            self.bump(&state);
+        let dropped = state.drop_where(|k| gone.contains(&k.scope));
+        if !dropped.is_empty() {
+            self.bump(&state, &dropped);
         }
         renew
             .into_iter()
-            .filter_map(|(key, evidence)| state.claim_idle(&key).map(|id| (key, id, evidence)))
+            .filter_map(|(key, evidence)| {
+                state.claim_idle(&key).map(|id| Pending {
+                    key,
+                    id,
+                    evidence,
+                    rotation: true,
+                })
+            })
             .collect()
-    }
-
-    /// Mints the claimed items and applies each outcome.
-    async fn rotate(self: Arc<Self>, due: Vec<Due>) {
-        let items = due
-            .iter()
-            .map(|(key, _, evidence)| (key.entry, evidence.clone()))
-            .collect();
-        let outcomes = mint::mint_items(&self.upstream, &self.metrics, items).await;
-        for ((key, id, _), (_, outcome)) in due.iter().zip(outcomes) {
-            self.finish(key, *id, outcome, true);
-        }
     }
 }

@@ -60,8 +60,8 @@ pub enum Step {
     /// Another caller's mint of this key is in flight: wait for its end (`None` until then;
     /// the sender is dropped without an end if that caller gave up).
     Wait(watch::Receiver<Option<Ended>>),
-    /// This caller mints the key, as flight `id`.
-    Claim(u64),
+    /// This caller mints the key, as flight `id`, and waits for its end like any other.
+    Claim(u64, watch::Receiver<Option<Ended>>),
 }
 
 /// What finishing a flight did.
@@ -118,7 +118,8 @@ impl State {
         if let Some(flight) = self.flights.get(key) {
             return Step::Wait(flight.done.subscribe());
         }
-        Step::Claim(self.claim(key))
+        let (id, ended) = self.claim(key);
+        Step::Claim(id, ended)
     }
 
     /// Records that a caller was handed `key`'s SVID (the end of a flight it waited on).
@@ -128,17 +129,23 @@ impl State {
         }
     }
 
-    fn claim(&mut self, key: &Key) -> u64 {
+    fn claim(&mut self, key: &Key) -> (u64, watch::Receiver<Option<Ended>>) {
         self.next_flight = self.next_flight.wrapping_add(1);
         let id = self.next_flight;
-        let (done, _) = watch::channel(None);
+        let (done, ended) = watch::channel(None);
         self.flights.insert(key.clone(), Flight { id, done });
-        id
+        (id, ended)
+    }
+
+    /// Whether flight `id` of `key` is still the one in flight (not ended, voided or
+    /// abandoned).
+    pub fn is_flight(&self, key: &Key, id: u64) -> bool {
+        self.flights.get(key).is_some_and(|f| f.id == id)
     }
 
     /// Claims `key` for rotation unless a mint of it is already in flight.
     pub fn claim_idle(&mut self, key: &Key) -> Option<u64> {
-        (!self.flights.contains_key(key)).then(|| self.claim(key))
+        (!self.flights.contains_key(key)).then(|| self.claim(key).0)
     }
 
     /// Gives up flight `id` of `key` without an end (its caller went away): the waiters try
@@ -238,27 +245,40 @@ impl State {
         }
     }
 
-    /// Drops every slot, denial and flight whose key matches; flights end `Void`. Returns how
-    /// many SVIDs and flights went.
-    pub fn drop_where(&mut self, doomed: impl Fn(&Key) -> bool) -> usize {
-        let before = self.slots.len() + self.flights.len();
-        self.slots.retain(|k, _| !doomed(k));
+    /// Drops every slot, denial and flight whose key matches; flights end `Void`. Returns the
+    /// keys of the SVIDs and flights that went (a key with both, twice).
+    pub fn drop_where(&mut self, doomed: impl Fn(&Key) -> bool) -> Vec<Key> {
+        let mut gone = Vec::new();
+        self.slots.retain(|k, _| {
+            let keep = !doomed(k);
+            if !keep {
+                gone.push(k.clone());
+            }
+            keep
+        });
         self.denied.retain(|k, _| !doomed(k));
         self.flights.retain(|k, f| {
             let keep = !doomed(k);
             if !keep {
                 f.done.send_replace(Some(Ended::Void));
+                gone.push(k.clone());
             }
             keep
         });
-        before - self.slots.len() - self.flights.len()
+        gone
     }
 
-    /// Drops SVIDs past `notAfter`; returns how many.
-    pub fn drop_expired(&mut self, now: SystemTime) -> usize {
-        let before = self.slots.len();
-        self.slots.retain(|_, s| s.svid.not_after > now);
-        before - self.slots.len()
+    /// Drops SVIDs past `notAfter`; returns their keys.
+    pub fn drop_expired(&mut self, now: SystemTime) -> Vec<Key> {
+        let mut gone = Vec::new();
+        self.slots.retain(|k, s| {
+            let keep = s.svid.not_after > now;
+            if !keep {
+                gone.push(k.clone());
+            }
+            keep
+        });
+        gone
     }
 
     /// Keys due for rotation with no mint in flight, and whether each was served.
@@ -328,7 +348,7 @@ mod tests {
 
     fn claim(state: &mut State, key: &Key) -> u64 {
         match state.step(key, SystemTime::now(), Instant::now()) {
-            Step::Claim(id) => id,
+            Step::Claim(id, _) => id,
             other => panic!("expected a claim, got {other:?}"),
         }
     }
@@ -400,7 +420,7 @@ mod tests {
         let later = Instant::now() + DENIAL_MEMORY;
         assert!(matches!(
             state.step(&a, SystemTime::now(), later),
-            Step::Claim(_)
+            Step::Claim(..)
         ));
     }
 
@@ -410,7 +430,7 @@ mod tests {
         let a = key(1, "a");
         let id = claim(&mut state, &a);
         let mut waiter = wait(&mut state, &a);
-        assert_eq!(state.drop_where(|k| k.scope == a.scope), 1);
+        assert_eq!(state.drop_where(|k| k.scope == a.scope).len(), 1);
         assert!(matches!(*waiter.borrow_and_update(), Some(Ended::Void)));
         let f = issue(&mut state, &a, id, Duration::from_secs(60));
         assert!(matches!(f.ended, Ended::Void) && !f.changed);
@@ -455,6 +475,6 @@ mod tests {
             state.next_wake().unwrap() > later,
             "only the expiry is left"
         );
-        assert_eq!(state.drop_expired(later + Duration::from_secs(1)), 1);
+        assert_eq!(state.drop_expired(later + Duration::from_secs(1)).len(), 1);
     }
 }

@@ -2,10 +2,11 @@
 //! agent's SVID cache").
 //!
 //! Callers ask [`SvidCache::ensure`] for the SVIDs of their entries. Each missing key is
-//! minted in a request of its own, single-flight: callers of the same key share its mint,
-//! and callers of other keys never wait on it. The state mutex is never held across an
-//! await. A workload that goes away (a pod deleted) ends its callers' waits at once, and a
-//! mint that finishes for it afterwards is discarded.
+//! minted single-flight: callers of the same key share its mint, and callers of other keys
+//! never wait on it. The first caller of a key claims its flight and queues the item
+//! (`queue`), where it shares a request with whatever else is waiting, rotations included.
+//! The state mutex is never held across an await. A workload that goes away (a pod deleted)
+//! ends its callers' waits at once, and a mint that finishes for it afterwards is discarded.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,10 +17,12 @@ use sworn_identity::{EntryId, Grant};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
-use super::mint::{self, MintError, MintOutcome};
+use super::mint::{MintError, MintOutcome};
+use super::queue::{MintQueue, Pending};
 use super::scope::{Evidence, Key, Scope, Workloads};
 use super::state::{Ended, State, Step};
 use super::svid::WorkloadSvid;
+use super::watch::{ScopeWatch, ScopeWatches};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
@@ -27,9 +30,14 @@ use crate::upstream::Upstream;
 #[derive(Debug)]
 pub struct SvidCache {
     state: Mutex<State>,
+    /// Items waiting for a mint request.
+    pub(super) queue: MintQueue,
     generation: watch::Sender<u64>,
-    /// Wakes the rotation task when a new SVID changes the schedule.
-    pub(super) inserted: Notify,
+    /// Per-scope notices, for open streams.
+    watches: Arc<ScopeWatches>,
+    /// Wakes the rotation task when a finished mint changes the schedule: a new SVID, or a
+    /// retry after `Unavailable` (a key in flight is not on the schedule until it ends).
+    pub(super) rescheduled: Notify,
     pub(super) upstream: Arc<Upstream>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) workloads: Arc<dyn Workloads>,
@@ -53,8 +61,9 @@ impl From<Ended> for Got {
     }
 }
 
-/// The flight a caller owns; abandoned if the caller goes away before it finishes, so the
-/// callers waiting on it take over.
+/// The flight a caller owns; abandoned if the caller goes away while its item is still
+/// queued, so the callers waiting on it take over. Once sent, the item is finished by the
+/// sender whether its caller waits or not.
 struct Owned<'a> {
     cache: &'a SvidCache,
     key: &'a Key,
@@ -64,7 +73,7 @@ struct Owned<'a> {
 
 impl Drop for Owned<'_> {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.finished && self.cache.queue.withdraw(self.key, self.id) {
             self.cache.lock().abandon(self.key, self.id);
         }
     }
@@ -79,8 +88,10 @@ impl SvidCache {
     ) -> Self {
         Self {
             state: Mutex::new(State::default()),
+            queue: MintQueue::new(metrics.mint_items_queued.clone()),
             generation: watch::Sender::new(0),
-            inserted: Notify::new(),
+            watches: Arc::default(),
+            rescheduled: Notify::new(),
             upstream,
             metrics,
             workloads,
@@ -92,16 +103,18 @@ impl SvidCache {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Follows every change of the cache.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.generation.subscribe()
+    /// Follows the changes of `scope`'s SVIDs (an open stream of that caller).
+    pub fn watch(&self, scope: &Scope) -> ScopeWatch {
+        self.watches.follow(scope)
     }
 
-    /// Publishes a change: open streams re-evaluate.
-    pub(super) fn bump(&self, state: &State) {
+    /// Publishes a change of the keys `changed`: the open streams of their scopes
+    /// re-evaluate, and so do the callers waiting in `ensure`.
+    pub(super) fn bump<'a>(&self, state: &State, changed: impl IntoIterator<Item = &'a Key>) {
         self.metrics
             .cache_size
             .set(i64::try_from(state.len()).unwrap_or(i64::MAX));
+        self.watches.changed(changed.into_iter().map(|k| &k.scope));
         self.generation.send_modify(|g| *g = g.wrapping_add(1));
     }
 
@@ -191,25 +204,29 @@ impl SvidCache {
                         return ended.into();
                     }
                 }
-                Step::Claim(id) => {
+                Step::Claim(id, mut flight) => {
                     let mut owned = Owned {
                         cache: self,
                         key,
                         id,
                         finished: false,
                     };
-                    let item = vec![(key.entry, evidence.clone())];
-                    let outcome = mint::mint_items(&self.upstream, &self.metrics, item)
-                        .await
-                        .pop()
-                        .map(|(_, outcome)| outcome);
-                    owned.finished = true;
-                    let Some(outcome) = outcome else {
-                        // One item asked, one outcome answered (mint_items' contract).
-                        self.lock().abandon(key, id);
-                        return Got::Fault("no outcome for the item".into());
+                    self.enqueue(vec![Pending {
+                        key: key.clone(),
+                        id,
+                        evidence: evidence.clone(),
+                        rotation: false,
+                    }]);
+                    let ended = match flight.wait_for(Option::is_some).await {
+                        Ok(end) => end.clone(),
+                        Err(_) => None,
                     };
-                    return self.finish(key, id, outcome, false).into();
+                    owned.finished = true;
+                    // Every end of an owned flight is sent (finish, or a drop that voids it);
+                    // should none come, ask again.
+                    if let Some(ended) = ended {
+                        return ended.into();
+                    }
                 }
             }
         }
@@ -246,8 +263,10 @@ impl SvidCache {
             Ended::Issued(_) | Ended::Denied => {}
         }
         if finished.changed {
-            self.bump(&state);
-            self.inserted.notify_one();
+            self.bump(&state, [key]);
+        }
+        if finished.changed || finished.retry_in.is_some() {
+            self.rescheduled.notify_one();
         }
         finished.ended
     }
@@ -257,9 +276,9 @@ impl SvidCache {
     pub fn retain(&self, live: &HashSet<EntryId>) {
         let mut state = self.lock();
         let removed = state.drop_where(|k| k.entry.entry().is_some_and(|id| !live.contains(id)));
-        if removed > 0 {
-            info!(removed, "dropped svids of deleted entries");
-            self.bump(&state);
+        if !removed.is_empty() {
+            info!(removed = removed.len(), "dropped svids of deleted entries");
+            self.bump(&state, &removed);
         }
     }
 
@@ -268,9 +287,9 @@ impl SvidCache {
     pub fn drop_scopes(&self, gone: impl Fn(&Scope) -> bool) -> usize {
         let mut state = self.lock();
         let removed = state.drop_where(|k| gone(&k.scope));
-        if removed > 0 {
-            self.bump(&state);
+        if !removed.is_empty() {
+            self.bump(&state, &removed);
         }
-        removed
+        removed.len()
     }
 }

@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, debug_span, info};
 
 use super::pods::{PodChange, PodIndex, running_containers};
 use super::workload::{K8sFacts, K8sWorkloadConfig, facts_for};
-use crate::cache::{Evidence, Renewal, Scope, SvidCache, Workloads};
+use crate::cache::{EntryIndex, Evidence, Renewal, Scope, SvidCache, Workloads};
 use crate::sync::SyncState;
 use sworn_identity::pod::PodFacts;
 use sworn_identity::{ContainerId, Grant, PodUid};
@@ -29,17 +29,25 @@ use sworn_identity::{ContainerId, Grant, PodUid};
 /// The pod's default identity, and the entries the facts satisfy. The server re-verifies
 /// each against its own read of the pod.
 pub fn entitled(facts: &K8sFacts, state: &SyncState) -> Vec<Grant> {
+    entitled_indexed(facts, state, &index(state))
+}
+
+/// [`entitled`] through `index`, built from `state` (see `cache::EntryIndex`).
+pub fn entitled_indexed(facts: &K8sFacts, state: &SyncState, index: &EntryIndex) -> Vec<Grant> {
     let mut ids = vec![Grant::PodDefault];
+    let found = index.matching(&facts.selectors, |p| &state.entries[p].selectors);
     ids.extend(
-        state
-            .entries
-            .iter()
-            .filter(|e| {
-                !e.selectors.is_empty() && e.selectors.iter().all(|s| facts.selectors.contains(s))
-            })
-            .map(|e| Grant::Entry(e.id)),
+        found
+            .positions
+            .into_iter()
+            .map(|p| Grant::Entry(state.entries[p].id)),
     );
     ids
+}
+
+/// The index of `state`'s entries.
+pub fn index(state: &SyncState) -> EntryIndex {
+    EntryIndex::new(state.entries.iter().map(|e| e.selectors.as_slice()))
 }
 
 /// The evidence a Kubernetes caller mints with.
@@ -246,8 +254,9 @@ async fn premint(
         .into_iter()
         .filter_map(|(_, cid)| facts_for(pods.config(), &pod, &pod_uid, &cid).ok())
         .collect();
+    let index = index(&state);
     let mints = callers.iter().map(|facts| {
-        let ids = entitled(facts, &state);
+        let ids = entitled_indexed(facts, &state, &index);
         async move { cache.ensure(&evidence(facts), &ids).await }
     });
     for result in futures::future::join_all(mints).await {

@@ -8,6 +8,11 @@
 //! uid's [`Turn`], hashes under `max_exe_hash_bytes` and the hash time cap, and reports a
 //! `unix:path` only when the path names the running executable in the agent's own mount
 //! namespace; a withheld path is audited with factor `evidence`.
+//!
+//! The executable is hashed only while some synced entry has a `unix:sha256` selector
+//! ([`Hash`]). Facts without a digest have no `unix:sha256` selector, so no such entry can
+//! match them, here or on the server, which re-derives the selectors from the evidence; a
+//! stream attested without one is inspected again, hashing, once such an entry arrives.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,8 +23,8 @@ use sworn_identity::selector::Selector;
 use sworn_identity::unix::UnixFacts;
 use sworn_proto::agent::UnixEvidence;
 
+use super::entitlements::Derived;
 use super::inspections::{Inspections, Turn};
-use crate::sync::SyncState;
 use crate::telemetry::Metrics;
 
 /// Why a caller was refused. The client only ever sees "no identity issued".
@@ -53,10 +58,21 @@ impl Refusal {
     }
 }
 
+/// Whether an inspection hashes the caller's executable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    /// Some entry has a `unix:sha256` selector.
+    Needed,
+    /// No entry has one: the facts carry no digest.
+    Skipped,
+}
+
 /// A caller's identity facts.
 #[derive(Debug, Clone)]
 pub struct Attested {
     caller: Arc<Caller>,
+    /// Whether the facts carry the executable's digest (always, for a pod: none is needed).
+    pub hash: Hash,
     /// The caller's selectors.
     pub selectors: BTreeSet<Selector>,
     /// What the server re-verifies.
@@ -70,6 +86,7 @@ impl Attested {
     pub fn kubernetes(caller: Arc<Caller>, facts: crate::k8s::K8sFacts) -> Self {
         Attested {
             caller,
+            hash: Hash::Needed,
             selectors: facts.selectors.clone(),
             evidence: UnixEvidence::default(),
             k8s: Some(facts),
@@ -100,14 +117,23 @@ impl Attested {
         self.caller.verify_unchanged().map_err(Refusal::Caller)
     }
 
-    /// IDs of the entries in `state` whose selectors are all among the caller's.
-    pub fn entitled(&self, state: &SyncState) -> Vec<Grant> {
-        state
-            .entries
-            .iter()
-            .filter(|e| e.selectors.iter().all(|s| self.selectors.contains(s)))
-            .map(|e| Grant::Entry(e.id))
-            .collect()
+    /// Whose SVIDs this caller is served: its evidence's scope in the cache.
+    pub fn scope(&self) -> crate::cache::Scope {
+        match &self.k8s {
+            Some(facts) => crate::cache::Scope::of(&crate::k8s::svids::evidence(facts)),
+            None => crate::cache::Scope::Unix(self.evidence.clone()),
+        }
+    }
+
+    /// The caller as captured at accept, to inspect it again.
+    pub fn caller(&self) -> &Arc<Caller> {
+        &self.caller
+    }
+
+    /// IDs of the entries of the state `derived` whose selectors are all among the
+    /// caller's (through its index, not a scan).
+    pub fn entitled(&self, derived: &Derived) -> Vec<Grant> {
+        derived.entitled(&self.selectors)
     }
 }
 
@@ -124,11 +150,13 @@ pub fn caller_of<T>(request: &tonic::Request<T>) -> Result<Arc<Caller>, Refusal>
 /// blocking read the loop cannot interrupt.
 const INSPECTION_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Inspects the caller in its uid's turn, hashing its executable off the async threads.
+/// Inspects the caller in its uid's turn, hashing its executable off the async threads if
+/// `hash` says so.
 pub async fn attest(
     caller: Arc<Caller>,
     inspections: &Arc<Inspections>,
     metrics: &Metrics,
+    hash: Hash,
 ) -> Result<Attested, Refusal> {
     let turn: Turn = inspections
         .turn(caller.uid())
@@ -139,7 +167,8 @@ pub async fn attest(
     let task = tokio::task::spawn_blocking(move || {
         // The turn ends with the inspection itself, even after the request gave up on it.
         let _turn = turn;
-        inspected.unix_facts(shared.digests())
+        let digests = (hash == Hash::Needed).then(|| shared.digests());
+        inspected.unix_facts(digests)
     });
     let facts = tokio::time::timeout(limit, task)
         .await
@@ -153,10 +182,11 @@ pub async fn attest(
         digest = ?facts.digest_source,
         "unix caller inspected"
     );
-    metrics.exe_digest(match facts.digest_source {
-        DigestSource::Cached => "hit",
-        DigestSource::Hashed => "miss",
-    });
+    match facts.digest_source {
+        Some(DigestSource::Cached) => metrics.exe_digest("hit"),
+        Some(DigestSource::Hashed) => metrics.exe_digest("miss"),
+        None => {}
+    }
     let path = match &facts.exe_path {
         Some(path) => path.to_str().map(str::to_owned).unwrap_or_default(),
         None => {
@@ -176,10 +206,11 @@ pub async fn attest(
         gid: facts.gid,
         supplementary_gids: facts.supplementary_gids,
         path,
-        sha256: facts.exe_sha256.to_hex(),
+        sha256: facts.exe_sha256.map(|d| d.to_hex()).unwrap_or_default(),
     };
     Ok(Attested {
         caller,
+        hash,
         selectors: unix.selectors(),
         evidence: unix.into(),
         k8s: None,

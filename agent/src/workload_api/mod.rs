@@ -3,13 +3,15 @@
 //! Order of checks for every call: the security header (`InvalidArgument`), the agent's
 //! readiness (`Unavailable`), the caller captured at accept (`PermissionDenied`), the
 //! per-caller stream limits (`ResourceExhausted`), then unix attestation. Streams send the
-//! complete state at once and again on every change of the Sync state or the cache; they end
-//! with `PermissionDenied` when the caller's last identity goes away. A stream is a plain
+//! complete state at once and again on every change that concerns their caller: its SVIDs in
+//! the cache, or its entitlement or the bundle in the Sync state; they end with
+//! `PermissionDenied` when the caller's last identity goes away. A stream is a plain
 //! `Stream` polled by tonic, so a client that disconnects drops it, with its permit, and
 //! nothing is left behind. Inbound messages are capped at 4 KiB (every request is tiny).
 
 mod attest;
 mod conn;
+mod entitlements;
 mod header;
 mod inspections;
 mod limits;
@@ -48,8 +50,9 @@ pub use limits::{
     MAX_STREAMS_PER_TENANT,
 };
 
-use attest::Attested;
+use attest::{Attested, Hash};
 use conn::ConnSettings;
+use entitlements::Entitlements;
 use limits::{Limits, StreamPermit};
 
 /// Largest inbound message: requests are empty or a few strings.
@@ -71,6 +74,8 @@ pub(crate) struct Shared {
     /// The HTTP/2 guard's bounds and deadlines for every connection.
     guard: sworn_h2guard::Limits,
     inspections: Arc<inspections::Inspections>,
+    /// What the current Sync state asks of callers, derived once per state.
+    entitlements: Arc<Entitlements>,
     /// Kubernetes mode: the pod watch and attestation settings.
     k8s: Option<Arc<PodWorkloads>>,
     /// Whether callers are captured with `SO_PEERPIDFD` (see `pidfd`).
@@ -96,6 +101,7 @@ impl Shared {
             inspections: Arc::new(inspections::Inspections::new(
                 sworn_caller::DigestCache::default(),
             )),
+            entitlements: Arc::default(),
             k8s: None,
             peer_pidfd: sworn_caller::PeerPidfd::Use,
         }
@@ -133,6 +139,53 @@ impl Shared {
         self.limits = Arc::new(Limits::new(max_connections));
         self.guard = guard;
         self
+    }
+
+    /// Whether unix callers are hashed now: only while some synced entry has a
+    /// `unix:sha256` selector.
+    fn hash(&self) -> Hash {
+        let state = self.sync.borrow().clone();
+        match state {
+            Some(state) if self.entitlements.of(&state).needs_sha256 => Hash::Needed,
+            _ => Hash::Skipped,
+        }
+    }
+
+    /// What a Sync state means for `who`'s stream: its entries and the bundle.
+    fn view(&self, who: &Attested) -> Option<View> {
+        let state = self.sync.borrow().clone()?;
+        let derived = self.entitlements.of(&state);
+        let entitled = match &who.k8s {
+            Some(facts) => crate::k8s::svids::entitled_indexed(facts, &state, derived.index()),
+            None => who.entitled(&derived),
+        };
+        Some(View {
+            entitled,
+            bundle: state.bundle.clone(),
+        })
+    }
+
+    /// Whether [`Shared::reinspected`] would inspect `who` again.
+    fn needs_reinspection(&self, who: &Attested) -> bool {
+        self.k8s.is_none() && who.hash == Hash::Skipped && self.hash() == Hash::Needed
+    }
+
+    /// A unix caller attested without its executable's digest, inspected again with it
+    /// once some entry needs it (so an open stream still gets a `unix:sha256` entry added
+    /// later); `None` when nothing changed. A caller that can no longer be inspected has no
+    /// identity.
+    async fn reinspected(&self, who: &Attested) -> Result<Option<Attested>, Status> {
+        if !self.needs_reinspection(who) {
+            return Ok(None);
+        }
+        let caller = who.caller().clone();
+        match attest::attest(caller, &self.inspections, &self.metrics, Hash::Needed).await {
+            Ok(fresh) => Ok(Some(fresh)),
+            Err(e) => {
+                info!(target: "sworn::audit", factor = %e.factor(), error = %e, uid = who.uid(), pid = who.pid(), "caller refused on re-inspection");
+                Err(refusal::no_identity())
+            }
+        }
     }
 
     /// Kubernetes mode: the cgroup roots a caller's pod is found under.
@@ -185,7 +238,7 @@ impl Shared {
                 }),
             None => {
                 let (uid, pid) = (caller.uid(), caller.pid());
-                attest::attest(caller, &self.inspections, &self.metrics)
+                attest::attest(caller, &self.inspections, &self.metrics, self.hash())
                     .await
                     .map_err(|e| {
                         info!(target: "sworn::audit", method, factor = %e.factor(), error = %e, uid, pid, "caller refused");
@@ -198,26 +251,47 @@ impl Shared {
     }
 }
 
+/// What a Sync state means for one stream; a Sync message that leaves it equal wakes no
+/// stream.
+#[derive(Debug, PartialEq, Eq)]
+struct View {
+    entitled: Vec<sworn_identity::Grant>,
+    bundle: Vec<Vec<u8>>,
+}
+
 /// The tonic service.
 #[derive(Debug)]
 struct WorkloadApi {
     shared: Shared,
 }
 
-/// Follows changes and yields each new complete state; ends after an error.
-fn follow<T, F, Fut>(shared: Shared, permit: StreamPermit, first: T, next: F) -> BoxStream<T>
+/// Follows changes and yields each new complete state for `who`; ends after an error.
+///
+/// A stream wakes to recompute only for its own caller: a change of its scope's SVIDs in
+/// the cache, or a Sync state that changes its entitlement or the bundle (or that needs
+/// the caller inspected again, see [`Shared::reinspected`]). Other callers' changes and
+/// Sync messages that change nothing for it cost it no recomputation
+/// (`sworn_agent_workload_api_stream_wakeups_total`).
+fn follow<T, F, Fut>(
+    shared: Shared,
+    permit: StreamPermit,
+    who: Attested,
+    first: T,
+    next: F,
+) -> BoxStream<T>
 where
     T: Clone + PartialEq + Send + 'static,
-    F: Fn(Shared) -> Fut + Send + 'static,
+    F: Fn(Shared, Arc<Attested>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, Status>> + Send,
 {
     Box::pin(async_stream::stream! {
         let _permit = permit;
         let mut sync = shared.sync.clone();
         sync.borrow_and_update();
-        // Every change of the cache: new SVIDs, rotation, expiry, a pod's deletion.
-        let mut cache = shared.cache.subscribe();
-        cache.borrow_and_update();
+        let mut who = Arc::new(who);
+        // Changes of this caller's SVIDs: new, rotated, expired, dropped (a pod's deletion).
+        let mut cache = shared.cache.watch(&who.scope());
+        let mut view = shared.view(&who);
         let mut last = first.clone();
         yield Ok(first);
         loop {
@@ -226,10 +300,34 @@ where
                     yield Err(Status::unavailable("the agent is shutting down"));
                     break;
                 }
-                changed = sync.changed() => if changed.is_err() { break },
-                changed = cache.changed() => if changed.is_err() { break },
+                changed = sync.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let now = shared.view(&who);
+                    if now == view && !shared.needs_reinspection(&who) {
+                        continue;
+                    }
+                    view = now;
+                }
+                () = cache.changed() => {}
             }
-            match next(shared.clone()).await {
+            shared.metrics.stream_wakeups.inc();
+            // Changes from here on (this recomputation's own mints included) wake it again.
+            cache.seen();
+            match shared.reinspected(&who).await {
+                Ok(Some(fresh)) => {
+                    who = Arc::new(fresh);
+                    cache = shared.cache.watch(&who.scope());
+                    view = shared.view(&who);
+                }
+                Ok(None) => {}
+                Err(status) => {
+                    yield Err(status);
+                    break;
+                }
+            }
+            match next(shared.clone(), who.clone()).await {
                 Ok(msg) if msg == last => {}
                 Ok(msg) => {
                     last = msg.clone();
@@ -258,11 +356,13 @@ impl SpiffeWorkloadApi for WorkloadApi {
         let first = self.shared.x509_svids(&who).await.inspect_err(|_| {
             self.shared.metrics.deny("fetch_x509_svid", "no_identity");
         })?;
-        let who = Arc::new(who);
-        let stream = follow(self.shared.clone(), permit, first, move |shared| {
-            let who = who.clone();
-            async move { shared.x509_svids(&who).await }
-        });
+        let stream = follow(
+            self.shared.clone(),
+            permit,
+            who,
+            first,
+            |shared, who| async move { shared.x509_svids(&who).await },
+        );
         Ok(Response::new(stream))
     }
 
@@ -276,11 +376,13 @@ impl SpiffeWorkloadApi for WorkloadApi {
                 .metrics
                 .deny("fetch_x509_bundles", "no_identity");
         })?;
-        let who = Arc::new(who);
-        let stream = follow(self.shared.clone(), permit, first, move |shared| {
-            let who = who.clone();
-            async move { shared.x509_bundles(&who) }
-        });
+        let stream = follow(
+            self.shared.clone(),
+            permit,
+            who,
+            first,
+            |shared, who| async move { shared.x509_bundles(&who) },
+        );
         Ok(Response::new(stream))
     }
 

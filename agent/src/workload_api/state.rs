@@ -21,8 +21,9 @@ impl Shared {
     /// The complete X509-SVID message for `who`.
     pub async fn x509_svids(&self, who: &Attested) -> Result<X509svidResponse, Status> {
         let state = self.sync.borrow().clone().ok_or_else(not_ready)?;
+        let derived = self.entitlements.of(&state);
         if let (Some(_), Some(facts)) = (&self.k8s, &who.k8s) {
-            let entry_ids = crate::k8s::svids::entitled(facts, &state);
+            let entry_ids = crate::k8s::svids::entitled_indexed(facts, &state, derived.index());
             let evidence = crate::k8s::svids::evidence(facts);
             let svids = self
                 .cache
@@ -34,7 +35,7 @@ impl Shared {
                 })?;
             return self.respond(who, &state, &svids);
         }
-        let entry_ids = who.entitled(&state);
+        let entry_ids = who.entitled(&derived);
         if entry_ids.is_empty() {
             info!(target: "sworn::audit", factor = %Factor::Policy, uid = who.uid(), pid = who.pid(), "no entry matches the caller");
             return Err(no_identity());
@@ -93,7 +94,7 @@ impl Shared {
         let entitled = match (&self.k8s, &who.k8s) {
             // The default identity: entitled while the pod is in the node's watch.
             (Some(k8s), Some(facts)) => k8s.index().by_uid(&facts.evidence.pod_uid).is_some(),
-            _ => !who.entitled(&state).is_empty(),
+            _ => !who.entitled(&self.entitlements.of(&state)).is_empty(),
         };
         if !entitled {
             let factor = if who.k8s.is_some() {

@@ -88,6 +88,12 @@ impl Env {
         Env { dir, server, admin }
     }
 
+    /// Lets callers of other uids reach the agents' sockets in the run directory.
+    pub fn open_to_other_uids(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     pub fn server_bundle_file(&self) -> PathBuf {
         self.server.shared.config.bundle_file.clone()
     }
@@ -235,4 +241,54 @@ pub fn leaf_not_after(x509_svid: &[u8]) -> std::time::SystemTime {
     let leaf = x509_parser::parse_x509_certificate(&chain[0]).unwrap().1;
     let secs = leaf.validity().not_after.timestamp();
     std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(secs.try_into().unwrap())
+}
+
+/// The agent's `/metrics` text.
+pub async fn metrics_text(agent: &RunningAgent) -> String {
+    sworn_agent::probe::get(agent.health_address(), "/metrics")
+        .await
+        .unwrap()
+        .body
+}
+
+/// The value of `series` (exact name and labels) on the agent's `/metrics`; `None` if the
+/// agent does not expose it.
+pub async fn metric(agent: &RunningAgent, series: &str) -> Option<f64> {
+    sworn_harness::metrics::value(&metrics_text(agent).await, series)
+}
+
+/// A copy of the `sworn-agent` binary at `dir/name` (its own inode), mode 0755 in a 0755
+/// directory, so callers of any uid can run it.
+pub fn copy_agent_binary(dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join(name);
+    std::fs::copy(env!("CARGO_BIN_EXE_sworn-agent"), &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `exe fetch x509 --socket socket` (one fetch, printing the SPIFFE IDs), as `uid` (and gid
+/// `uid`) if given; output piped, killed on drop.
+pub fn fetch_command(exe: &Path, socket: &Path, uid: Option<u32>) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(["fetch", "x509", "--socket"]).arg(socket);
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// An output's status and text, for assertion messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout {}\nstderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
