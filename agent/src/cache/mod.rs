@@ -25,6 +25,7 @@ mod mint;
 mod queue;
 mod rotation;
 mod scope;
+mod sender;
 mod state;
 mod svid;
 mod svid_cache;

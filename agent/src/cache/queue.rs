@@ -1,9 +1,9 @@
 //! The mint queue: every item the cache needs minted, first mints and rotations alike, waits
 //! here for a request (docs/architecture.md, "The agent's SVID cache").
 //!
-//! The sender ([`SvidCache::run_mints`]) keeps at most [`MAX_REQUESTS_IN_FLIGHT`]
+//! The sender (`sender.rs`, `SvidCache::run_mints`) keeps at most [`MAX_REQUESTS_IN_FLIGHT`]
 //! `MintX509SVIDs` requests in flight on the agent's one HTTP/2 channel and fills each free
-//! slot with up to [`MAX_MINT_ITEMS`] queued items, so items that arrive while the slots are
+//! slot with up to [`MAX_MINT_ITEMS`](super::mint::MAX_MINT_ITEMS) queued items, so items that arrive while the slots are
 //! busy share the next request instead of making one each. Invariants:
 //! - an item is a claimed flight of its key (single flight is the state's), queued once;
 //! - a caller's item goes before rotation's, so a rotation backlog never delays a first mint
@@ -15,19 +15,12 @@
 //!   is cut short (the agent shutting down).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use prometheus_client::metrics::gauge::Gauge;
-use sworn_identity::Factor;
-use sworn_identity::outcome::{Outcome, Unavailable};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug_span};
 
-use super::mint::{self, MAX_MINT_ITEMS};
 use super::scope::{Evidence, Key};
-use super::svid_cache::SvidCache;
 
 /// `MintX509SVIDs` requests in flight at once. Four keep the server busy while answers
 /// travel back (each request is decided item by item on the server), yet bound what one
@@ -49,7 +42,7 @@ pub struct Pending {
 pub struct MintQueue {
     items: Mutex<Items>,
     /// Wakes the sender when an item arrives.
-    arrived: Notify,
+    pub(super) arrived: Notify,
     /// How many wait (`sworn_agent_mint_items_queued`), set on every change.
     queued: Gauge,
 }
@@ -103,7 +96,7 @@ impl MintQueue {
     }
 
     /// Closes the queue; returns what was still waiting.
-    fn close(&self) -> Vec<Pending> {
+    pub(super) fn close(&self) -> Vec<Pending> {
         let mut queued = self.lock();
         queued.closed = true;
         let mut left: Vec<Pending> = queued.callers.drain(..).collect();
@@ -140,103 +133,13 @@ impl MintQueue {
     }
 }
 
-/// Items that have not been given their outcome yet; whatever is left when it is dropped (a
-/// request task aborted at shutdown, items refused by a closed queue) ends `Unavailable`.
-struct InFlight<'a> {
-    cache: &'a SvidCache,
-    items: Vec<Pending>,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        for p in self.items.drain(..) {
-            let outcome = Outcome::Unavailable(Unavailable::new(
-                Factor::Store,
-                "the agent is shutting down",
-            ));
-            self.cache.finish(&p.key, p.id, outcome, p.rotation);
-        }
-    }
-}
-
-impl SvidCache {
-    /// Sends queued items, at most [`MAX_REQUESTS_IN_FLIGHT`] requests at once, until
-    /// `shutdown`; then ends every item queued or in flight `Unavailable`.
-    pub(super) async fn run_mints(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut requests = JoinSet::new();
-        loop {
-            while requests.len() < MAX_REQUESTS_IN_FLIGHT {
-                let batch = self.sendable(self.queue.take(MAX_MINT_ITEMS));
-                if batch.is_empty() {
-                    break;
-                }
-                let span = debug_span!("mint_request", items = batch.len());
-                requests.spawn(self.clone().send(batch).instrument(span));
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = self.queue.arrived.notified(), if requests.len() < MAX_REQUESTS_IN_FLIGHT => {}
-                Some(_) = requests.join_next(), if !requests.is_empty() => {}
-            }
-        }
-        requests.shutdown().await;
-        let left = self.queue.close();
-        drop(InFlight {
-            cache: &self,
-            items: left,
-        });
-    }
-
-    /// Queues `items` for the sender; after shutdown they end `Unavailable` at once.
-    pub(super) fn enqueue(&self, items: Vec<Pending>) {
-        let refused = self.queue.push(items);
-        if !refused.is_empty() {
-            drop(InFlight {
-                cache: self,
-                items: refused,
-            });
-        }
-    }
-
-    /// Leaves out items whose flight ended while they were queued (their workload or entry
-    /// went away): nobody waits for them.
-    fn sendable(&self, batch: Vec<Pending>) -> Vec<Pending> {
-        if batch.is_empty() {
-            return batch;
-        }
-        let state = self.lock();
-        batch
-            .into_iter()
-            .filter(|p| state.is_flight(&p.key, p.id))
-            .collect()
-    }
-
-    /// One request for `batch`, and each item's outcome applied.
-    async fn send(self: Arc<Self>, batch: Vec<Pending>) {
-        let items = batch
-            .iter()
-            .map(|p| (p.key.entry, p.evidence.clone()))
-            .collect();
-        let mut in_flight = InFlight {
-            cache: &self,
-            items: batch,
-        };
-        let outcomes = mint::mint_items(&self.upstream, &self.metrics, items).await;
-        for (p, (_, outcome)) in std::mem::take(&mut in_flight.items)
-            .into_iter()
-            .zip(outcomes)
-        {
-            self.finish(&p.key, p.id, outcome, p.rotation);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use sworn_identity::{EntryId, Grant};
     use sworn_proto::agent::UnixEvidence;
 
     use super::*;
+    use crate::cache::mint::MAX_MINT_ITEMS;
     use crate::cache::scope::Scope;
 
     fn pending(uid: u32, id: u64, rotation: bool) -> Pending {

@@ -32,15 +32,6 @@ pub enum Peer {
     Spire(Box<Spire>),
 }
 
-/// Agent `i`'s name: its data directory and socket are named after it.
-fn agent_name(i: usize) -> String {
-    if i == 0 {
-        "agent".to_owned()
-    } else {
-        format!("agent-{i}")
-    }
-}
-
 impl Peer {
     /// Starts a fresh server and one agent of `kind` in `dir` and waits until the agent is
     /// ready.

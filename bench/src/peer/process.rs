@@ -108,3 +108,12 @@ pub async fn signal(pid: u32, signal: &str) -> Result<()> {
     .await
     .map(|_| ())
 }
+
+/// Agent `i`'s name: its data directory and socket are named after it.
+pub fn agent_name(i: usize) -> String {
+    if i == 0 {
+        "agent".to_owned()
+    } else {
+        format!("agent-{i}")
+    }
+}

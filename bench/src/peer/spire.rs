@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use super::process::{AgentProc, free_port, http_ok, log_file, run_cmd, wait_for};
+use super::process::{AgentProc, agent_name, free_port, http_ok, log_file, run_cmd, wait_for};
 use super::spec::{Binaries, EntrySpec, PeerOptions, TRUST_DOMAIN};
 
 /// Entries per `entry create -data` batch.
@@ -134,7 +134,7 @@ health_checks {{
             .as_str()
             .ok_or_else(|| anyhow!("spire-server token generate: no token in {out:?}"))?
             .to_owned();
-        let name = super::agent_name(i);
+        let name = agent_name(i);
         let data = self.dir.join(&name);
         std::fs::create_dir_all(&data)?;
         let socket = self.dir.join("public").join(format!("{name}.sock"));
@@ -300,7 +300,7 @@ health_checks {{
 
     /// Spawns agent `i` again with its stored identity; returns the spawn instant.
     pub(super) fn respawn_agent(&mut self, i: usize) -> Result<Instant> {
-        let name = super::agent_name(i);
+        let name = agent_name(i);
         let started = Instant::now();
         let child = self.spawn_agent(&self.agents[i].resume_conf.clone(), &name)?;
         self.agents[i].child = Some(child);

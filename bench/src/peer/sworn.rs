@@ -15,7 +15,7 @@ use sworn_proto::admin::{CreateEntryRequest, GenerateJoinTokenRequest, ListAgent
 use tokio::process::{Child, Command};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::process::{AgentProc, free_port, http_ok, log_file, wait_for};
+use super::process::{AgentProc, agent_name, free_port, http_ok, log_file, wait_for};
 use super::spec::{Binaries, EntrySpec, PeerOptions, TRUST_DOMAIN};
 
 /// Concurrent CreateEntry calls in flight.
@@ -87,7 +87,7 @@ impl Sworn {
             .into_inner()
             .token;
         let health_port = free_port()?;
-        let name = super::agent_name(i);
+        let name = agent_name(i);
         let socket = self.dir.join("public").join(format!("{name}.sock"));
         let conf = format!(
             "trust_domain = \"{TRUST_DOMAIN}\"\n\
@@ -200,7 +200,7 @@ impl Sworn {
 
     /// Spawns agent `i` again with its stored identity; returns the spawn instant.
     pub(super) fn respawn_agent(&mut self, i: usize) -> Result<Instant> {
-        let name = super::agent_name(i);
+        let name = agent_name(i);
         let started = Instant::now();
         let child = self.spawn_agent(&self.agents[i].resume_conf.clone(), &name)?;
         self.agents[i].child = Some(child);
