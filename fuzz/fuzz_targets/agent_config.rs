@@ -73,7 +73,10 @@ fuzz_target!(|data: &[u8]| {
         NodeAttestation::JoinToken(None) => {}
         NodeAttestation::K8s { cluster, .. } => {
             assert!(!cluster.is_empty());
-            assert!(!danger, "Kubernetes attestation with danger_insecure_bootstrap");
+            assert!(
+                !danger,
+                "Kubernetes attestation with danger_insecure_bootstrap"
+            );
             assert!(c.node_name.as_deref().is_some_and(|n| !n.is_empty()));
         }
     }

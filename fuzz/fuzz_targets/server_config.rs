@@ -63,7 +63,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(r.per_second.is_finite() && r.per_second > 0.0 && r.burst > 0);
     }
     if c.danger_allow_lost_datastore {
-        let set = table.as_ref().and_then(|t| t.get("danger_allow_lost_datastore"));
+        let set = table
+            .as_ref()
+            .and_then(|t| t.get("danger_allow_lost_datastore"));
         assert_eq!(set, Some(&toml::Value::Boolean(true)));
     }
     let mut names = std::collections::BTreeSet::new();
