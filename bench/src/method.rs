@@ -38,8 +38,10 @@ of the stripped worker: N=1 p50/p99, and calls/s with N workloads in a closed lo
   - issuance: N new workloads (entries created together, workloads retrying every 200 ms) \
 until all served → SVID/s; server CPU (`/proc/<pid>/stat`) per 1000 SVIDs.
   - storm: N SVIDs with one short TTL, each held on an open stream; the agent is frozen \
-(SIGSTOP) until every SVID is past its half-life, and resumed at T0, so all are due at one \
-instant; drain = T0 → last rotated SVID pushed; jitter = spread of the rotation points.
+(SIGSTOP) until every SVID is past its latest rotation point (the half-life counted from \
+when the workload held it, which covers a rotation counted from receipt as sworn's is and \
+one counted from the certificate's backdated notBefore as SPIRE's is), and resumed at T0, \
+so all are due at one instant; drain = T0 → last rotated SVID pushed; jitter = spread of the rotation points.
   - memory: server RSS with 100k entries (spread over 100 agents that never connect) and \
 its agent connected, 5 s after the first SVID.
   - coldstart: the same datastore, from stopped: server spawn → server ready → agent \

@@ -2,13 +2,18 @@
 //!
 //! Per run (one system, fresh instance): every storm workload gets an entry with the same
 //! short TTL (`storm_ttl_s`), fetches its SVID and holds it on an open FetchX509SVID stream.
-//! The agent is then frozen (SIGSTOP) until every SVID is past its rotation point (half-life
-//! of its `notBefore..notAfter`, read from the certificate; both systems rotate by then) and
-//! resumed (SIGCONT) at T0, a margin (TTL/12, at least 2 s) after the last rotation point and
-//! before the first expiry, so all `storm_svids` are due at once. Measured from T0:
+//! The agent is then frozen (SIGSTOP) until every SVID is past its latest possible rotation
+//! point and resumed (SIGCONT) at T0, a margin (TTL/12, at least 2 s) after the last rotation point and
+//! before the first expiry, so all `storm_svids` are due at once. The latest rotation point
+//! of an SVID is the half-life of `max(notBefore, seen)..notAfter`, where `seen` is when
+//! every storm workload held its SVID (read from the certificate and the bench's clock):
+//! SPIRE's agent rotates at the half-life of the certificate's own validity, sworn's at the
+//! half-life counted from receipt (its server backdates `notBefore` by 10 s, so the
+//! certificate's half-life comes earlier; receipt is before `seen`). Both rotate by then.
+//! Measured from T0:
 //! - drain time: T0 → the last workload receiving its rotated SVID on its stream;
 //! - first rotated SVID after T0, and the jitter: the spread of the SVIDs' rotation points
-//!   (last − first half-life instant), how far apart they fell due before T0;
+//!   (last − first latest rotation point), how far apart they fell due before T0;
 //! - fetch p99 of [`PROBES`] warm workloads (1 h SVIDs) calling in a closed loop from T0,
 //!   counting calls started before the last rotated SVID arrived;
 //! - peak agent and server RSS during the drain.
@@ -90,6 +95,8 @@ async fn one(
     };
     probes.call_all_ok(0..probes_n, &until_ok).await?;
     ctx.pool.call_all_ok(0..n, &until_ok).await?;
+    // Every storm workload holds its SVID by now, so each was received before this.
+    let seen = now_ns().div_ceil(1_000_000_000);
     ctx.pool.drain_events();
     let opened = ctx
         .pool
@@ -116,10 +123,13 @@ async fn one(
             kind.name()
         );
     }
-    // Every SVID's rotation point is its half-life (sworn brings it forward by up to a
-    // tenth of the lifetime, at random); T0 is a margin after the last one, well before the
-    // first expiry.
-    let half = |(nb, na): (u64, u64)| nb as f64 + (na - nb) as f64 / 2.0;
+    // Every SVID's latest rotation point is the half-life of max(notBefore, seen)..notAfter
+    // (module docs; sworn also brings it forward by up to a tenth of the lifetime, at
+    // random); T0 is a margin after the last one, well before the first expiry.
+    let half = |(nb, na): (u64, u64)| {
+        let from = nb.max(seen);
+        from as f64 + na.saturating_sub(from) as f64 / 2.0
+    };
     let due_last = validity.iter().copied().map(half).fold(f64::MIN, f64::max);
     let due_first = validity.iter().copied().map(half).fold(f64::MAX, f64::min);
     let expiry_first = validity.iter().map(|v| v.1).min().unwrap_or(0) as f64;
