@@ -84,7 +84,14 @@ run_target() {
 report() {
     local target=$1 rc=$2
     if [[ $rc -ne 0 ]]; then
-        wait || true
+        # Let the other running target end, so its output is not cut mid-line, and name it
+        # too if it also failed (its log is in the same place).
+        local pid other_rc
+        for pid in "${!running[@]}"; do
+            [[ ${running[$pid]} == "$target" ]] && continue
+            wait "$pid" && other_rc=0 || other_rc=$?
+            [[ $other_rc -eq 0 ]] || echo "run.sh: target ${running[$pid]} also FAILED (exit $other_rc)" >&2
+        done
         tail -n 60 "$work/$target.log" >&2
         local artifact=none found
         for found in "$work/artifacts/$target"/*; do

@@ -13,7 +13,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Env, copy_agent_binary, fetch_command, metric, my_uid, output_text, uid_selector};
+use support::{
+    Env, copy_agent_binary, fetch_command, metric, output_text, require_root, uid_selector,
+};
 
 const CALLERS: u32 = 64;
 /// The callers' uids: `BASE_UID..BASE_UID + CALLERS`.
@@ -27,11 +29,7 @@ fn spiffe_id(i: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_first_mints_at_once_share_a_handful_of_requests() {
-    assert_eq!(
-        my_uid(),
-        0,
-        "the callers run under their own uids: run as root"
-    );
+    require_root();
     let env = Env::start().await;
     env.open_to_other_uids();
     let agent = env.agent("a").await;

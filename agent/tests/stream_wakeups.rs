@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{Env, metric, my_uid, uid_selector};
+use support::{Env, metric, require_root, uid_selector};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const STREAMS: u32 = 20;
@@ -76,11 +76,7 @@ impl Watcher {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_callers_rotation_or_new_entry_wakes_only_its_stream_of_twenty() {
-    assert_eq!(
-        my_uid(),
-        0,
-        "the callers run under their own uids: run as root"
-    );
+    require_root();
     let env = Env::start().await;
     env.open_to_other_uids();
     let agent = env.agent("a").await;

@@ -204,6 +204,15 @@ pub fn my_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// Fails the test at once unless it runs as root: its callers run under uids of their own.
+pub fn require_root() {
+    assert_eq!(
+        my_uid(),
+        0,
+        "the callers run under their own uids: run as root"
+    );
+}
+
 pub fn uid_selector(uid: u32) -> Vec<String> {
     vec![format!("unix:uid:{uid}")]
 }
